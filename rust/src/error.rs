@@ -1,0 +1,75 @@
+//! The one error type of the core. Every failure the core can report is a variant here;
+//! the binding layer maps each variant onto a Python exception class in one function
+//! (`lib.rs::to_pyerr`), so nothing is ever erased into a bare string.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the core.
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Replayed code asked for something other than what the journal recorded.
+    #[error(
+        "non-deterministic replay in workflow {workflow_id}, invocation {invocation_id}, \
+         position {position}: the journal recorded {recorded} but the code now asks for \
+         {requested}. Restore the code that recorded this workflow, or start a new workflow."
+    )]
+    NonDeterminism {
+        workflow_id: String,
+        invocation_id: String,
+        position: u64,
+        recorded: String,
+        requested: String,
+    },
+
+    /// A stored record failed its checksum or could not be decoded.
+    #[error(
+        "corrupt journal entry in store {path}: invocation {invocation_id}, position {position}: \
+         {detail}. The entry is not replayed; restore the store from a backup."
+    )]
+    CorruptEntry { path: PathBuf, invocation_id: String, position: u64, detail: String },
+
+    /// The store files exist but are not a readable store (truncated, garbage, wrong kind).
+    #[error("store at {path} is corrupt or not a pynenc store: {detail}")]
+    CorruptStore { path: PathBuf, detail: String },
+
+    /// The store was written by a newer format than this build reads.
+    #[error(
+        "store at {path} has format version {found}, this build reads up to {supported}: \
+         upgrade pynenc-replay to open it"
+    )]
+    FormatVersion { path: PathBuf, found: u32, supported: u32 },
+
+    /// The store path cannot be created or opened for writing.
+    #[error("cannot open store at {path}: {detail}")]
+    StoreAccess { path: PathBuf, detail: String },
+
+    /// The filesystem holding the store is read-only.
+    #[error("store at {path} is on a read-only filesystem: open it on a writable path")]
+    ReadOnly { path: PathBuf },
+
+    /// An I/O error while reading or committing; the commit did not happen.
+    #[error("I/O error on store at {path} during {during}: {source}; nothing of this commit was stored")]
+    Io {
+        path: PathBuf,
+        during: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Any other LMDB failure.
+    #[error("LMDB error on store at {path} during {during}: {detail}")]
+    Lmdb { path: PathBuf, during: &'static str, detail: String },
+
+    /// A write carried a fencing token older than the current lease: the writer lost its lease.
+    #[error(
+        "lease lost on invocation {invocation_id}: write carried token {token} but the current \
+         lease token is {current}; another worker owns this invocation now"
+    )]
+    StaleLease { invocation_id: String, token: u64, current: u64 },
+
+    /// A caller passed a value the core cannot accept.
+    #[error("{0}")]
+    InvalidArgument(String),
+}

@@ -1,0 +1,398 @@
+//! The Recorder: one per execution (attempt) of an invocation.
+//!
+//! It is handed the entries already recorded for the invocation and serves them in order, by
+//! position, comparing the kind and key of each operation with what the code asks for now. When
+//! the recorded entries run out it switches to recording: new entries are buffered until the
+//! caller takes them (`take_new`) to persist. It is storage-agnostic: it never touches a store.
+
+use crate::clock::Clock;
+use crate::entry::{Entry, Op};
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::stream::Stream;
+
+/// Names of the per-invocation streams; part of the format.
+pub const RANDOM_STREAM: &str = "random";
+pub const UUID_STREAM: &str = "uuid";
+
+pub struct Recorder {
+    workflow_id: String,
+    invocation_id: [u8; 16],
+    attempt: u32,
+    recorded: Vec<Entry>,
+    /// Position of the next operation (index into `recorded`, then past its end).
+    position: u64,
+    /// Entries recorded since the last `take_new`, starting at `new_first`.
+    new: Vec<Entry>,
+    new_first: u64,
+    /// Whether `new` holds a value that cannot be regenerated (time, data read, side effect).
+    volatile_pending: bool,
+    random: Stream,
+    uuid: Stream,
+    clock: Clock,
+}
+
+impl Recorder {
+    pub fn new(workflow_id: String, invocation_id: [u8; 16], attempt: u32, recorded: Vec<Entry>) -> Self {
+        let first_new = recorded.len() as u64;
+        Recorder {
+            workflow_id,
+            random: Stream::new(&invocation_id, attempt, RANDOM_STREAM),
+            uuid: Stream::new(&invocation_id, attempt, UUID_STREAM),
+            invocation_id,
+            attempt,
+            recorded,
+            position: 0,
+            new: Vec::new(),
+            new_first: first_new,
+            volatile_pending: false,
+            clock: Clock::new(),
+        }
+    }
+
+    pub fn invocation_id(&self) -> &[u8; 16] {
+        &self.invocation_id
+    }
+    pub fn workflow_id(&self) -> &str {
+        &self.workflow_id
+    }
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+    /// Position of the next operation.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+    /// True while recorded entries remain to be served.
+    pub fn replaying(&self) -> bool {
+        (self.position as usize) < self.recorded.len()
+    }
+    /// Number of entries recorded before this execution started.
+    pub fn recorded_len(&self) -> usize {
+        self.recorded.len()
+    }
+    /// True when buffered new entries hold a value that could not be regenerated after a crash.
+    pub fn volatile_pending(&self) -> bool {
+        self.volatile_pending
+    }
+    /// Number of buffered new entries.
+    pub fn pending_len(&self) -> usize {
+        self.new.len()
+    }
+
+    /// The recorded entry at the current position, if still replaying.
+    #[inline]
+    fn recorded_here(&self) -> Option<&Entry> {
+        self.recorded.get(self.position as usize)
+    }
+
+    fn diverged(&self, recorded: &Op, requested: String) -> Error {
+        Error::NonDeterminism {
+            workflow_id: self.workflow_id.clone(),
+            invocation_id: ids::format(&self.invocation_id),
+            position: self.position,
+            recorded: recorded.describe(),
+            requested,
+        }
+    }
+
+    #[inline]
+    fn record(&mut self, op: Op) {
+        self.volatile_pending |= op.is_volatile();
+        self.new.push(Entry::new(op));
+        self.position += 1;
+    }
+
+    /// A raw 64-bit draw of the random stream.
+    #[inline]
+    pub fn random_u64(&mut self) -> Result<u64> {
+        let drawn = self.random.next_u64();
+        if let Some(e) = self.recorded_here() {
+            return match e.op {
+                Op::Random(v) => {
+                    self.position += 1;
+                    Ok(v)
+                }
+                ref other => Err(self.diverged(other, "random()".into())),
+            };
+        }
+        self.record(Op::Random(drawn));
+        Ok(drawn)
+    }
+
+    /// A version-4 UUID from the uuid stream.
+    pub fn uuid(&mut self) -> Result<[u8; 16]> {
+        let drawn = self.uuid.next_uuid();
+        if let Some(e) = self.recorded_here() {
+            return match e.op {
+                Op::Uuid(v) => {
+                    self.position += 1;
+                    Ok(v)
+                }
+                ref other => Err(self.diverged(other, "uuid()".into())),
+            };
+        }
+        self.record(Op::Uuid(drawn));
+        Ok(drawn)
+    }
+
+    /// A clock reading in µs since the epoch: the real clock (strictly increasing), or the
+    /// recorded reading on replay.
+    pub fn time(&mut self) -> Result<i64> {
+        if let Some(e) = self.recorded_here() {
+            return match e.op {
+                Op::Time(t) => {
+                    self.clock.observe(t);
+                    self.position += 1;
+                    Ok(t)
+                }
+                ref other => Err(self.diverged(other, "utc_now()".into())),
+            };
+        }
+        let t = self.clock.next();
+        self.record(Op::Time(t));
+        Ok(t)
+    }
+
+    /// Look up a side effect: its recorded value on replay, `None` when it must run now (the
+    /// caller then runs it and calls `record_side_effect`).
+    pub fn side_effect(&mut self, name: &str) -> Result<Option<Vec<u8>>> {
+        match self.recorded_here() {
+            None => Ok(None),
+            Some(Entry { op: Op::SideEffect { name: n, value }, .. }) if n == name => {
+                let v = value.clone();
+                self.position += 1;
+                Ok(Some(v))
+            }
+            Some(e) => Err(self.diverged(&e.op.clone(), format!("side_effect({name:?})"))),
+        }
+    }
+
+    pub fn record_side_effect(&mut self, name: &str, value: Vec<u8>) {
+        self.record(Op::SideEffect { name: name.to_owned(), value });
+    }
+
+    /// The dispatch of a child invocation of `task_id` with arguments digesting to
+    /// `args_digest`. Returns the child's invocation id (derived from this invocation's id,
+    /// attempt and position, so it is the same on replay) and whether it was replayed.
+    pub fn child(&mut self, task_id: &str, args_digest: [u8; 16]) -> Result<([u8; 16], bool)> {
+        if let Some(e) = self.recorded_here() {
+            return match &e.op {
+                Op::Child { child_id, args_digest: d, task_id: t } if t == task_id && *d == args_digest => {
+                    let id = *child_id;
+                    self.position += 1;
+                    Ok((id, true))
+                }
+                other => {
+                    let requested = Op::Child { child_id: [0; 16], args_digest, task_id: task_id.to_owned() };
+                    Err(self.diverged(&other.clone(), requested.describe()))
+                }
+            };
+        }
+        let child_id = ids::child_id(&self.invocation_id, self.attempt, self.position);
+        self.record(Op::Child { child_id, args_digest, task_id: task_id.to_owned() });
+        Ok((child_id, false))
+    }
+
+    /// Look up a data read: `Some(recorded value)` on replay, `None` when the caller must read
+    /// the live value now and call `record_data_read`.
+    pub fn data_read(&mut self, key: &str) -> Result<Option<Option<Vec<u8>>>> {
+        match self.recorded_here() {
+            None => Ok(None),
+            Some(Entry { op: Op::DataRead { key: k, value }, .. }) if k == key => {
+                let v = value.clone();
+                self.position += 1;
+                Ok(Some(v))
+            }
+            Some(e) => Err(self.diverged(&e.op.clone(), format!("get_data({key:?})"))),
+        }
+    }
+
+    pub fn record_data_read(&mut self, key: &str, value: Option<Vec<u8>>) {
+        self.record(Op::DataRead { key: key.to_owned(), value });
+    }
+
+    /// A data write. Returns true when it was replayed (already durable: do not write again).
+    pub fn data_write(&mut self, key: &str, value_digest: [u8; 16]) -> Result<bool> {
+        if let Some(e) = self.recorded_here() {
+            return match &e.op {
+                Op::DataWrite { key: k, value_digest: d } if k == key && *d == value_digest => {
+                    self.position += 1;
+                    Ok(true)
+                }
+                other => {
+                    let requested = Op::DataWrite { key: key.to_owned(), value_digest };
+                    Err(self.diverged(&other.clone(), requested.describe()))
+                }
+            };
+        }
+        self.record(Op::DataWrite { key: key.to_owned(), value_digest });
+        Ok(false)
+    }
+
+    /// Hand over the buffered new entries and the position of the first of them.
+    pub fn take_new(&mut self) -> (u64, Vec<Entry>) {
+        let first = self.new_first;
+        let entries = std::mem::take(&mut self.new);
+        self.new_first = first + entries.len() as u64;
+        self.volatile_pending = false;
+        (first, entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const INV: [u8; 16] = [9; 16];
+
+    fn fresh() -> Recorder {
+        Recorder::new("wf".into(), INV, 0, Vec::new())
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Random,
+        Uuid,
+        Time,
+        SideEffect(String, Vec<u8>),
+        Child(String, [u8; 16]),
+        Read(String, Option<Vec<u8>>),
+        Write(String, [u8; 16]),
+    }
+
+    fn arb_step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            Just(Step::Random),
+            Just(Step::Uuid),
+            Just(Step::Time),
+            ("[a-c]", proptest::collection::vec(any::<u8>(), 0..8)).prop_map(|(n, v)| Step::SideEffect(n, v)),
+            ("[a-c]", any::<[u8; 16]>()).prop_map(|(t, d)| Step::Child(t, d)),
+            ("[a-c]", proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)))
+                .prop_map(|(k, v)| Step::Read(k, v)),
+            ("[a-c]", any::<[u8; 16]>()).prop_map(|(k, d)| Step::Write(k, d)),
+        ]
+    }
+
+    /// Run a program; `live` values are what the outside world would return when recording.
+    fn run(r: &mut Recorder, steps: &[Step]) -> Result<Vec<String>> {
+        let mut seen = Vec::new();
+        for s in steps {
+            let v = match s {
+                Step::Random => format!("{}", r.random_u64()?),
+                Step::Uuid => format!("{:?}", r.uuid()?),
+                Step::Time => format!("{}", r.time()?),
+                Step::SideEffect(n, live) => match r.side_effect(n)? {
+                    Some(v) => format!("{v:?}"),
+                    None => {
+                        r.record_side_effect(n, live.clone());
+                        format!("{live:?}")
+                    }
+                },
+                Step::Child(t, d) => format!("{:?}", r.child(t, *d)?.0),
+                Step::Read(k, live) => match r.data_read(k)? {
+                    Some(v) => format!("{v:?}"),
+                    None => {
+                        r.record_data_read(k, live.clone());
+                        format!("{live:?}")
+                    }
+                },
+                Step::Write(k, d) => {
+                    r.data_write(k, *d)?;
+                    String::new()
+                }
+            };
+            seen.push(v);
+        }
+        Ok(seen)
+    }
+
+    proptest! {
+        /// Recording then replaying a program yields identical values; interrupting at any
+        /// position and resuming yields identical values too.
+        #[test]
+        fn replay_and_resume_are_identical(steps in proptest::collection::vec(arb_step(), 0..40), cut in any::<usize>()) {
+            let mut rec = fresh();
+            let first = run(&mut rec, &steps).unwrap();
+            let (_, journal) = rec.take_new();
+            prop_assert_eq!(journal.len(), steps.len());
+
+            let mut replay = Recorder::new("wf".into(), INV, 0, journal.clone());
+            prop_assert_eq!(run(&mut replay, &steps).unwrap(), first.clone());
+            prop_assert_eq!(replay.take_new().1.len(), 0);
+
+            let cut = if steps.is_empty() { 0 } else { cut % (steps.len() + 1) };
+            let mut resumed = Recorder::new("wf".into(), INV, 0, journal[..cut].to_vec());
+            let again = run(&mut resumed, &steps).unwrap();
+            for (i, (a, b)) in first.iter().zip(again.iter()).enumerate() {
+                // Clock readings after the cut are new real readings; every other value is equal.
+                if !matches!(steps[i], Step::Time) || i < cut {
+                    prop_assert_eq!(a, b);
+                }
+            }
+            let (first_new, new) = resumed.take_new();
+            prop_assert_eq!(first_new as usize, cut);
+            prop_assert_eq!(new.len(), steps.len() - cut);
+        }
+    }
+
+    #[test]
+    fn kind_mismatch_names_position_and_both_operations() {
+        let mut rec = fresh();
+        rec.random_u64().unwrap();
+        rec.random_u64().unwrap();
+        let (_, journal) = rec.take_new();
+        let mut replay = Recorder::new("wf-1".into(), INV, 0, journal);
+        replay.random_u64().unwrap();
+        let err = replay.uuid().unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::NonDeterminism { position: 1, .. }), "{msg}");
+        assert!(msg.contains("wf-1") && msg.contains("random()") && msg.contains("uuid()"), "{msg}");
+    }
+
+    #[test]
+    fn child_with_other_arguments_diverges() {
+        let mut rec = fresh();
+        let (id, replayed) = rec.child("m.pay", [1; 16]).unwrap();
+        assert!(!replayed);
+        let (_, journal) = rec.take_new();
+        let mut same = Recorder::new("wf".into(), INV, 0, journal.clone());
+        assert_eq!(same.child("m.pay", [1; 16]).unwrap(), (id, true));
+        let mut other = Recorder::new("wf".into(), INV, 0, journal);
+        assert!(matches!(other.child("m.pay", [2; 16]), Err(Error::NonDeterminism { position: 0, .. })));
+    }
+
+    #[test]
+    fn child_ids_depend_on_attempt_and_position() {
+        let mut a = fresh();
+        let (c0, _) = a.child("t", [0; 16]).unwrap();
+        let (c1, _) = a.child("t", [0; 16]).unwrap();
+        let mut b = Recorder::new("wf".into(), INV, 1, Vec::new());
+        let (d0, _) = b.child("t", [0; 16]).unwrap();
+        assert_ne!(c0, c1);
+        assert_ne!(c0, d0);
+    }
+
+    #[test]
+    fn time_after_replay_keeps_increasing() {
+        let mut rec = fresh();
+        let t0 = rec.time().unwrap();
+        let (_, journal) = rec.take_new();
+        let mut replay = Recorder::new("wf".into(), INV, 0, journal);
+        assert_eq!(replay.time().unwrap(), t0);
+        assert!(replay.time().unwrap() > t0);
+    }
+
+    #[test]
+    fn volatile_pending_tracks_unregenerable_values() {
+        let mut rec = fresh();
+        rec.random_u64().unwrap();
+        rec.child("t", [0; 16]).unwrap();
+        assert!(!rec.volatile_pending());
+        rec.time().unwrap();
+        assert!(rec.volatile_pending());
+        rec.take_new();
+        assert!(!rec.volatile_pending());
+    }
+}
