@@ -1,1 +1,66 @@
-//! placeholder
+//! The embedded store: one LMDB environment directory holding named databases for the journal,
+//! invocation records, workflow data, and the work queue with leases.
+//!
+//! Writes are *staged* in a process-wide ordered buffer (cheap, in memory) and made durable by
+//! `flush`, which commits everything staged so far by any thread in one write transaction
+//! (group commit: concurrent flushes share one transaction and one fsync). Reads see the
+//! caller's own staged writes first, then committed data.
+//!
+//! API contract (implemented in the submodules):
+//!
+//! ```ignore
+//! Store::open(path, StoreOptions) -> Result<Arc<Store>>  // one shared Store per canonical path per process
+//! store.path() -> &Path
+//! store.stage(WriteOp) / store.stage_many(Vec<WriteOp>)
+//! store.flush() -> Result<FlushReport>                   // durable (fsync unless sync=false) on return
+//! store.journal(&inv) -> Result<Vec<Entry>>             // checksums verified; CorruptEntry names inv+position
+//! store.get(Table, key) -> Result<Option<Vec<u8>>>      // staged overlay first
+//! store.scan(Table, prefix) -> Result<Vec<(Vec<u8>, Vec<u8>)>>
+//! store.claim(owner, lease_ms, now_ms) -> Result<Option<Claim>>
+//! store.renew(&inv, token, lease_ms, now_ms) -> Result<()>
+//! store.release(&inv, token) -> Result<()>
+//! store.lease(&inv) -> Result<Option<Lease>>
+//! ```
+
+mod lmdb;
+
+pub use lmdb::{Claim, FlushReport, Lease, Store, StoreOptions};
+
+/// The named databases a caller can read and write directly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// Invocation records: key = invocation id (16 bytes), value = codec bytes owned by Python.
+    Invocations,
+    /// Workflow data: key = workflow id (16 bytes) ‖ UTF-8 key, value = codec bytes.
+    Data,
+}
+
+/// A fencing token check attached to a write: the write is applied only while `token` is the
+/// current lease token of `invocation` (or the invocation has no lease).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fence {
+    pub invocation: [u8; 16],
+    pub token: u64,
+}
+
+/// One staged write.
+#[derive(Clone, Debug)]
+pub enum WriteOp {
+    /// Append entries to an invocation's journal starting at `first_position` (one segment
+    /// record per at most `SEGMENT_MAX_ENTRIES` entries, key = id ‖ BE first position).
+    Journal {
+        invocation: [u8; 16],
+        first_position: u64,
+        entries: Vec<crate::entry::Entry>,
+        fence: Option<Fence>,
+    },
+    Put { table: Table, key: Vec<u8>, value: Vec<u8>, fence: Option<Fence> },
+    Delete { table: Table, key: Vec<u8>, fence: Option<Fence> },
+    /// Add an invocation to the work queue (FIFO).
+    Enqueue { invocation: [u8; 16] },
+    /// Remove an invocation from the queue and drop its lease (it finished).
+    Complete { invocation: [u8; 16], fence: Option<Fence> },
+}
+
+/// Most entries one journal record holds; longer runs are split into several records.
+pub const SEGMENT_MAX_ENTRIES: usize = 4096;

@@ -1,0 +1,93 @@
+//! The one place core errors become Python exceptions. Every variant of `Error` maps onto a
+//! class of the hierarchy in `pynenc/errors.py` (rooted at `PynencError`), with the variant's
+//! fields set as attributes so callers never parse messages.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
+
+use crate::error::Error;
+
+static ERRORS_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+fn class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    let module = ERRORS_MODULE.get_or_try_init(py, || {
+        py.import("pynenc.errors").map(|m| m.unbind())
+    })?;
+    module.bind(py).getattr(name)
+}
+
+/// Convert a core error into the matching `pynenc.errors` exception.
+pub fn to_pyerr(err: Error) -> PyErr {
+    Python::attach(|py| match build(py, &err) {
+        Ok(e) => e,
+        Err(e) => e,
+    })
+}
+
+fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
+    let message = err.to_string();
+    let attrs = PyDict::new(py);
+    let name = match err {
+        Error::NonDeterminism { workflow_id, invocation_id, position, recorded, requested } => {
+            attrs.set_item("workflow_id", workflow_id)?;
+            attrs.set_item("invocation_id", invocation_id)?;
+            attrs.set_item("position", position)?;
+            attrs.set_item("recorded", recorded)?;
+            attrs.set_item("requested", requested)?;
+            "NonDeterminismError"
+        }
+        Error::CorruptEntry { path, invocation_id, position, .. } => {
+            attrs.set_item("path", path.display().to_string())?;
+            attrs.set_item("invocation_id", invocation_id)?;
+            attrs.set_item("position", position)?;
+            "CorruptEntryError"
+        }
+        Error::CorruptStore { path, .. } => {
+            attrs.set_item("path", path.display().to_string())?;
+            "CorruptStoreError"
+        }
+        Error::FormatVersion { path, found, supported } => {
+            attrs.set_item("path", path.display().to_string())?;
+            attrs.set_item("found", found)?;
+            attrs.set_item("supported", supported)?;
+            "StoreFormatError"
+        }
+        Error::StoreAccess { path, .. } => {
+            attrs.set_item("path", path.display().to_string())?;
+            "StoreAccessError"
+        }
+        Error::ReadOnly { path } => {
+            attrs.set_item("path", path.display().to_string())?;
+            "StoreReadOnlyError"
+        }
+        Error::Io { path, .. } | Error::Lmdb { path, .. } => {
+            attrs.set_item("path", path.display().to_string())?;
+            "StoreIOError"
+        }
+        Error::StaleLease { invocation_id, token, current } => {
+            attrs.set_item("invocation_id", invocation_id)?;
+            attrs.set_item("token", token)?;
+            attrs.set_item("current", current)?;
+            "LeaseLostError"
+        }
+        Error::InvalidArgument(_) => "InvalidArgumentError",
+    };
+    let exc = class(py, name)?.call1((message,))?;
+    for (k, v) in attrs.iter() {
+        exc.setattr(k.cast::<pyo3::types::PyString>()?, v)?;
+    }
+    Ok(PyErr::from_value(exc))
+}
+
+/// `?`-friendly conversion for binding code.
+pub trait IntoPy<T> {
+    fn py_err(self) -> PyResult<T>;
+}
+
+impl<T> IntoPy<T> for Result<T, Error> {
+    #[inline]
+    fn py_err(self) -> PyResult<T> {
+        self.map_err(to_pyerr)
+    }
+}
