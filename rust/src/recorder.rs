@@ -30,6 +30,8 @@ pub struct Recorder {
     random: Stream,
     uuid: Stream,
     clock: Clock,
+    /// Replay-only: running past the recorded entries is a divergence, not a resume.
+    strict: bool,
 }
 
 impl Recorder {
@@ -47,7 +49,37 @@ impl Recorder {
             new_first: first_new,
             volatile_pending: false,
             clock: Clock::new(),
+            strict: false,
         }
+    }
+
+    /// A strict recorder replays a finished execution: asking for anything past the recorded
+    /// entries raises `NonDeterminism` instead of recording.
+    pub fn strict(mut self) -> Self {
+        self.strict = true;
+        self
+    }
+
+    /// In strict mode, check that every recorded entry was consumed.
+    pub fn finish(&self) -> Result<()> {
+        match self.recorded_here() {
+            Some(e) if self.strict => Err(self.diverged(&e.op.clone(), "the task to return".into())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Past the recorded entries in strict mode: the code asks for more than was recorded.
+    fn past_end(&self, requested: String) -> Result<()> {
+        if self.strict {
+            return Err(Error::NonDeterminism {
+                workflow_id: self.workflow_id.clone(),
+                invocation_id: ids::format(&self.invocation_id),
+                position: self.position,
+                recorded: "the task returning (end of journal)".into(),
+                requested,
+            });
+        }
+        Ok(())
     }
 
     pub fn invocation_id(&self) -> &[u8; 16] {
@@ -116,6 +148,7 @@ impl Recorder {
                 ref other => Err(self.diverged(other, "random()".into())),
             };
         }
+        self.past_end("random()".into())?;
         self.record(Op::Random(drawn));
         Ok(drawn)
     }
@@ -132,6 +165,7 @@ impl Recorder {
                 ref other => Err(self.diverged(other, "uuid()".into())),
             };
         }
+        self.past_end("uuid()".into())?;
         self.record(Op::Uuid(drawn));
         Ok(drawn)
     }
@@ -149,6 +183,7 @@ impl Recorder {
                 ref other => Err(self.diverged(other, "utc_now()".into())),
             };
         }
+        self.past_end("utc_now()".into())?;
         let t = self.clock.next();
         self.record(Op::Time(t));
         Ok(t)
@@ -158,7 +193,7 @@ impl Recorder {
     /// caller then runs it and calls `record_side_effect`).
     pub fn side_effect(&mut self, name: &str) -> Result<Option<Vec<u8>>> {
         match self.recorded_here() {
-            None => Ok(None),
+            None => self.past_end(format!("side_effect({name:?})")).map(|_| None),
             Some(Entry { op: Op::SideEffect { name: n, value }, .. }) if n == name => {
                 let v = value.clone();
                 self.position += 1;
@@ -189,6 +224,7 @@ impl Recorder {
                 }
             };
         }
+        self.past_end(format!("execute_task({task_id})"))?;
         let child_id = ids::child_id(&self.invocation_id, self.attempt, self.position);
         self.record(Op::Child { child_id, args_digest, task_id: task_id.to_owned() });
         Ok((child_id, false))
@@ -198,7 +234,7 @@ impl Recorder {
     /// the live value now and call `record_data_read`.
     pub fn data_read(&mut self, key: &str) -> Result<Option<Option<Vec<u8>>>> {
         match self.recorded_here() {
-            None => Ok(None),
+            None => self.past_end(format!("get_data({key:?})")).map(|_| None),
             Some(Entry { op: Op::DataRead { key: k, value }, .. }) if k == key => {
                 let v = value.clone();
                 self.position += 1;
@@ -226,6 +262,7 @@ impl Recorder {
                 }
             };
         }
+        self.past_end(format!("set_data({key:?})"))?;
         self.record(Op::DataWrite { key: key.to_owned(), value_digest });
         Ok(false)
     }
@@ -372,6 +409,22 @@ mod tests {
         let (d0, _) = b.child("t", [0; 16]).unwrap();
         assert_ne!(c0, c1);
         assert_ne!(c0, d0);
+    }
+
+    #[test]
+    fn strict_replay_refuses_to_run_past_or_stop_short_of_the_journal() {
+        let mut rec = fresh();
+        rec.random_u64().unwrap();
+        rec.uuid().unwrap();
+        let (_, journal) = rec.take_new();
+        let mut longer = Recorder::new("wf".into(), INV, 0, journal.clone()).strict();
+        longer.random_u64().unwrap();
+        longer.uuid().unwrap();
+        assert!(matches!(longer.time(), Err(Error::NonDeterminism { position: 2, .. })));
+        let mut shorter = Recorder::new("wf".into(), INV, 0, journal).strict();
+        shorter.random_u64().unwrap();
+        let err = shorter.finish().unwrap_err().to_string();
+        assert!(err.contains("uuid()") && err.contains("position 1"), "{err}");
     }
 
     #[test]

@@ -1,8 +1,276 @@
 //! `pynenc._core.Execution`: one running attempt of an invocation, with its Recorder.
-//! Twin: `pynenc/workflow/context.py`.
+//! Twin: `pynenc/workflow/context.py`, which gives it the `wf` API.
+
+use std::sync::Arc;
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyTuple};
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use super::errors::{to_pyerr, IntoPy};
+use super::store::PyStore;
+use crate::error::Error;
+use crate::ids;
+use crate::recorder::Recorder;
+use crate::store::{Fence, Store, WriteOp};
+use crate::stream::u64_to_unit_f64;
+
+#[pyclass(name = "Execution", module = "pynenc._core")]
+pub struct PyExecution {
+    recorder: Recorder,
+    store: Arc<Store>,
+    workflow_id: String,
+    fence: Option<Fence>,
+    /// Replay of a finished invocation: nothing is ever staged or flushed.
+    replay_only: bool,
+    /// The first divergence seen, kept so user code that swallows the exception cannot hide
+    /// it: the runner re-raises it when the task returns (`check_divergence`).
+    divergence: Option<(u64, String, String)>,
+}
+
+fn digest16(d: &[u8]) -> PyResult<[u8; 16]> {
+    d.try_into().map_err(|_| {
+        to_pyerr(Error::InvalidArgument(format!("digest must be 16 bytes, got {}", d.len())))
+    })
+}
+
+fn id16(id: &[u8]) -> PyResult<[u8; 16]> {
+    id.try_into().map_err(|_| {
+        to_pyerr(Error::InvalidArgument(format!("invocation id must be 16 bytes, got {}", id.len())))
+    })
+}
+
+#[pymethods]
+impl PyExecution {
+    /// Load the journal of `invocation_id` and start an execution over it.
+    #[new]
+    #[pyo3(signature = (store, invocation_id, workflow_id, attempt, replay_only = false))]
+    fn new(
+        py: Python<'_>,
+        store: &PyStore,
+        invocation_id: &[u8],
+        workflow_id: String,
+        attempt: u32,
+        replay_only: bool,
+    ) -> PyResult<Self> {
+        let inv = id16(invocation_id)?;
+        let store = Arc::clone(&store.inner);
+        // Reading the journal touches LMDB pages: let other Python threads run meanwhile.
+        let journal = py.detach(|| store.journal(&inv)).py_err()?;
+        let mut recorder = Recorder::new(workflow_id.clone(), inv, attempt, journal);
+        if replay_only {
+            recorder = recorder.strict();
+        }
+        Ok(PyExecution { recorder, store, workflow_id, fence: None, replay_only, divergence: None })
+    }
+
+    /// A float in [0, 1) with 53 random bits.
+    fn random(&mut self) -> PyResult<f64> {
+        let r = self.recorder.random_u64();
+        self.watch(r).map(u64_to_unit_f64)
+    }
+
+    /// A raw 64-bit draw of the random stream.
+    fn random_u64(&mut self) -> PyResult<u64> {
+        let r = self.recorder.random_u64();
+        self.watch(r)
+    }
+
+    /// A version-4 UUID string.
+    fn uuid(&mut self) -> PyResult<String> {
+        let r = self.recorder.uuid();
+        let bytes = self.watch(r)?;
+        Ok(ids::format(&bytes))
+    }
+
+    /// A timezone-aware UTC datetime: the real clock when recording, the journal on replay.
+    fn utc_now<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let r = self.recorder.time();
+        let us = self.watch(r)?;
+        datetime_from_us(py, us)
+    }
+
+    /// As `utc_now`, in microseconds since the epoch.
+    fn utc_now_us(&mut self) -> PyResult<i64> {
+        let r = self.recorder.time();
+        self.watch(r)
+    }
+
+    /// The recorded value of side effect `name`, or None when it must run now.
+    fn side_effect_lookup<'py>(&mut self, py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let r = self.recorder.side_effect(name);
+        let found = self.watch(r)?;
+        Ok(found.map(|v| PyBytes::new(py, &v)))
+    }
+
+    fn side_effect_record(&mut self, name: &str, value: Vec<u8>) {
+        self.recorder.record_side_effect(name, value);
+    }
+
+    /// Dispatch of a child: (child invocation id, replayed).
+    fn child<'py>(&mut self, py: Python<'py>, task_id: &str, args_digest: &[u8]) -> PyResult<(Bound<'py, PyBytes>, bool)> {
+        let r = self.recorder.child(task_id, digest16(args_digest)?);
+        let (id, replayed) = self.watch(r)?;
+        Ok((PyBytes::new(py, &id), replayed))
+    }
+
+    /// A data read: (replayed, value). When not replayed the caller reads the live value and
+    /// calls `data_read_record`.
+    fn data_read<'py>(&mut self, py: Python<'py>, key: &str) -> PyResult<(bool, Option<Bound<'py, PyBytes>>)> {
+        let r = self.recorder.data_read(key);
+        Ok(match self.watch(r)? {
+            Some(v) => (true, v.map(|b| PyBytes::new(py, &b))),
+            None => (false, None),
+        })
+    }
+
+    #[pyo3(signature = (key, value))]
+    fn data_read_record(&mut self, key: &str, value: Option<Vec<u8>>) {
+        self.recorder.record_data_read(key, value);
+    }
+
+    /// A data write; True when replayed (already durable: do not write again).
+    fn data_write(&mut self, key: &str, value_digest: &[u8]) -> PyResult<bool> {
+        let r = self.recorder.data_write(key, digest16(value_digest)?);
+        self.watch(r)
+    }
+
+    /// Hand the new entries to the store's ordered pending buffer (no I/O).
+    fn stage(&mut self) {
+        self.stage_entries();
+    }
+
+    /// Stage, then make everything pending in this process durable (group commit).
+    fn flush(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.stage_entries();
+        if self.replay_only {
+            return Ok(());
+        }
+        let store = Arc::clone(&self.store);
+        // The commit waits on fsync and on other threads' commits: release the GIL.
+        let report = py.detach(|| store.flush()).py_err()?;
+        if let Some(own) = self.fence {
+            if let Some((fence, current)) = report.rejected.iter().find(|(f, _)| f.invocation == own.invocation) {
+                return Err(to_pyerr(Error::StaleLease {
+                    invocation_id: ids::format(&fence.invocation),
+                    token: fence.token,
+                    current: *current,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// In replay-only mode, check that the code consumed every recorded entry.
+    fn finish(&mut self) -> PyResult<()> {
+        let r = self.recorder.finish();
+        self.watch(r)
+    }
+
+    /// Raise the first divergence seen during this execution, if any (even if user code caught
+    /// and swallowed it).
+    fn check_divergence(&self) -> PyResult<()> {
+        match &self.divergence {
+            None => Ok(()),
+            Some((position, recorded, requested)) => Err(to_pyerr(Error::NonDeterminism {
+                workflow_id: self.workflow_id.clone(),
+                invocation_id: ids::format(self.recorder.invocation_id()),
+                position: *position,
+                recorded: recorded.clone(),
+                requested: requested.clone(),
+            })),
+        }
+    }
+
+    /// Fence every later write of this execution with a lease token.
+    fn set_fence(&mut self, token: u64) {
+        self.fence = Some(Fence { invocation: *self.recorder.invocation_id(), token });
+    }
+
+    #[getter]
+    fn position(&self) -> u64 {
+        self.recorder.position()
+    }
+    #[getter]
+    fn replaying(&self) -> bool {
+        self.recorder.replaying()
+    }
+    #[getter]
+    fn recorded_len(&self) -> usize {
+        self.recorder.recorded_len()
+    }
+    #[getter]
+    fn volatile_pending(&self) -> bool {
+        self.recorder.volatile_pending()
+    }
+    #[getter]
+    fn attempt(&self) -> u32 {
+        self.recorder.attempt()
+    }
+    #[getter]
+    fn workflow_id(&self) -> &str {
+        &self.workflow_id
+    }
+    #[getter]
+    fn invocation_id<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.recorder.invocation_id())
+    }
+}
+
+impl PyExecution {
+    /// Convert a recorder result, remembering the first divergence.
+    #[inline]
+    fn watch<T>(&mut self, r: crate::error::Result<T>) -> PyResult<T> {
+        if let Err(Error::NonDeterminism { position, recorded, requested, .. }) = &r {
+            if self.divergence.is_none() {
+                self.divergence = Some((*position, recorded.clone(), requested.clone()));
+            }
+        }
+        r.py_err()
+    }
+
+    fn stage_entries(&mut self) {
+        if self.replay_only || self.recorder.pending_len() == 0 {
+            return;
+        }
+        let (first_position, entries) = self.recorder.take_new();
+        self.store.stage(WriteOp::Journal {
+            invocation: *self.recorder.invocation_id(),
+            first_position,
+            entries,
+            fence: self.fence,
+        });
+    }
+}
+
+static DATETIME: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+
+/// Build `datetime(..., tzinfo=timezone.utc)` from µs since the epoch (the datetime C API is not
+/// part of the stable ABI, so the class is called with the civil fields computed here).
+fn datetime_from_us(py: Python<'_>, us: i64) -> PyResult<Bound<'_, PyAny>> {
+    let (cls, utc) = DATETIME.get_or_try_init(py, || -> PyResult<_> {
+        let m = py.import("datetime")?;
+        let utc = m.getattr("timezone")?.getattr("utc")?;
+        Ok((m.getattr("datetime")?.unbind(), utc.unbind()))
+    })?;
+    let c = crate::clock::Civil::from_us(us);
+    let args = PyTuple::new(
+        py,
+        [
+            c.year.into_pyobject(py)?.into_any(),
+            c.month.into_pyobject(py)?.into_any(),
+            c.day.into_pyobject(py)?.into_any(),
+            c.hour.into_pyobject(py)?.into_any(),
+            c.minute.into_pyobject(py)?.into_any(),
+            c.second.into_pyobject(py)?.into_any(),
+            c.microsecond.into_pyobject(py)?.into_any(),
+            utc.bind(py).clone(),
+        ],
+    )?;
+    cls.bind(py).call1(args)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyExecution>()?;
     Ok(())
 }

@@ -1,0 +1,61 @@
+"""pynenc-replay: durable, deterministic-replay workflows for Python.
+
+```python
+from pynenc import Pynenc
+app = Pynenc()
+
+@app.task
+def step(x: int) -> int:
+    return x + int(step.wf.random() * 10)
+```
+"""
+
+from pynenc.app import Pynenc
+from pynenc.errors import (
+    CorruptEntryError,
+    CorruptStoreError,
+    InvalidArgumentError,
+    LeaseLostError,
+    NonDeterminismError,
+    PayloadDecodeError,
+    PayloadError,
+    PayloadTooLargeError,
+    PynencError,
+    StoreAccessError,
+    StoreError,
+    StoreFormatError,
+    StoreIOError,
+    StoreReadOnlyError,
+    TaskError,
+    WorkflowMembershipError,
+)
+from pynenc.invocation import Invocation, InvocationStatus
+from pynenc.task import Task, TaskOptions
+from pynenc.workflow import WorkflowContext, WorkflowIdentity
+
+__all__ = [
+    "CorruptEntryError",
+    "CorruptStoreError",
+    "InvalidArgumentError",
+    "Invocation",
+    "InvocationStatus",
+    "LeaseLostError",
+    "NonDeterminismError",
+    "PayloadDecodeError",
+    "PayloadError",
+    "PayloadTooLargeError",
+    "Pynenc",
+    "PynencError",
+    "StoreAccessError",
+    "StoreError",
+    "StoreFormatError",
+    "StoreIOError",
+    "StoreReadOnlyError",
+    "Task",
+    "TaskError",
+    "TaskOptions",
+    "WorkflowContext",
+    "WorkflowIdentity",
+]
+
+__version__ = "0.1.0"

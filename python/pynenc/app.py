@@ -1,0 +1,262 @@
+"""The `Pynenc` app: configuration, the task registry and the public entry points."""
+
+from __future__ import annotations
+
+import importlib
+import time
+import uuid
+from typing import Any, Callable, ParamSpec, TypeVar, overload
+
+from pynenc import codec
+from pynenc._core import Store
+from pynenc.config import PynencConfig
+from pynenc.errors import InvalidArgumentError
+from pynenc.invocation import Invocation, InvocationRecord, InvocationStatus
+from pynenc.runner import execute
+from pynenc.runner.owner import owner_is_dead
+from pynenc.store import open_store
+from pynenc.task import Task, TaskOptions
+from pynenc.workflow.context import WorkflowContext, current_context
+
+__all__ = ["Pynenc"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class Pynenc:
+    """A pynenc app: tasks registered with `@app.task`, run durably on one store.
+
+    Args:
+        app_id: A name for the app (logs, worker banners).
+        store: Store URL, `lmdb://PATH`; default env `PYNENC_STORE`, else `lmdb://.pynenc`.
+        execution: `inline` (a call runs in the calling process) or `queued` (a call is
+            enqueued for workers); default env `PYNENC_EXECUTION`, else `inline`.
+        max_payload_bytes: Largest encoded payload accepted (default 16 MiB).
+        sync: fsync every commit (default True; env `PYNENC_SYNC=0`).
+    """
+
+    def __init__(
+        self,
+        app_id: str | None = None,
+        store: str | None = None,
+        *,
+        execution: str | None = None,
+        max_payload_bytes: int | None = None,
+        sync: bool | None = None,
+    ) -> None:
+        self.config = PynencConfig.resolve(app_id, store, execution, max_payload_bytes, sync)
+        self._tasks: dict[str, Task[..., Any]] = {}
+        self._store: Store | None = None
+
+    def __repr__(self) -> str:
+        return f"Pynenc({self.config.app_id!r}, store={self.config.store!r})"
+
+    @property
+    def store(self) -> Store:
+        """The store, opened on first use (so defining an app writes nothing)."""
+        if self._store is None:
+            self._store = open_store(self.config.store, sync=self.config.sync)
+        return self._store
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    @overload
+    def task(self, func: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        force_new_workflow: bool = False,
+        max_retries: int = 0,
+        retry_for: tuple[type[BaseException], ...] = (Exception,),
+        retry_backoff: float = 0.0,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self, func: Callable[P, R] | None = None, /, **options: Any
+    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a function as a task; use as `@app.task` or `@app.task(**options)`.
+
+        Options are those of `TaskOptions` (`force_new_workflow`, `max_retries`, `retry_for`,
+        `retry_backoff`).
+        """
+        try:
+            opts = TaskOptions(**options)
+        except TypeError as exc:
+            raise InvalidArgumentError(f"unknown task option: {exc}") from None
+
+        def register(f: Callable[P, R]) -> Task[P, R]:
+            t = Task(self, f, opts)
+            self._tasks[t.task_id] = t
+            return t
+
+        return register(func) if func is not None else register
+
+    def get_task(self, task_id: str) -> Task[..., Any]:
+        """The task registered under `task_id`, importing its module if needed."""
+        found = self._tasks.get(task_id)
+        if found is not None:
+            return found
+        module = task_id
+        while "." in module:
+            module = module.rsplit(".", 1)[0]
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                continue
+            if task_id in self._tasks:
+                return self._tasks[task_id]
+        raise InvalidArgumentError(
+            f"task {task_id!r} is not registered with app {self.config.app_id!r}: import the "
+            "module that defines it before running or recovering its invocations"
+        )
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _call(self, task: Task[P, R], args: Any, kwargs: dict[str, Any]) -> Invocation[R]:
+        ctx = current_context()
+        if ctx is not None:
+            return execute.dispatch_child(ctx, task, args, kwargs)
+        args_bytes = execute.encode_arguments(self, task, args, kwargs)
+        record = execute.new_record(task, uuid.uuid4().bytes, args_bytes, None)
+        if self.config.execution == "queued":
+            self.store.put(execute.INVOCATIONS, record.invocation_id, record.encode(), None)
+            self.store.enqueue(record.invocation_id)
+            self.store.flush()
+        else:
+            execute.run(self, record)
+        return Invocation(self, record)
+
+    def _dispatch_child(
+        self, ctx: WorkflowContext, task: Task[..., T], args: Any, kwargs: dict[str, Any]
+    ) -> Invocation[T]:
+        return execute.dispatch_child(ctx, task, args, kwargs)
+
+    def _set_data(self, ctx: WorkflowContext, key: str, value: Any) -> None:
+        execute.set_data(ctx, key, value)
+
+    def _get_data(self, ctx: WorkflowContext, key: str, default: Any) -> Any:
+        return execute.get_data(ctx, key, default)
+
+    def _side_effect(self, ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
+        return execute.side_effect(ctx, name, fn)
+
+    # -- reading state ---------------------------------------------------------------------
+
+    def _load_record(self, invocation_id: bytes) -> InvocationRecord | None:
+        data = self.store.get(execute.INVOCATIONS, invocation_id)
+        return None if data is None else InvocationRecord.decode(data)
+
+    def _wait_for(self, invocation_id: bytes, timeout: float | None) -> InvocationRecord:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            record = self._load_record(invocation_id)
+            if record is not None and record.status.finished:
+                return record
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"invocation {uuid.UUID(bytes=invocation_id)} did not finish within {timeout} s"
+                )
+            time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.05)
+
+    def get_invocation(self, invocation_id: str) -> Invocation[Any] | None:
+        """The invocation with this id, or None if the store has none."""
+        record = self._load_record(_parse_id(invocation_id))
+        return None if record is None else Invocation(self, record)
+
+    def list_invocations(
+        self,
+        *,
+        task_id: str | None = None,
+        status: InvocationStatus | str | None = None,
+        parent_invocation_id: str | None = None,
+        top_level: bool = False,
+    ) -> list[Invocation[Any]]:
+        """The stored invocations matching every filter given, oldest first.
+
+        Args:
+            task_id: Only invocations of this task (its full id, or the id's last part).
+            status: Only invocations in this status.
+            parent_invocation_id: Only children dispatched by this invocation.
+            top_level: Only invocations called from outside any task.
+        """
+        wanted = None if status is None else InvocationStatus(status)
+        parent = None if parent_invocation_id is None else _parse_id(parent_invocation_id)
+        found = []
+        for _key, value in self.store.scan(execute.INVOCATIONS, b""):
+            record = InvocationRecord.decode(value)
+            if task_id is not None and record.task_id != task_id and not record.task_id.endswith(
+                "." + task_id
+            ):
+                continue
+            if wanted is not None and record.status is not wanted:
+                continue
+            if parent is not None and record.parent_invocation_id != parent:
+                continue
+            if top_level and record.parent_invocation_id is not None:
+                continue
+            found.append(record)
+        found.sort(key=lambda r: r.created_at)
+        return [Invocation(self, r) for r in found]
+
+    def get_workflow_data(self, workflow_id: str, key: str, default: Any = None) -> Any:
+        """The live value of `key` in the data of workflow `workflow_id` (from outside it)."""
+        data = self.store.get(execute.DATA, _parse_id(workflow_id) + key.encode())
+        return default if data is None else codec.decode(data, what=f"workflow data {key!r}")
+
+    # -- replay and recovery ---------------------------------------------------------------
+
+    def replay(self, invocation_id: str) -> Any:
+        """Re-run a finished invocation against its journal and return its result.
+
+        Nothing is written and no child runs again: every recorded value is served from the
+        journal and every child's stored result is reused.
+
+        Raises:
+            NonDeterminismError: The code now does something other than what was recorded.
+            InvalidArgumentError: No such invocation, or it has not finished.
+        """
+        record = self._load_record(_parse_id(invocation_id))
+        if record is None:
+            raise InvalidArgumentError(f"no invocation {invocation_id} in {self.config.store}")
+        if not record.status.finished:
+            raise InvalidArgumentError(
+                f"invocation {invocation_id} is {record.status.value}, not finished: use "
+                "app.recover() to complete it"
+            )
+        return execute.run(self, record, replay_only=True)
+
+    def recover(self) -> list[Invocation[Any]]:
+        """Resume every invocation whose owning process died, from the exact point where it
+        stopped (replaying its journal), and return the resumed invocations.
+
+        Only the outermost interrupted invocations are returned; their interrupted children
+        are resumed as they are reached again.
+        """
+        stranded: dict[bytes, InvocationRecord] = {}
+        for _key, value in self.store.scan(execute.INVOCATIONS, b""):
+            record = InvocationRecord.decode(value)
+            if record.status.finished or record.owner is None:
+                continue
+            if owner_is_dead(record.owner):
+                stranded[record.invocation_id] = record
+        roots = [r for r in stranded.values() if r.parent_invocation_id not in stranded]
+        roots.sort(key=lambda r: r.created_at)
+        resumed = []
+        for record in roots:
+            record.recoveries += 1
+            execute.run(self, record)
+            resumed.append(Invocation(self, record))
+        return resumed
+
+
+def _parse_id(invocation_id: str) -> bytes:
+    try:
+        return uuid.UUID(invocation_id).bytes
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidArgumentError(f"{invocation_id!r} is not an invocation or workflow id") from None

@@ -1,0 +1,138 @@
+"""Exceptions raised by pynenc.
+
+Every error derives from `PynencError` and carries a stable `code` string, so callers and logs
+can match a failure without parsing its message. Rust errors are mapped onto this hierarchy in
+one place on the binding side.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptEntryError",
+    "CorruptStoreError",
+    "InvalidArgumentError",
+    "LeaseLostError",
+    "NonDeterminismError",
+    "PayloadDecodeError",
+    "PayloadError",
+    "PayloadTooLargeError",
+    "PynencError",
+    "StoreAccessError",
+    "StoreError",
+    "StoreFormatError",
+    "StoreIOError",
+    "StoreReadOnlyError",
+    "TaskError",
+    "WorkflowMembershipError",
+]
+
+
+class PynencError(Exception):
+    """Base class of every error pynenc raises on its own behalf."""
+
+    code: str = "PYNENC"
+
+
+class StoreError(PynencError):
+    """The store could not complete an operation."""
+
+    code = "STORE"
+
+
+class CorruptStoreError(StoreError):
+    """The store holds data that violates its own invariants."""
+
+    code = "STORE_CORRUPT"
+
+
+class CorruptEntryError(CorruptStoreError):
+    """One stored record (journal entry, invocation, value) cannot be read back."""
+
+    code = "ENTRY_CORRUPT"
+
+
+class StoreFormatError(StoreError):
+    """The store was written in a format version this build does not understand."""
+
+    code = "STORE_FORMAT"
+
+
+class StoreAccessError(StoreError):
+    """The store exists but cannot be opened or used as requested."""
+
+    code = "STORE_ACCESS"
+
+
+class StoreReadOnlyError(StoreAccessError):
+    """A write was attempted on a store opened read-only."""
+
+    code = "STORE_READ_ONLY"
+
+
+class StoreIOError(StoreError):
+    """The operating system reported an I/O failure while using the store."""
+
+    code = "STORE_IO"
+
+
+class LeaseLostError(StoreError):
+    """This worker no longer owns the invocation: its lease expired or was taken over."""
+
+    code = "LEASE_LOST"
+
+
+class NonDeterminismError(PynencError):
+    """Replayed code asked for something other than what the journal recorded."""
+
+    code = "NON_DETERMINISM"
+
+
+class WorkflowMembershipError(PynencError):
+    """An invocation was used outside the workflow it belongs to."""
+
+    code = "WORKFLOW_MEMBERSHIP"
+
+
+class TaskError(PynencError):
+    """A task raised an exception; re-raised in whoever waits on its result.
+
+    Attributes:
+        type_name: Qualified name of the original exception type.
+        message: The original exception's message.
+        traceback_text: The original formatted traceback, as recorded.
+    """
+
+    code = "TASK_ERROR"
+
+    def __init__(self, type_name: str, message: str, traceback_text: str) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.traceback_text = traceback_text
+
+    def __reduce__(self) -> tuple[type[TaskError], tuple[str, str, str]]:
+        return (type(self), (self.type_name, self.message, self.traceback_text))
+
+
+class PayloadError(PynencError):
+    """A payload (argument, result, workflow data, side-effect value) cannot be stored."""
+
+    code = "PAYLOAD"
+
+
+class PayloadTooLargeError(PayloadError):
+    """An encoded payload is larger than the configured limit."""
+
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class PayloadDecodeError(PayloadError):
+    """Stored payload bytes are not a valid pynenc payload."""
+
+    code = "PAYLOAD_DECODE"
+
+
+class InvalidArgumentError(PynencError, ValueError):
+    """A pynenc API was called with an invalid argument value."""
+
+    code = "INVALID_ARGUMENT"

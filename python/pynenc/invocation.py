@@ -1,0 +1,274 @@
+"""Invocations: one call of a task, its stored record and the handle users hold."""
+
+from __future__ import annotations
+
+import builtins
+import enum
+import importlib
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import cbor2
+
+from pynenc import codec
+from pynenc.errors import CorruptEntryError, InvalidArgumentError, PayloadError, TaskError
+from pynenc.workflow.identity import WorkflowIdentity
+
+if TYPE_CHECKING:
+    from pynenc.app import Pynenc
+    from pynenc.task import Task
+
+__all__ = ["Invocation", "InvocationStatus"]
+
+R = TypeVar("R")
+
+RECORD_VERSION = 1
+
+
+class InvocationStatus(str, enum.Enum):
+    """Where an invocation is in its life."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        """True once the invocation has a result or an error that will not change."""
+        return self in (InvocationStatus.SUCCESS, InvocationStatus.FAILED)
+
+
+@dataclass(slots=True)
+class ErrorInfo:
+    """A task's exception, stored so it can be raised again identically (never pickled)."""
+
+    type_name: str
+    module: str
+    message: str
+    args: bytes | None
+    traceback_text: str
+
+    @classmethod
+    def capture(cls, exc: BaseException) -> ErrorInfo:
+        """Describe an exception raised by a task."""
+        try:
+            args: bytes | None = codec.encode(list(exc.args), what="exception arguments")
+        except (TypeError, PayloadError):
+            args = None
+        return cls(
+            type_name=type(exc).__qualname__,
+            module=type(exc).__module__,
+            message=str(exc),
+            args=args,
+            traceback_text="".join(traceback.format_exception(exc)),
+        )
+
+    def to_exception(self) -> BaseException:
+        """The exception to raise: the original type when importable, else `TaskError`."""
+        exc_type = _import_exception_type(self.module, self.type_name)
+        if exc_type is not None and self.args is not None:
+            try:
+                exc = exc_type(*codec.decode(self.args))
+            except Exception:  # noqa: BLE001 - a constructor with another signature
+                exc = None
+            if exc is not None:
+                exc.__notes__ = [f"raised by the task; original traceback:\n{self.traceback_text}"]
+                return exc
+        return TaskError(f"{self.module}.{self.type_name}", self.message, self.traceback_text)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "type": self.type_name,
+            "module": self.module,
+            "message": self.message,
+            "args": self.args,
+            "traceback": self.traceback_text,
+        }
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> ErrorInfo:
+        return cls(d["type"], d["module"], d["message"], d["args"], d["traceback"])
+
+
+def _import_exception_type(module: str, qualname: str) -> type[BaseException] | None:
+    try:
+        obj: Any = builtins if module == "builtins" else importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return None
+    if isinstance(obj, type) and issubclass(obj, BaseException):
+        return obj
+    return None
+
+
+@dataclass(slots=True)
+class InvocationRecord:
+    """The stored state of one invocation (CBOR in the store's `invocations` table)."""
+
+    invocation_id: bytes
+    task_id: str
+    args: bytes
+    workflow: WorkflowIdentity
+    parent_invocation_id: bytes | None
+    status: InvocationStatus = InvocationStatus.PENDING
+    attempt: int = 0
+    owner: str | None = None
+    result: bytes | None = None
+    error: ErrorInfo | None = None
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    recoveries: int = 0
+
+    @property
+    def id_str(self) -> str:
+        return str(uuid.UUID(bytes=self.invocation_id))
+
+    def encode(self) -> bytes:
+        return cbor2.dumps(
+            {
+                "v": RECORD_VERSION,
+                "id": self.invocation_id,
+                "task": self.task_id,
+                "args": self.args,
+                "wf": [
+                    self.workflow.workflow_id,
+                    self.workflow.workflow_type,
+                    self.workflow.parent_workflow_id,
+                ],
+                "parent": self.parent_invocation_id,
+                "status": self.status.value,
+                "attempt": self.attempt,
+                "owner": self.owner,
+                "result": self.result,
+                "error": None if self.error is None else self.error.to_wire(),
+                "created": self.created_at,
+                "updated": self.updated_at,
+                "attempts": self.attempts,
+                "recoveries": self.recoveries,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> InvocationRecord:
+        try:
+            d = cbor2.loads(data)
+            wf = d["wf"]
+            return cls(
+                invocation_id=d["id"],
+                task_id=d["task"],
+                args=d["args"],
+                workflow=WorkflowIdentity(wf[0], wf[1], wf[2]),
+                parent_invocation_id=d["parent"],
+                status=InvocationStatus(d["status"]),
+                attempt=d["attempt"],
+                owner=d["owner"],
+                result=d["result"],
+                error=None if d["error"] is None else ErrorInfo.from_wire(d["error"]),
+                created_at=d["created"],
+                updated_at=d["updated"],
+                attempts=d["attempts"],
+                recoveries=d.get("recoveries", 0),
+            )
+        except (cbor2.CBORDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
+            raise CorruptEntryError(f"invocation record cannot be decoded: {exc}") from exc
+
+
+class Invocation(Generic[R]):
+    """A handle on one call of a task.
+
+    Attributes:
+        invocation_id: The id of this call (a UUID string).
+    """
+
+    __slots__ = ("_app", "_record", "invocation_id")
+
+    def __init__(self, app: Pynenc, record: InvocationRecord) -> None:
+        self._app = app
+        self._record = record
+        self.invocation_id = record.id_str
+
+    def __repr__(self) -> str:
+        return f"Invocation({self.invocation_id}, task={self._record.task_id}, status={self.status.value})"
+
+    def _refresh(self) -> InvocationRecord:
+        if not self._record.status.finished:
+            fresh = self._app._load_record(self._record.invocation_id)
+            if fresh is not None:
+                self._record = fresh
+        return self._record
+
+    @property
+    def task(self) -> Task[..., R]:
+        """The task this invocation calls."""
+        return self._app.get_task(self._record.task_id)
+
+    @property
+    def task_id(self) -> str:
+        """The id (`module.qualname`) of the task this invocation calls."""
+        return self._record.task_id
+
+    @property
+    def parent_invocation_id(self) -> str | None:
+        """The invocation that dispatched this one, or None for a top-level call."""
+        parent = self._record.parent_invocation_id
+        return None if parent is None else str(uuid.UUID(bytes=parent))
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The call's arguments by parameter name (as stored, decoded)."""
+        args, kwargs = codec.decode(self._record.args)
+        return self._app.get_task(self._record.task_id).bind_arguments(args, kwargs)
+
+    @property
+    def status(self) -> InvocationStatus:
+        """The invocation's current status."""
+        return self._refresh().status
+
+    @property
+    def workflow(self) -> WorkflowIdentity:
+        """The identity of the workflow this invocation belongs to."""
+        return self._record.workflow
+
+    @property
+    def attempt(self) -> int:
+        """The attempt number of the latest execution (0 for the first)."""
+        return self._refresh().attempt
+
+    @property
+    def attempts(self) -> list[dict[str, Any]]:
+        """Earlier failed attempts: their number and error message."""
+        return list(self._refresh().attempts)
+
+    def wait(self, timeout: float | None = None) -> Invocation[R]:
+        """Wait until the invocation has finished.
+
+        Args:
+            timeout: Seconds to wait at most; None waits as long as it takes.
+
+        Raises:
+            TimeoutError: The invocation did not finish in time.
+        """
+        record = self._refresh()
+        if record.status.finished:
+            return self
+        self._record = self._app._wait_for(record.invocation_id, timeout)
+        return self
+
+    @property
+    def result(self) -> R:
+        """The task's return value; re-raises the task's exception if it failed."""
+        record = self.wait()._record
+        if record.status is InvocationStatus.FAILED:
+            if record.error is None:
+                raise InvalidArgumentError(f"invocation {self.invocation_id} failed without an error")
+            raise record.error.to_exception()
+        if record.result is None:
+            raise CorruptEntryError(f"invocation {self.invocation_id} succeeded without a result")
+        value: R = codec.decode(record.result, what=f"result of {self.invocation_id}")
+        return value

@@ -1,0 +1,1 @@
+"""Runners: where and how an invocation's function is executed."""

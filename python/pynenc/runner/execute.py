@@ -1,0 +1,233 @@
+"""Executing an invocation: its function runs inside a `WorkflowContext` over its journal.
+
+The durability rules of the design live here:
+- the invocation record, journal entries and data writes are *staged* in order (no I/O) and
+  made durable together by a flush, which commits everything staged in the process;
+- a flush happens before a side effect runs if unflushed values could not be regenerated (a
+  clock reading, a data read), after it records its value, before a child is dispatched in
+  that same case, and when a result or exception is stored;
+- random and uuid values never cost a flush of their own: they are regenerated identically.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+from pynenc import codec
+from pynenc._core import Execution
+from pynenc.errors import InvalidArgumentError, LeaseLostError, NonDeterminismError
+from pynenc.invocation import ErrorInfo, Invocation, InvocationRecord, InvocationStatus
+from pynenc.runner.owner import current_owner
+from pynenc.workflow.context import _CURRENT, WorkflowContext
+from pynenc.workflow.identity import WorkflowIdentity
+
+if TYPE_CHECKING:
+    from pynenc.app import Pynenc
+    from pynenc.task import Task
+
+__all__ = ["dispatch_child", "encode_arguments", "new_record", "run"]
+
+T = TypeVar("T")
+
+INVOCATIONS = "invocations"
+DATA = "data"
+
+#: Exceptions of the engine itself: never recorded as the task's outcome.
+ENGINE_ERRORS = (NonDeterminismError, LeaseLostError)
+
+
+def encode_arguments(app: Pynenc, task: Task[..., Any], args: Any, kwargs: dict[str, Any]) -> bytes:
+    """Encode a call's arguments; raises `TypeError` naming the parameter before any write."""
+    named = task.bind_arguments(args, kwargs)
+    try:
+        return codec.encode([list(args), kwargs], what=f"arguments of task {task.task_id!r}",
+                            limit=app.config.max_payload_bytes)
+    except TypeError:
+        for name, value in named.items():
+            codec.encode(value, what=f"argument {name!r} of task {task.task_id!r}",
+                         limit=app.config.max_payload_bytes)
+        raise
+
+
+def new_record(
+    task: Task[..., Any],
+    invocation_id: bytes,
+    args: bytes,
+    parent: WorkflowContext | None,
+) -> InvocationRecord:
+    """The record of a new invocation, placed in its workflow by the membership rules."""
+    id_str = str(uuid.UUID(bytes=invocation_id))
+    if parent is None:
+        workflow = WorkflowIdentity(id_str, task.task_id, None)
+    elif task.options.force_new_workflow:
+        workflow = WorkflowIdentity(id_str, task.task_id, parent.workflow.workflow_id)
+    else:
+        workflow = parent.workflow
+    return InvocationRecord(
+        invocation_id=invocation_id,
+        task_id=task.task_id,
+        args=args,
+        workflow=workflow,
+        parent_invocation_id=None if parent is None else parent.record.invocation_id,
+    )
+
+
+def _put(app: Pynenc, record: InvocationRecord, fence: tuple[bytes, int] | None = None) -> None:
+    record.updated_at = time.time()
+    app.store.put(INVOCATIONS, record.invocation_id, record.encode(), fence)
+
+
+def run(
+    app: Pynenc,
+    record: InvocationRecord,
+    *,
+    replay_only: bool = False,
+    fence_token: int | None = None,
+) -> Any:
+    """Execute `record`'s task over its journal, store its outcome and flush.
+
+    With `replay_only`, nothing is written: the journal must match the code exactly and the
+    outcome is returned (or raised) instead of stored.
+
+    Returns:
+        The task's return value (only meaningful with `replay_only`).
+
+    Raises:
+        NonDeterminismError: The code diverged from the journal (the record is left as it was,
+            so recovery can resume once the code is fixed).
+        LeaseLostError: Another worker took the invocation over.
+    """
+    task = app.get_task(record.task_id)
+    execution = Execution(
+        app.store, record.invocation_id, record.workflow.workflow_id, record.attempt, replay_only
+    )
+    fence = None
+    if fence_token is not None:
+        execution.set_fence(fence_token)
+        fence = (record.invocation_id, fence_token)
+    if not replay_only:
+        record.status = InvocationStatus.RUNNING
+        record.owner = current_owner()
+        _put(app, record, fence)
+    ctx = WorkflowContext(app, task, record, execution, replay_only=replay_only, fence=fence)
+    args, kwargs = codec.decode(record.args, what=f"arguments of {record.id_str}")
+    token = _CURRENT.set(ctx)
+    try:
+        value = task.func(*args, **kwargs)
+        error: BaseException | None = None
+    except ENGINE_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the task's own failure is its outcome
+        value, error = None, exc
+    finally:
+        _CURRENT.reset(token)
+    # Engine errors swallowed by the task's own `except` still stop it here.
+    execution.check_divergence()
+    if replay_only:
+        execution.finish()
+        if error is not None:
+            raise error
+        return value
+    if error is None:
+        try:
+            record.result = codec.encode(
+                value, what=f"result of task {task.task_id!r}", limit=app.config.max_payload_bytes
+            )
+        except Exception as exc:  # noqa: BLE001 - an unstorable result fails the task
+            error = exc
+    if error is None:
+        record.status, record.error = InvocationStatus.SUCCESS, None
+    else:
+        record.status, record.error, record.result = InvocationStatus.FAILED, ErrorInfo.capture(error), None
+    execution.stage()
+    _put(app, record, fence)
+    execution.flush()
+    _maybe_crash(task.task_id)
+    return value
+
+
+def _maybe_crash(task_id: str) -> None:
+    """Recovery drills: `PYNENC_CRASH_AFTER=TASK` kills this process with SIGKILL right after
+    an invocation of TASK (its id, or the id's last part) is durably finished."""
+    target = os.environ.get("PYNENC_CRASH_AFTER")
+    if target and (task_id == target or task_id.endswith("." + target)):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def dispatch_child(
+    ctx: WorkflowContext, task: Task[..., T], args: Any, kwargs: dict[str, Any]
+) -> Invocation[T]:
+    """Start (or, on replay, find) the child invocation of `task` at this position."""
+    app = ctx.app
+    args_bytes = encode_arguments(app, task, args, kwargs)
+    execution = ctx._execution
+    child_id, _replayed = execution.child(task.task_id, codec.digest(args_bytes))
+    record = app._load_record(child_id)
+    if record is None:
+        if ctx._replay_only:
+            raise InvalidArgumentError(
+                f"cannot replay {ctx.invocation_id}: its child {uuid.UUID(bytes=child_id)} was "
+                "never stored (the invocation did not finish); use app.recover() instead"
+            )
+        record = new_record(task, child_id, args_bytes, ctx)
+        _put(app, record)
+        if app.config.execution == "queued":
+            app.store.enqueue(child_id)
+        # The child may act on values drawn so far: make those durable first unless they
+        # can be regenerated identically after a crash.
+        if execution.volatile_pending or app.config.execution == "queued":
+            execution.flush()
+        else:
+            execution.stage()
+    if record.status.finished or ctx._replay_only:
+        return Invocation(app, record)
+    if app.config.execution == "queued":
+        return Invocation(app, record)
+    run(app, record)
+    return Invocation(app, record)
+
+
+def set_data(ctx: WorkflowContext, key: str, value: Any) -> None:
+    """Write workflow data: visible to the writer at once, durable at the next flush."""
+    app = ctx.app
+    data = codec.encode(value, what=f"workflow data {key!r}", limit=app.config.max_payload_bytes)
+    if ctx._execution.data_write(key, codec.digest(data)):
+        return  # replayed: already durable, and a newer value may have been written since
+    ctx._execution.stage()
+    app.store.put(DATA, _data_key(ctx.workflow.workflow_id, key), data, ctx._fence)
+
+
+def get_data(ctx: WorkflowContext, key: str, default: Any) -> Any:
+    """Read workflow data; the value seen is recorded and replayed."""
+    replayed, data = ctx._execution.data_read(key)
+    if not replayed:
+        data = ctx.app.store.get(DATA, _data_key(ctx.workflow.workflow_id, key))
+        ctx._execution.data_read_record(key, data)
+    if data is None:
+        return default
+    return codec.decode(data, what=f"workflow data {key!r}")
+
+
+def side_effect(ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
+    """Run `fn` once, durably record its result, replay the recorded value."""
+    execution = ctx._execution
+    recorded = execution.side_effect_lookup(name)
+    if recorded is None:
+        if execution.volatile_pending:
+            execution.flush()
+        value = fn()
+        recorded = codec.encode(
+            value, what=f"value of side effect {name!r}", limit=ctx.app.config.max_payload_bytes
+        )
+        execution.side_effect_record(name, recorded)
+        execution.flush()
+    result: T = codec.decode(recorded, what=f"side effect {name!r}")
+    return result
+
+
+def _data_key(workflow_id: str, key: str) -> bytes:
+    return uuid.UUID(workflow_id).bytes + key.encode()

@@ -1,0 +1,30 @@
+"""Stores: where journals, invocation records and workflow data live.
+
+`lmdb://PATH` is the embedded store (one LMDB environment directory, shared safely by the
+processes of one machine).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pynenc._core import Store
+from pynenc.errors import InvalidArgumentError
+
+__all__ = ["open_store"]
+
+
+def open_store(url: str, *, sync: bool = True) -> Store:
+    """Open the store named by `url`.
+
+    Raises:
+        InvalidArgumentError: The URL names no supported store.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or not rest:
+        raise InvalidArgumentError(
+            f"store URL {url!r} is not of the form lmdb://PATH (e.g. lmdb://.pynenc)"
+        )
+    if scheme == "lmdb":
+        return Store(Path(rest).expanduser(), sync=sync)
+    raise InvalidArgumentError(f"unsupported store scheme {scheme!r} in {url!r}: use lmdb://PATH")

@@ -1,0 +1,104 @@
+"""Tasks: ordinary functions made durable by `@app.task`."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Generic, ParamSpec, TypeVar
+
+from pynenc.errors import InvalidArgumentError, WorkflowMembershipError
+from pynenc.workflow.context import current_context
+
+if TYPE_CHECKING:
+    from pynenc.app import Pynenc
+    from pynenc.invocation import Invocation
+    from pynenc.workflow.context import WorkflowContext
+    from pynenc.workflow.identity import WorkflowIdentity
+
+__all__ = ["Task", "TaskOptions"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """Options given to `@app.task(...)`.
+
+    Attributes:
+        force_new_workflow: Every call starts a workflow of its own (a child workflow when
+            called from inside another task).
+        max_retries: How many times a failing call is retried (queued execution).
+        retry_for: Exception types that trigger a retry; others fail at once.
+        retry_backoff: Base delay in seconds between retries (doubled each attempt, jittered).
+    """
+
+    force_new_workflow: bool = False
+    max_retries: int = 0
+    retry_for: tuple[type[BaseException], ...] = (Exception,)
+    retry_backoff: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise InvalidArgumentError(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.retry_backoff < 0:
+            raise InvalidArgumentError(f"retry_backoff must be >= 0, got {self.retry_backoff}")
+
+
+def task_id_of(func: Callable[..., Any]) -> str:
+    """The id of the task made from `func`: `module.qualname`."""
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+class Task(Generic[P, R]):
+    """A function registered with an app. Calling it runs it durably and returns an
+    `Invocation`; inside its body, `task.wf` gives the deterministic workflow operations.
+    """
+
+    def __init__(self, app: Pynenc, func: Callable[P, R], options: TaskOptions) -> None:
+        self.app = app
+        self.func = func
+        self.options = options
+        self.task_id = task_id_of(func)
+        self._signature = inspect.signature(func)
+        functools.update_wrapper(self, func)
+
+    def __repr__(self) -> str:
+        return f"Task({self.task_id})"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
+        """Call the task: inside a running task this is a recorded, idempotent child call
+        (as `wf.execute_task`); outside any task it starts a new workflow.
+        """
+        return self.app._call(self, args, kwargs)
+
+    @property
+    def wf(self) -> WorkflowContext:
+        """The workflow operations of the invocation now running (`random()`, `uuid()`,
+        `utc_now()`, `execute_task()`, `set_data()`, `get_data()`, `side_effect()`, ...).
+
+        Raises:
+            WorkflowMembershipError: No task is running in this thread or context.
+        """
+        ctx = current_context()
+        if ctx is None:
+            raise WorkflowMembershipError(
+                f"{self.task_id}.wf is only available while a task is running: call "
+                f"{self.func.__name__}(...) and use .wf from inside its body"
+            )
+        return ctx
+
+    @property
+    def workflow(self) -> WorkflowIdentity:
+        """The identity of the workflow of the invocation now running."""
+        return self.wf.workflow
+
+    def bind_arguments(self, args: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Map positional and keyword arguments onto parameter names."""
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"invalid arguments for task {self.task_id}: {exc}") from None
+        bound.apply_defaults()
+        return dict(bound.arguments)

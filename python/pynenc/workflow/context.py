@@ -1,0 +1,158 @@
+"""The `wf` context of a running task: deterministic operations backed by the Recorder.
+
+Twin of `rust/src/bindings/execution.rs`. The hot operations (`random`, `uuid`, `utc_now`) are
+the Rust methods themselves, bound onto the context, so a call costs one trip into Rust.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+from pynenc import codec
+from pynenc.errors import InvalidArgumentError
+from pynenc.workflow.identity import WorkflowIdentity
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from pynenc._core import Execution
+    from pynenc.app import Pynenc
+    from pynenc.invocation import Invocation, InvocationRecord
+    from pynenc.task import Task
+
+__all__ = ["WorkflowContext", "current_context"]
+
+T = TypeVar("T")
+
+_CURRENT: ContextVar[WorkflowContext | None] = ContextVar("pynenc_current_context", default=None)
+
+current_context = _CURRENT.get
+"""The context of the invocation running in this thread/async context, or None."""
+
+
+class _Deterministic:
+    """The `wf.deterministic` namespace of the reference API."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: WorkflowContext) -> None:
+        self._ctx = ctx
+
+    def _deterministic_operation(self, name: str, fn: Callable[[], T]) -> T:
+        """Run `fn` once, record its result, return the recorded value on replay."""
+        return self._ctx.side_effect(name, fn)
+
+
+class _WorkflowRandom(_random.Random):
+    """A `random.Random` whose every method draws from the invocation's recorded stream."""
+
+    def __init__(self, ctx: WorkflowContext) -> None:
+        self._ctx = ctx
+        super().__init__()
+
+    def seed(self, a: Any = None, version: int = 2) -> None:
+        """Seeding is fixed by the invocation; calls made by `random.Random` itself are ignored."""
+        if getattr(self, "_ctx", None) is not None and a is not None:
+            raise InvalidArgumentError(
+                "wf.rng() is seeded by the invocation and cannot be re-seeded; "
+                "use random.Random(seed) for an independent generator"
+            )
+
+    def random(self) -> float:
+        return self._ctx.random()
+
+    def getrandbits(self, k: int) -> int:
+        if k < 0:
+            raise ValueError("number of bits must be non-negative")
+        value = 0
+        for shift in range(0, k, 64):
+            value |= self._ctx._execution.random_u64() << shift
+        return value & ((1 << k) - 1)
+
+    def getstate(self) -> Any:
+        raise InvalidArgumentError("wf.rng() state lives in the journal and cannot be saved")
+
+    def setstate(self, state: Any) -> None:
+        raise InvalidArgumentError("wf.rng() state lives in the journal and cannot be restored")
+
+
+class WorkflowContext:
+    """The deterministic operations of one running invocation (`task.wf`).
+
+    Attributes:
+        random: A float in [0, 1) with 53 random bits; the same value on replay.
+        uuid: A version-4 UUID string; the same value on replay.
+        utc_now: A timezone-aware UTC datetime: the real clock, recorded; strictly increasing
+            within the invocation; the recorded value on replay.
+        deterministic: The reference API's namespace (`_deterministic_operation`).
+    """
+
+    random: Callable[[], float]
+    uuid: Callable[[], str]
+    utc_now: Callable[[], datetime]
+
+    def __init__(
+        self,
+        app: Pynenc,
+        task: Task[..., Any],
+        record: InvocationRecord,
+        execution: Execution,
+        *,
+        replay_only: bool = False,
+        fence: tuple[bytes, int] | None = None,
+    ) -> None:
+        self.app = app
+        self._replay_only = replay_only
+        self._fence = fence
+        self.task = task
+        self.record = record
+        self._execution = execution
+        # Bound Rust methods: the hot path never runs Python code of ours.
+        self.random = execution.random
+        self.uuid = execution.uuid
+        self.utc_now = execution.utc_now
+        self.deterministic = _Deterministic(self)
+
+    @property
+    def workflow(self) -> WorkflowIdentity:
+        """The identity of the workflow this invocation belongs to."""
+        return self.record.workflow
+
+    @property
+    def invocation_id(self) -> str:
+        """The id of the running invocation."""
+        return self.record.id_str
+
+    @property
+    def attempt(self) -> int:
+        """The attempt number of this execution (0 for the first)."""
+        return self.record.attempt
+
+    def rng(self) -> _random.Random:
+        """A `random.Random` (randint, choice, shuffle, gauss, ...) drawing from the recorded
+        stream, so every method replays identically."""
+        return _WorkflowRandom(self)
+
+    def execute_task(self, task: Task[..., T], *args: Any, **kwargs: Any) -> Invocation[T]:
+        """Run `task` as a child of this invocation: recorded, idempotent (a replay returns the
+        same child, and a finished child never runs again).
+
+        Returns:
+            The child's `Invocation`; `.result` gives its value or raises its exception.
+        """
+        return self.app._dispatch_child(self, task, args, kwargs)
+
+    def set_data(self, key: str, value: Any) -> None:
+        """Store `value` under `key` in the workflow's durable key-value data."""
+        self.app._set_data(self, key, value)
+
+    def get_data(self, key: str, default: Any = None) -> Any:
+        """Read `key` from the workflow's data; recorded, so a replay returns the same value."""
+        return self.app._get_data(self, key, default)
+
+    def side_effect(self, name: str, fn: Callable[[], T]) -> T:
+        """Run `fn()` once and record its (encodable) result; a replay returns the recorded
+        value without calling `fn`. The value is durable before it is returned."""
+        return self.app._side_effect(self, name, fn)

@@ -1,0 +1,52 @@
+"""A workflow killed with SIGKILL inside its second child resumes in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+PROGRAM = Path(__file__).parent / "programs" / "crash_workflow.py"
+
+
+def run(tmp_path: Path, store_url: str, *args: str, crash: bool) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYNENC_STORE=store_url, CRASH_LOG=str(tmp_path / "log.jsonl"),
+               CRASH="1" if crash else "0")
+    return subprocess.run([sys.executable, str(PROGRAM), *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def events(tmp_path: Path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+
+
+def test_sigkill_in_second_child_then_recover(tmp_path: Path, store_url: str) -> None:
+    first = run(tmp_path, store_url, "start", crash=True)
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    before = events(tmp_path)
+    assert [(e["event"], e.get("task")) for e in before] == [
+        ("run", "first_child"), ("run", "second_child"), ("report", None)]
+    report = before[2]
+
+    second = run(tmp_path, store_url, "recover", crash=True)
+    assert second.returncode == 0, second.stderr
+    [result] = json.loads(second.stdout)
+    after = events(tmp_path)
+    runs = [e["task"] for e in after if e["event"] == "run"]
+
+    # The finished first child ran exactly once; the crashed child ran twice.
+    assert runs.count("first_child") == 1
+    assert runs.count("second_child") == 2
+    # Its recorded side effect was not repeated: the recorded value was replayed.
+    assert [e["event"] for e in after].count("report") == 1
+    # Every random/uuid/utc_now value seen before the crash is the one seen after.
+    assert result["seen"] == report["seen"]
+    assert result["second"]["own"] == report["own"]
+    # Time kept moving forward across the crash.
+    assert result["end"] > result["second"]["after"] > report["own"]["at"] > report["seen"]["between"]
+    # Nothing is left to recover.
+    third = run(tmp_path, store_url, "recover", crash=True)
+    assert json.loads(third.stdout) == []
