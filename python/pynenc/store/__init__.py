@@ -10,12 +10,14 @@ from pathlib import Path
 
 from pynenc._core import Store
 from pynenc.errors import InvalidArgumentError
+from pynenc.store.lmdb import LmdbStore, StoreOptions
 
-__all__ = ["open_store"]
+__all__ = ["LmdbStore", "StoreOptions", "open_store"]
 
 
 def open_store(url: str, *, sync: bool = True) -> Store:
-    """Open the store named by `url`.
+    """Open the store named by `url` (the raw store the engine drives; `LmdbStore` is its
+    typed face for direct use).
 
     Raises:
         InvalidArgumentError: The URL names no supported store.

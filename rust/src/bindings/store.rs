@@ -1,17 +1,396 @@
 //! `pynenc._core.Store`: the LMDB store, seen from Python. Twin: `pynenc/store/lmdb.py`.
+//!
+//! Arguments are extracted and validated first (ids are 16-byte `bytes`, keys 1..=511 bytes,
+//! a fence is `(invocation id, token)`); every call that commits or may block on LMDB's write
+//! lock runs with the GIL released.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
 
-use crate::store::Store;
+use super::errors::IntoPy;
+use crate::entry::{decode_segment, encode_entry, Entry, SEGMENT_VERSION};
+use crate::error::Error;
+use crate::store::{Fence, Store, StoreOptions, Table, WriteOp};
+
+/// Longest key LMDB accepts (its compile-time `MDB_MAXKEYSIZE`).
+const MAX_KEY_LEN: usize = 511;
 
 #[pyclass(name = "Store", module = "pynenc._core", frozen)]
 pub struct PyStore {
     pub inner: Arc<Store>,
 }
 
+type Rejected<'py> = (Bound<'py, PyBytes>, u64, u64);
+
+#[pymethods]
+impl PyStore {
+    #[new]
+    #[pyo3(signature = (path, sync = true, map_size = 1 << 30, max_readers = 512))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        sync: bool,
+        map_size: usize,
+        max_readers: u32,
+    ) -> PyResult<Self> {
+        let options = StoreOptions {
+            sync,
+            map_size,
+            max_readers,
+        };
+        // Opening may create files and run a write transaction: don't hold the GIL.
+        let inner = py.detach(|| Store::open(&path, options)).py_err()?;
+        Ok(PyStore { inner })
+    }
+
+    /// The canonical path of the store directory.
+    fn path(&self) -> PathBuf {
+        self.inner.path().to_path_buf()
+    }
+
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        table: &str,
+        key: &[u8],
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let table = parse_table(table)?;
+        let value = py.detach(|| self.inner.get(table, key)).py_err()?;
+        Ok(value.map(|v| PyBytes::new(py, &v)))
+    }
+
+    #[pyo3(signature = (table, key, value, fence = None))]
+    fn put(
+        &self,
+        table: &str,
+        key: &[u8],
+        value: &[u8],
+        fence: Option<(Vec<u8>, u64)>,
+    ) -> PyResult<()> {
+        let op = WriteOp::Put {
+            table: parse_table(table)?,
+            key: check_key(key)?,
+            value: value.to_vec(),
+            fence: parse_fence(fence)?,
+        };
+        self.inner.stage(op);
+        Ok(())
+    }
+
+    #[pyo3(signature = (table, key, fence = None))]
+    fn delete(&self, table: &str, key: &[u8], fence: Option<(Vec<u8>, u64)>) -> PyResult<()> {
+        let op = WriteOp::Delete {
+            table: parse_table(table)?,
+            key: check_key(key)?,
+            fence: parse_fence(fence)?,
+        };
+        self.inner.stage(op);
+        Ok(())
+    }
+
+    fn scan<'py>(
+        &self,
+        py: Python<'py>,
+        table: &str,
+        prefix: &[u8],
+    ) -> PyResult<Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>> {
+        let table = parse_table(table)?;
+        let rows = py.detach(|| self.inner.scan(table, prefix)).py_err()?;
+        Ok(rows
+            .iter()
+            .map(|(k, v)| (PyBytes::new(py, k), PyBytes::new(py, v)))
+            .collect())
+    }
+
+    fn enqueue(&self, invocation: &[u8]) -> PyResult<()> {
+        self.inner.stage(WriteOp::Enqueue {
+            invocation: parse_id(invocation)?,
+        });
+        Ok(())
+    }
+
+    #[pyo3(signature = (invocation, fence = None))]
+    fn complete(&self, invocation: &[u8], fence: Option<(Vec<u8>, u64)>) -> PyResult<()> {
+        let op = WriteOp::Complete {
+            invocation: parse_id(invocation)?,
+            fence: parse_fence(fence)?,
+        };
+        self.inner.stage(op);
+        Ok(())
+    }
+
+    /// Commit everything staged; returns the rejected fenced writes as
+    /// `(invocation, token carried, current token)`.
+    fn flush<'py>(&self, py: Python<'py>) -> PyResult<Vec<Rejected<'py>>> {
+        // The commit waits for LMDB's write lock and an fsync: let other threads run.
+        let report = py.detach(|| self.inner.flush()).py_err()?;
+        Ok(report
+            .rejected
+            .iter()
+            .map(|(fence, current)| (PyBytes::new(py, &fence.invocation), fence.token, *current))
+            .collect())
+    }
+
+    fn journal_len(&self, py: Python<'_>, invocation: &[u8]) -> PyResult<usize> {
+        let invocation = parse_id(invocation)?;
+        py.detach(|| self.inner.journal_len(&invocation)).py_err()
+    }
+
+    /// The journal of an invocation as `(kind, raw payload)` pairs (for debugging and tests).
+    fn journal_entries<'py>(
+        &self,
+        py: Python<'py>,
+        invocation: &[u8],
+    ) -> PyResult<Vec<(u8, Bound<'py, PyBytes>)>> {
+        let invocation = parse_id(invocation)?;
+        let entries = py.detach(|| self.inner.journal(&invocation)).py_err()?;
+        Ok(entries
+            .iter()
+            .map(|e| (e.op.kind(), PyBytes::new(py, &raw_payload(e))))
+            .collect())
+    }
+
+    /// Claim the next claimable invocation: `(invocation, token, expires_ms)` or `None`.
+    fn claim<'py>(
+        &self,
+        py: Python<'py>,
+        owner: &[u8],
+        lease_ms: u64,
+        now_ms: u64,
+    ) -> PyResult<Option<(Bound<'py, PyBytes>, u64, u64)>> {
+        // A claim is its own synced commit.
+        let claim = py
+            .detach(|| self.inner.claim(owner, lease_ms, now_ms))
+            .py_err()?;
+        Ok(claim.map(|c| (PyBytes::new(py, &c.invocation), c.token, c.expires_ms)))
+    }
+
+    fn renew(
+        &self,
+        py: Python<'_>,
+        invocation: &[u8],
+        token: u64,
+        lease_ms: u64,
+        now_ms: u64,
+    ) -> PyResult<()> {
+        let invocation = parse_id(invocation)?;
+        // A renewal is its own synced commit.
+        py.detach(|| self.inner.renew(&invocation, token, lease_ms, now_ms))
+            .py_err()
+    }
+
+    fn release(&self, py: Python<'_>, invocation: &[u8], token: u64) -> PyResult<()> {
+        let invocation = parse_id(invocation)?;
+        // A release is its own synced commit.
+        py.detach(|| self.inner.release(&invocation, token))
+            .py_err()
+    }
+
+    /// The lease of an invocation: `(owner, expires_ms, token)` or `None`.
+    fn lease<'py>(
+        &self,
+        py: Python<'py>,
+        invocation: &[u8],
+    ) -> PyResult<Option<(Bound<'py, PyBytes>, u64, u64)>> {
+        let invocation = parse_id(invocation)?;
+        let lease = py.detach(|| self.inner.lease(&invocation)).py_err()?;
+        Ok(lease.map(|l| (PyBytes::new(py, &l.owner), l.expires_ms, l.token)))
+    }
+
+    /// Every lease: `(invocation, owner, expires_ms, token)`.
+    #[allow(clippy::type_complexity)]
+    fn leases<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, u64, u64)>> {
+        let leases = py.detach(|| self.inner.leases()).py_err()?;
+        Ok(leases
+            .iter()
+            .map(|(inv, l)| {
+                (
+                    PyBytes::new(py, inv),
+                    PyBytes::new(py, &l.owner),
+                    l.expires_ms,
+                    l.token,
+                )
+            })
+            .collect())
+    }
+
+    /// Invocations in the queue, in claim order.
+    fn queued<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let queued = py.detach(|| self.inner.queued()).py_err()?;
+        Ok(queued.iter().map(|inv| PyBytes::new(py, inv)).collect())
+    }
+
+    /// Number of write transactions flushes of this store committed in this process.
+    fn commit_count(&self) -> u64 {
+        self.inner.commit_count()
+    }
+
+    /// The on-disk format version recorded in the store.
+    fn format_version(&self, py: Python<'_>) -> PyResult<u32> {
+        py.detach(|| self.inner.format_version()).py_err()
+    }
+
+    /// Private, for tests and tools: stage journal entries given as `(kind, raw payload)` or
+    /// `(kind, raw payload, (file, line) | None)`, validated by decoding them.
+    fn _append_journal(
+        &self,
+        invocation: &[u8],
+        first_position: u64,
+        entries: Vec<Bound<'_, PyTuple>>,
+    ) -> PyResult<()> {
+        let invocation = parse_id(invocation)?;
+        let mut parsed = Vec::with_capacity(entries.len());
+        for (i, item) in entries.iter().enumerate() {
+            let kind: u8 = item.get_item(0)?.extract()?;
+            let payload: Vec<u8> = item.get_item(1)?.extract()?;
+            let call_site: Option<(String, u32)> = if item.len() > 2 {
+                item.get_item(2)?.extract()?
+            } else {
+                None
+            };
+            parsed.push(entry_from_raw(
+                kind,
+                &payload,
+                call_site,
+                first_position + i as u64,
+            )?);
+        }
+        self.inner.stage(WriteOp::Journal {
+            invocation,
+            first_position,
+            entries: parsed,
+            fence: None,
+        });
+        Ok(())
+    }
+
+    /// Private, for tests: hold a read transaction open for `seconds` (a process killed
+    /// meanwhile leaves a stale reader slot behind).
+    fn _hold_read_txn(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
+        let pause = Duration::from_secs_f64(seconds.max(0.0));
+        // Sleeping: let other threads run.
+        py.detach(|| {
+            self.inner.read("holding a read transaction", |_, _| {
+                Ok(std::thread::sleep(pause))
+            })
+        })
+        .py_err()
+    }
+}
+
+fn invalid(message: String) -> PyErr {
+    super::errors::to_pyerr(Error::InvalidArgument(message))
+}
+
+fn parse_table(name: &str) -> PyResult<Table> {
+    match name {
+        "invocations" => Ok(Table::Invocations),
+        "data" => Ok(Table::Data),
+        other => Err(invalid(format!(
+            "unknown table {other:?}: expected \"invocations\" or \"data\""
+        ))),
+    }
+}
+
+fn parse_id(bytes: &[u8]) -> PyResult<[u8; 16]> {
+    bytes
+        .try_into()
+        .map_err(|_| invalid(format!("an invocation id is 16 bytes, got {}", bytes.len())))
+}
+
+fn parse_fence(fence: Option<(Vec<u8>, u64)>) -> PyResult<Option<Fence>> {
+    fence
+        .map(|(inv, token)| {
+            Ok(Fence {
+                invocation: parse_id(&inv)?,
+                token,
+            })
+        })
+        .transpose()
+}
+
+fn check_key(key: &[u8]) -> PyResult<Vec<u8>> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(invalid(format!(
+            "a key is 1 to {MAX_KEY_LEN} bytes, got {}",
+            key.len()
+        )));
+    }
+    Ok(key.to_vec())
+}
+
+/// The payload bytes of an entry, as encoded in the journal.
+fn raw_payload(entry: &Entry) -> Vec<u8> {
+    let mut buf = Vec::new();
+    encode_entry(
+        &Entry {
+            op: entry.op.clone(),
+            call_site: None,
+        },
+        &mut buf,
+    );
+    // kind | flags | ULEB128 length | payload | crc32c
+    let mut at = 2;
+    let mut len = 0usize;
+    let mut shift = 0;
+    while let Some(&b) = buf.get(at) {
+        at += 1;
+        len |= usize::from(b & 0x7f) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    buf.get(at..at + len)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default()
+}
+
+/// Build an entry from its kind and raw payload by decoding it exactly as the journal would.
+fn entry_from_raw(
+    kind: u8,
+    payload: &[u8],
+    call_site: Option<(String, u32)>,
+    position: u64,
+) -> PyResult<Entry> {
+    let mut buf = vec![SEGMENT_VERSION, kind, u8::from(call_site.is_some())];
+    put_uleb(&mut buf, payload.len() as u64);
+    buf.extend_from_slice(payload);
+    if let Some((file, line)) = &call_site {
+        put_uleb(&mut buf, file.len() as u64);
+        buf.extend_from_slice(file.as_bytes());
+        put_uleb(&mut buf, u64::from(*line));
+    }
+    let crc = crc32c::crc32c(&buf[1..]);
+    buf.extend_from_slice(&crc.to_le_bytes());
+    let mut entries = decode_segment(&buf, position)
+        .map_err(|e| invalid(format!("entry {position} does not decode: {}", e.detail)))?;
+    entries
+        .pop()
+        .ok_or_else(|| invalid(format!("entry {position} is empty")))
+}
+
+fn put_uleb(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyStore>()?;
+    m.add("STORE_FORMAT_VERSION", crate::store::FORMAT_VERSION)?;
     Ok(())
 }

@@ -1,11 +1,19 @@
-//! LMDB implementation of the store (skeleton: signatures fixed, bodies being written).
+//! The `Store` type: opening, fork safety, and the transaction helpers every operation uses
+//! (map growth, adoption of another process's growth, stale reader recovery).
 
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::{Fence, Table, WriteOp};
-use crate::entry::Entry;
-use crate::error::Result;
+use heed::{MdbError, RoTxn, RwTxn, WithoutTls};
+
+use super::commit::GroupCommit;
+use super::env::{self, Handle, MapEvent};
+use super::{apply, registry, Fence, WriteOp};
+use crate::error::{Error, Result};
 
 /// Options of a store; mirrored by `pynenc.store.lmdb.StoreOptions` in Python.
 #[derive(Clone, Debug)]
@@ -20,7 +28,11 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { sync: true, map_size: 1 << 30, max_readers: 512 }
+        StoreOptions {
+            sync: true,
+            map_size: 1 << 30,
+            max_readers: 512,
+        }
     }
 }
 
@@ -47,48 +59,288 @@ pub struct Lease {
     pub token: u64,
 }
 
+/// Largest map the store grows to before reporting the map as full.
+const MAX_MAP_SIZE: usize = 1 << 40;
+
+/// A failure inside a transaction body: LMDB's (possibly retryable) or the store's own.
+pub(crate) enum TxnError {
+    Heed(heed::Error),
+    Core(Error),
+}
+
+impl From<heed::Error> for TxnError {
+    fn from(e: heed::Error) -> Self {
+        TxnError::Heed(e)
+    }
+}
+
+impl From<Error> for TxnError {
+    fn from(e: Error) -> Self {
+        TxnError::Core(e)
+    }
+}
+
+pub(crate) type TxnResult<T> = std::result::Result<T, TxnError>;
+
+/// An embedded LMDB store shared by every thread of the process (see the module docs).
+///
+/// The first opener's options win when the same path is opened again in one process.
 pub struct Store {
     path: PathBuf,
+    options: StoreOptions,
+    /// `None` only while a reopen after fork failed. Transactions hold the read side; growing
+    /// the map takes the write side, since LMDB resizes only with no transaction active.
+    handle: RwLock<Option<Handle>>,
+    pub(crate) commit: GroupCommit,
+    commits: AtomicU64,
 }
 
 impl Store {
-    pub fn open(_path: &Path, _options: StoreOptions) -> Result<Arc<Store>> {
-        todo!()
+    /// Open the store in directory `path` (created 0700 if missing), or share the one this
+    /// process already has open there.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Arc<Store>> {
+        let canonical = prepare_dir(path)?;
+        registry::shared(canonical, |canonical| {
+            let handle = env::open(&canonical, &options)?;
+            Ok(Store {
+                path: canonical,
+                options,
+                handle: RwLock::new(Some(handle)),
+                commit: GroupCommit::default(),
+                commits: AtomicU64::new(0),
+            })
+        })
     }
+
+    /// The canonical path of the store directory.
     pub fn path(&self) -> &Path {
         &self.path
     }
-    pub fn stage(&self, _op: WriteOp) {
-        todo!()
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
     }
-    pub fn stage_many(&self, _ops: Vec<WriteOp>) {
-        todo!()
+
+    /// Number of write transactions committed by flushes of this store in this process.
+    pub fn commit_count(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
-    pub fn flush(&self) -> Result<FlushReport> {
-        todo!()
+
+    /// Stage one write (visible to this process's reads at once, durable after `flush`).
+    pub fn stage(&self, op: WriteOp) {
+        self.stage_many(vec![op]);
     }
-    pub fn journal(&self, _invocation: &[u8; 16]) -> Result<Vec<Entry>> {
-        todo!()
+
+    /// Stage several writes, in order.
+    pub fn stage_many(&self, ops: Vec<WriteOp>) {
+        self.check_fork();
+        self.commit.stage(ops);
     }
-    pub fn get(&self, _table: Table, _key: &[u8]) -> Result<Option<Vec<u8>>> {
-        todo!()
+
+    /// Commit everything staged so far by any thread in one transaction (shared with
+    /// concurrent flushes); durable on return unless the store was opened with `sync=false`.
+    pub fn flush(&self) -> Result<super::FlushReport> {
+        self.check_fork();
+        self.commit.flush(
+            |ops| {
+                let report = self.write("committing", |h, txn| Ok(apply::apply(h, txn, ops)?))?;
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                Ok(report)
+            },
+            || Error::Lmdb {
+                path: self.path.clone(),
+                during: "committing",
+                detail: "the commit panicked; nothing of it was stored".into(),
+            },
+        )
     }
-    pub fn scan(&self, _table: Table, _prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        todo!()
+
+    /// After a fork the child starts with an empty staging buffer: the writes staged by the
+    /// parent belong to the parent, which commits them itself.
+    pub(crate) fn check_fork(&self) {
+        let stale = {
+            let guard = self.handle.read().unwrap_or_else(PoisonError::into_inner);
+            guard.as_ref().is_some_and(|h| h.pid != std::process::id())
+        };
+        if stale {
+            // Reopening here resets the buffer; an open error surfaces at the next operation.
+            drop(self.handle());
+        }
     }
-    pub fn claim(&self, _owner: &[u8], _lease_ms: u64, _now_ms: u64) -> Result<Option<Claim>> {
-        todo!()
+
+    fn write_lock(&self) -> RwLockWriteGuard<'_, Option<Handle>> {
+        self.handle.write().unwrap_or_else(PoisonError::into_inner)
     }
-    pub fn renew(&self, _inv: &[u8; 16], _token: u64, _lease_ms: u64, _now_ms: u64) -> Result<()> {
-        todo!()
+
+    /// The environment of this process, reopened first if this is a forked child.
+    fn handle(&self) -> Result<RwLockReadGuard<'_, Option<Handle>>> {
+        let pid = std::process::id();
+        loop {
+            let guard = self.handle.read().unwrap_or_else(PoisonError::into_inner);
+            if guard.as_ref().is_some_and(|h| h.pid == pid) {
+                return Ok(guard);
+            }
+            drop(guard);
+            let mut guard = self.write_lock();
+            if !guard.as_ref().is_some_and(|h| h.pid == pid) {
+                if let Some(inherited) = guard.take() {
+                    self.commit.reset_after_fork();
+                    // The parent's handle is closed in the child: heed keeps a per-process
+                    // registry of open paths and refuses to open the path again while the
+                    // inherited handle is alive. Closing it only releases the child's copies:
+                    // LMDB unmaps the child's mappings, closes the child's descriptors, and
+                    // clears reader slots owned by the child's pid (none); it takes no lock
+                    // and touches no state the parent owns.
+                    drop(inherited);
+                }
+                *guard = Some(env::open(&self.path, &self.options)?);
+            }
+        }
     }
-    pub fn release(&self, _inv: &[u8; 16], _token: u64) -> Result<()> {
-        todo!()
+
+    /// Run `f` in a read transaction, adopting a map grown by another process and clearing
+    /// stale reader slots if the reader table is full.
+    pub(crate) fn read<T>(
+        &self,
+        during: &'static str,
+        f: impl Fn(&Handle, &RoTxn<'_, WithoutTls>) -> TxnResult<T>,
+    ) -> Result<T> {
+        let mut cleared = false;
+        loop {
+            let guard = self.handle()?;
+            let h = self.current(&guard)?;
+            let outcome = h
+                .env
+                .read_txn()
+                .map_err(TxnError::from)
+                .and_then(|txn| f(h, &txn));
+            match outcome {
+                Ok(v) => return Ok(v),
+                Err(TxnError::Core(e)) => return Err(e),
+                Err(TxnError::Heed(e)) => {
+                    if matches!(e, heed::Error::Mdb(MdbError::ReadersFull)) && !cleared {
+                        cleared = true;
+                        h.env
+                            .clear_stale_readers()
+                            .map_err(|e| self.err(during, e))?;
+                        continue;
+                    }
+                    if let Some(MapEvent::Resized) = env::map_event(&e) {
+                        drop(guard);
+                        self.resize(during, 0)?;
+                        continue;
+                    }
+                    return Err(self.err(during, e));
+                }
+            }
+        }
     }
-    pub fn lease(&self, _inv: &[u8; 16]) -> Result<Option<Lease>> {
-        todo!()
+
+    /// Run `f` in a write transaction and commit it, growing the map and retrying when it
+    /// is full.
+    pub(crate) fn write<T>(
+        &self,
+        during: &'static str,
+        mut f: impl FnMut(&Handle, &mut RwTxn<'_>) -> TxnResult<T>,
+    ) -> Result<T> {
+        loop {
+            let guard = self.handle()?;
+            let h = self.current(&guard)?;
+            let outcome = h
+                .env
+                .write_txn()
+                .map_err(TxnError::from)
+                .and_then(|mut txn| {
+                    let v = f(h, &mut txn)?;
+                    txn.commit()?;
+                    Ok(v)
+                });
+            match outcome {
+                Ok(v) => return Ok(v),
+                Err(TxnError::Core(e)) => return Err(e),
+                Err(TxnError::Heed(e)) => {
+                    let event = env::map_event(&e);
+                    let size = h.env.info().map_size;
+                    drop(guard);
+                    match event {
+                        Some(MapEvent::Resized) => self.resize(during, 0)?,
+                        Some(MapEvent::Full) if size < MAX_MAP_SIZE => {
+                            self.resize(during, size.saturating_mul(2))?
+                        }
+                        _ => return Err(self.err(during, e)),
+                    }
+                }
+            }
+        }
     }
-    pub fn leases(&self) -> Result<Vec<([u8; 16], Lease)>> {
-        todo!()
+
+    /// Set the map size (0: adopt the size another process gave the environment).
+    fn resize(&self, during: &'static str, size: usize) -> Result<()> {
+        let guard = self.write_lock();
+        let Some(h) = guard.as_ref() else {
+            return Ok(());
+        };
+        if size != 0 && h.env.info().map_size >= size {
+            return Ok(()); // another thread grew it meanwhile
+        }
+        // SAFETY: LMDB allows changing the map size while no transaction of this process is
+        // active; every transaction runs under the read side of `handle`, and we hold the
+        // write side.
+        unsafe { h.env.resize(size) }.map_err(|e| self.err(during, e))
     }
+
+    fn current<'g>(&self, guard: &'g RwLockReadGuard<'_, Option<Handle>>) -> Result<&'g Handle> {
+        guard.as_ref().ok_or_else(|| Error::Lmdb {
+            path: self.path.clone(),
+            during: "reopening after fork",
+            detail: "the environment is not open".into(),
+        })
+    }
+
+    pub(crate) fn err(&self, during: &'static str, e: heed::Error) -> Error {
+        env::map_err(&self.path, during, e)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let mut stores = registry::lock();
+        let handle = self
+            .handle
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        // Close the environment before a reopen of the same path can proceed.
+        drop(handle);
+        if stores
+            .get(&self.path)
+            .is_some_and(|w| w.strong_count() == 0)
+        {
+            stores.remove(&self.path);
+        }
+    }
+}
+
+/// Create the store directory (0700) if missing and return its canonical path.
+fn prepare_dir(path: &Path) -> Result<PathBuf> {
+    match fs::metadata(path) {
+        Ok(md) if md.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::StoreAccess {
+                path: path.to_path_buf(),
+                detail: "the path exists and is not a directory".into(),
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .map_err(|e| env::map_io(path, "creating the store directory", e))?;
+        }
+        Err(e) => return Err(env::map_io(path, "opening the store directory", e)),
+    }
+    path.canonicalize()
+        .map_err(|e| env::map_io(path, "opening the store directory", e))
 }

@@ -6,6 +6,12 @@
 //! (group commit: concurrent flushes share one transaction and one fsync). Reads see the
 //! caller's own staged writes first, then committed data.
 //!
+//! Files: `lmdb.rs` (the `Store`, fork safety, transaction helpers with map growth), `env.rs`
+//! (the one `unsafe` open, named databases, format version, error mapping), `commit.rs`
+//! (group commit), `apply.rs` (a batch inside one transaction, fencing), `read.rs` (reads with
+//! the staged overlay), `queue.rs` (claims and leases), `registry.rs` (one store per path per
+//! process), `keys.rs` (byte layouts). The on-disk layout is in `docs/journal-format.md`.
+//!
 //! API contract (implemented in the submodules):
 //!
 //! ```ignore
@@ -22,8 +28,18 @@
 //! store.lease(&inv) -> Result<Option<Lease>>
 //! ```
 
+mod apply;
+mod commit;
+mod env;
+mod keys;
 mod lmdb;
+mod queue;
+mod read;
+mod registry;
+#[cfg(test)]
+mod tests;
 
+pub use env::FORMAT_VERSION;
 pub use lmdb::{Claim, FlushReport, Lease, Store, StoreOptions};
 
 /// The named databases a caller can read and write directly.
@@ -54,12 +70,24 @@ pub enum WriteOp {
         entries: Vec<crate::entry::Entry>,
         fence: Option<Fence>,
     },
-    Put { table: Table, key: Vec<u8>, value: Vec<u8>, fence: Option<Fence> },
-    Delete { table: Table, key: Vec<u8>, fence: Option<Fence> },
+    Put {
+        table: Table,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        fence: Option<Fence>,
+    },
+    Delete {
+        table: Table,
+        key: Vec<u8>,
+        fence: Option<Fence>,
+    },
     /// Add an invocation to the work queue (FIFO).
     Enqueue { invocation: [u8; 16] },
     /// Remove an invocation from the queue and drop its lease (it finished).
-    Complete { invocation: [u8; 16], fence: Option<Fence> },
+    Complete {
+        invocation: [u8; 16],
+        fence: Option<Fence>,
+    },
 }
 
 /// Most entries one journal record holds; longer runs are split into several records.

@@ -1,0 +1,161 @@
+"""The embedded LMDB store: a typed face over `pynenc._core.Store`.
+
+One store is a directory holding an LMDB environment (`docs/journal-format.md` describes it
+byte by byte). Writes are *staged* (visible at once to reads in this process) and made durable
+by `flush`, which commits everything staged by any thread in one transaction; concurrent
+flushes share that transaction and its fsync. Opening the same directory twice in a process
+(also through a symlink or a relative path) shares one underlying store, whose first opener's
+options apply. A forked child reopens the store transparently; writes its parent staged but
+did not flush stay the parent's.
+
+Invocation ids are 16 `bytes`. A fence is `(invocation id, lease token)`: the fenced write is
+applied only while that token is the invocation's current lease (or it has no lease).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pynenc import _core
+
+__all__ = ["Claim", "Fence", "LeaseInfo", "LmdbStore", "Rejected", "StoreOptions", "Table"]
+
+Table = Literal["invocations", "data"]
+Fence = tuple[bytes, int]
+#: A claimed invocation: (invocation id, fencing token, lease expiry in ms).
+Claim = tuple[bytes, int, int]
+#: A lease: (owner, expiry in ms, fencing token).
+LeaseInfo = tuple[bytes, int, int]
+#: A fenced write refused at flush: (invocation id, token carried, current token).
+Rejected = tuple[bytes, int, int]
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """Options of a store (mirrors `StoreOptions` in `rust/src/store/lmdb.rs`).
+
+    Attributes:
+        sync: fsync every commit. Off, a process crash still loses nothing (the OS keeps the
+            pages); a power loss may lose the last commits.
+        map_size: initial size of the memory map in bytes; it doubles whenever it is full.
+        max_readers: most read transactions open at once, across all processes.
+    """
+
+    sync: bool = True
+    map_size: int = 1 << 30
+    max_readers: int = 512
+
+
+class LmdbStore:
+    """A store in one directory, shared by every thread (and, through LMDB, every process)."""
+
+    def __init__(self, path: str | os.PathLike[str], options: StoreOptions | None = None) -> None:
+        """Open (creating, mode 0700) the store at `path`.
+
+        Raises:
+            StoreAccessError: the path cannot be created or opened (e.g. it is a file).
+            StoreReadOnlyError: the path is on a read-only filesystem.
+            CorruptStoreError: the files there are not a readable store.
+            StoreFormatError: the store was written by a newer version.
+        """
+        opts = options or StoreOptions()
+        self._options = opts
+        self._core = _core.Store(
+            os.fspath(path),
+            sync=opts.sync,
+            map_size=opts.map_size,
+            max_readers=opts.max_readers,
+        )
+
+    @property
+    def path(self) -> Path:
+        """The canonical path of the store directory."""
+        return Path(self._core.path())
+
+    @property
+    def options(self) -> StoreOptions:
+        """The options this handle was opened with."""
+        return self._options
+
+    def get(self, table: Table, key: bytes) -> bytes | None:
+        """The value under `key`, staged writes of this process first."""
+        return self._core.get(table, key)
+
+    def put(self, table: Table, key: bytes, value: bytes, fence: Fence | None = None) -> None:
+        """Stage a write of `value` under `key` (1 to 511 bytes)."""
+        self._core.put(table, key, value, fence)
+
+    def delete(self, table: Table, key: bytes, fence: Fence | None = None) -> None:
+        """Stage the removal of `key`."""
+        self._core.delete(table, key, fence)
+
+    def scan(self, table: Table, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        """Every `(key, value)` whose key starts with `prefix`, in key order."""
+        return self._core.scan(table, prefix)
+
+    def enqueue(self, invocation: bytes) -> None:
+        """Stage adding `invocation` to the work queue (once; enqueueing again is a no-op)."""
+        self._core.enqueue(invocation)
+
+    def complete(self, invocation: bytes, fence: Fence | None = None) -> None:
+        """Stage removing `invocation` from the queue and dropping its lease."""
+        self._core.complete(invocation, fence)
+
+    def flush(self) -> list[Rejected]:
+        """Make everything staged so far durable; returns the fenced writes refused.
+
+        Raises:
+            StoreIOError: the commit failed; nothing of it was stored.
+        """
+        return self._core.flush()
+
+    def journal_len(self, invocation: bytes) -> int:
+        """Number of journal entries of `invocation`, staged ones included."""
+        return self._core.journal_len(invocation)
+
+    def journal_entries(self, invocation: bytes) -> list[tuple[int, bytes]]:
+        """The journal of `invocation` as `(kind, raw payload)` pairs, for debugging.
+
+        Raises:
+            CorruptEntryError: an entry failed its checksum (naming invocation and position).
+        """
+        return self._core.journal_entries(invocation)
+
+    def claim(self, owner: bytes, lease_ms: int, now_ms: int) -> Claim | None:
+        """Lease the first queued invocation with no live lease to `owner` (committed)."""
+        return self._core.claim(owner, lease_ms, now_ms)
+
+    def renew(self, invocation: bytes, token: int, lease_ms: int, now_ms: int) -> None:
+        """Extend a lease to `now_ms + lease_ms`.
+
+        Raises:
+            LeaseLostError: `token` is no longer the invocation's lease token.
+        """
+        self._core.renew(invocation, token, lease_ms, now_ms)
+
+    def release(self, invocation: bytes, token: int) -> None:
+        """Drop a lease; the invocation stays queued and claimable.
+
+        Raises:
+            LeaseLostError: `token` is no longer the invocation's lease token.
+        """
+        self._core.release(invocation, token)
+
+    def lease(self, invocation: bytes) -> LeaseInfo | None:
+        """The lease of `invocation` (expired ones included), or None."""
+        return self._core.lease(invocation)
+
+    def leases(self) -> list[tuple[bytes, bytes, int, int]]:
+        """Every lease as `(invocation, owner, expires_ms, token)`."""
+        return self._core.leases()
+
+    def queued(self) -> list[bytes]:
+        """Invocations in the queue, in claim order."""
+        return self._core.queued()
+
+    def commit_count(self) -> int:
+        """Write transactions committed by flushes in this process (for benchmarks)."""
+        return self._core.commit_count()

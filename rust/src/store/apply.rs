@@ -1,0 +1,114 @@
+//! Applying a batch of staged writes inside one write transaction, with fencing.
+
+use heed::RwTxn;
+
+use super::env::Handle;
+use super::keys::{self, COUNTER_QUEUE_SEQ};
+use super::{Fence, FlushReport, WriteOp, SEGMENT_MAX_ENTRIES};
+use crate::entry::encode_segment;
+
+/// Apply `ops` in order. A fenced write whose token is not the invocation's current lease
+/// token (when it has a lease) is skipped and listed in the report, once per invocation.
+pub(crate) fn apply(h: &Handle, txn: &mut RwTxn, ops: &[WriteOp]) -> heed::Result<FlushReport> {
+    let mut report = FlushReport::default();
+    let mut next_seq: Option<u64> = None;
+    for op in ops {
+        if let Some(fence) = fence_of(op) {
+            if let Some(current) = current_token(h, txn, &fence.invocation)? {
+                if current != fence.token {
+                    if !report
+                        .rejected
+                        .iter()
+                        .any(|(f, _)| f.invocation == fence.invocation)
+                    {
+                        report.rejected.push((*fence, current));
+                    }
+                    continue;
+                }
+            }
+        }
+        match op {
+            WriteOp::Journal {
+                invocation,
+                first_position,
+                entries,
+                ..
+            } => {
+                for (i, chunk) in entries.chunks(SEGMENT_MAX_ENTRIES).enumerate() {
+                    let position = first_position + (i * SEGMENT_MAX_ENTRIES) as u64;
+                    let key = keys::journal_key(invocation, position);
+                    h.dbs.journal.put(txn, &key, &encode_segment(chunk))?;
+                }
+            }
+            WriteOp::Put {
+                table, key, value, ..
+            } => h.dbs.table(*table).put(txn, key, value)?,
+            WriteOp::Delete { table, key, .. } => {
+                h.dbs.table(*table).delete(txn, key)?;
+            }
+            WriteOp::Enqueue { invocation } => {
+                if h.dbs.queued.get(txn, invocation)?.is_none() {
+                    let seq = match next_seq {
+                        Some(s) => s,
+                        None => read_counter(h, txn, COUNTER_QUEUE_SEQ)? + 1,
+                    };
+                    h.dbs
+                        .queue
+                        .put(txn, &keys::queue_key(seq, invocation), &[])?;
+                    h.dbs.queued.put(txn, invocation, &seq.to_be_bytes())?;
+                    next_seq = Some(seq + 1);
+                }
+            }
+            WriteOp::Complete { invocation, .. } => {
+                let seq = h
+                    .dbs
+                    .queued
+                    .get(txn, invocation)?
+                    .and_then(keys::decode_u64);
+                if let Some(seq) = seq {
+                    h.dbs.queue.delete(txn, &keys::queue_key(seq, invocation))?;
+                    h.dbs.queued.delete(txn, invocation)?;
+                }
+                h.dbs.leases.delete(txn, invocation)?;
+            }
+        }
+    }
+    if let Some(next) = next_seq {
+        h.dbs
+            .counters
+            .put(txn, COUNTER_QUEUE_SEQ, &(next - 1).to_be_bytes())?;
+    }
+    Ok(report)
+}
+
+fn fence_of(op: &WriteOp) -> Option<&Fence> {
+    match op {
+        WriteOp::Journal { fence, .. }
+        | WriteOp::Put { fence, .. }
+        | WriteOp::Delete { fence, .. }
+        | WriteOp::Complete { fence, .. } => fence.as_ref(),
+        WriteOp::Enqueue { .. } => None,
+    }
+}
+
+/// The token of the invocation's lease, if it has one.
+pub(crate) fn current_token(
+    h: &Handle,
+    txn: &heed::RoTxn,
+    invocation: &[u8; 16],
+) -> heed::Result<Option<u64>> {
+    Ok(h.dbs
+        .leases
+        .get(txn, invocation)?
+        .and_then(keys::decode_lease)
+        .map(|l| l.token))
+}
+
+/// A counter's value (0 when never written).
+pub(crate) fn read_counter(h: &Handle, txn: &heed::RoTxn, key: &[u8]) -> heed::Result<u64> {
+    Ok(h.dbs
+        .counters
+        .get(txn, key)?
+        .and_then(keys::decode_u64)
+        .unwrap_or(0))
+}

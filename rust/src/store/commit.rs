@@ -1,0 +1,227 @@
+//! Group commit: the process-wide ordered buffer of staged writes and the leader/follower
+//! protocol that makes them durable.
+//!
+//! Every `stage` appends to one buffer and bumps a sequence number. `flush` notes the sequence
+//! number at the time of the call (its *target*) and returns once everything up to it is
+//! committed. The first flusher to find no commit in progress becomes the leader: it takes the
+//! whole buffer (its own writes and everything other threads staged meanwhile), commits it in
+//! one write transaction, and wakes the followers; a follower whose target is still ahead
+//! leads the next commit. So concurrent flushes share one transaction and one fsync.
+//!
+//! Each flush returns the combined outcome of the commits that covered its range of sequence
+//! numbers: a report is shared between the callers of one commit (rejected fenced writes are
+//! listed for all of them), and a failed commit is reported to every caller whose writes it
+//! held. A failed batch is dropped: its writes are not retried behind the caller's back.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use super::{Fence, FlushReport, WriteOp};
+use crate::error::{Error, Result};
+
+#[derive(Default)]
+struct State {
+    /// Staged, not yet taken by a leader.
+    pending: Vec<WriteOp>,
+    /// Taken by the current leader, not yet committed: still visible to reads.
+    inflight: Arc<Vec<WriteOp>>,
+    /// Sequence number of the last staged write.
+    staged: u64,
+    /// Sequence number of the last write whose commit finished (successfully or not).
+    committed: u64,
+    leader: bool,
+    /// Outcomes of recent commits, kept while a waiting flush may still need them.
+    outcomes: VecDeque<Outcome>,
+    /// `committed` at the start of each waiting flush (value → number of waiters).
+    waiters: BTreeMap<u64, usize>,
+}
+
+struct Outcome {
+    /// Sequence numbers `(after, upto]` this commit covered.
+    after: u64,
+    upto: u64,
+    result: std::result::Result<Vec<(Fence, u64)>, Arc<Error>>,
+}
+
+/// The staged-write buffer and its commit protocol.
+#[derive(Default)]
+pub(crate) struct GroupCommit {
+    state: Mutex<State>,
+    done: Condvar,
+}
+
+impl GroupCommit {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn stage(&self, ops: impl IntoIterator<Item = WriteOp>) {
+        let mut st = self.lock();
+        for op in ops {
+            st.pending.push(op);
+            st.staged += 1;
+        }
+    }
+
+    /// Forget writes inherited from the parent process after a fork: the parent commits them.
+    pub fn reset_after_fork(&self) {
+        *self.lock() = State::default();
+    }
+
+    /// Staged and in-flight writes, oldest first, filtered and mapped by `f`.
+    pub fn overlay<T>(&self, mut f: impl FnMut(&WriteOp) -> Option<T>) -> Vec<T> {
+        let st = self.lock();
+        st.inflight
+            .iter()
+            .chain(st.pending.iter())
+            .filter_map(&mut f)
+            .collect()
+    }
+
+    /// Make everything staged so far durable, committing with `commit` when leading.
+    /// A panic inside `commit` is turned into the error `panicked()` so followers never wait on
+    /// a leader that is gone.
+    pub fn flush(
+        &self,
+        commit: impl Fn(&[WriteOp]) -> Result<FlushReport>,
+        panicked: impl Fn() -> Error,
+    ) -> Result<FlushReport> {
+        let mut st = self.lock();
+        let target = st.staged;
+        let from = st.committed;
+        if target == from {
+            return Ok(FlushReport::default());
+        }
+        *st.waiters.entry(from).or_default() += 1;
+        while st.committed < target {
+            if st.leader {
+                st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            st.leader = true;
+            let (after, upto) = (st.committed, st.staged);
+            st.inflight = Arc::new(std::mem::take(&mut st.pending));
+            let batch = Arc::clone(&st.inflight);
+            drop(st);
+            let result = catch_unwind(AssertUnwindSafe(|| commit(&batch)))
+                .unwrap_or_else(|_| Err(panicked()));
+            st = self.lock();
+            st.outcomes.push_back(Outcome {
+                after,
+                upto,
+                result: result.map(|r| r.rejected).map_err(Arc::new),
+            });
+            st.committed = upto;
+            st.inflight = Arc::default();
+            st.leader = false;
+            self.done.notify_all();
+        }
+        let mut report = FlushReport::default();
+        let mut failure = None;
+        for o in st
+            .outcomes
+            .iter()
+            .filter(|o| o.upto > from && o.after < target)
+        {
+            match &o.result {
+                Ok(rejected) => report.rejected.extend(rejected.iter().copied()),
+                Err(e) => failure = failure.or_else(|| Some(Arc::clone(e))),
+            }
+        }
+        if let Some(n) = st.waiters.get_mut(&from) {
+            *n -= 1;
+            if *n == 0 {
+                st.waiters.remove(&from);
+            }
+        }
+        let keep_after = st.waiters.keys().next().copied().unwrap_or(st.committed);
+        while st.outcomes.front().is_some_and(|o| o.upto <= keep_after) {
+            st.outcomes.pop_front();
+        }
+        drop(st);
+        match failure {
+            Some(e) => Err(duplicate(&e)),
+            None => Ok(report),
+        }
+    }
+}
+
+/// A copy of an error for each caller that shares a failed commit.
+pub(crate) fn duplicate(e: &Error) -> Error {
+    match e {
+        Error::NonDeterminism {
+            workflow_id,
+            invocation_id,
+            position,
+            recorded,
+            requested,
+        } => Error::NonDeterminism {
+            workflow_id: workflow_id.clone(),
+            invocation_id: invocation_id.clone(),
+            position: *position,
+            recorded: recorded.clone(),
+            requested: requested.clone(),
+        },
+        Error::CorruptEntry {
+            path,
+            invocation_id,
+            position,
+            detail,
+        } => Error::CorruptEntry {
+            path: path.clone(),
+            invocation_id: invocation_id.clone(),
+            position: *position,
+            detail: detail.clone(),
+        },
+        Error::CorruptStore { path, detail } => Error::CorruptStore {
+            path: path.clone(),
+            detail: detail.clone(),
+        },
+        Error::FormatVersion {
+            path,
+            found,
+            supported,
+        } => Error::FormatVersion {
+            path: path.clone(),
+            found: *found,
+            supported: *supported,
+        },
+        Error::StoreAccess { path, detail } => Error::StoreAccess {
+            path: path.clone(),
+            detail: detail.clone(),
+        },
+        Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
+        Error::Io {
+            path,
+            during,
+            source,
+        } => Error::Io {
+            path: path.clone(),
+            during,
+            source: match source.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(source.kind(), source.to_string()),
+            },
+        },
+        Error::Lmdb {
+            path,
+            during,
+            detail,
+        } => Error::Lmdb {
+            path: path.clone(),
+            during,
+            detail: detail.clone(),
+        },
+        Error::StaleLease {
+            invocation_id,
+            token,
+            current,
+        } => Error::StaleLease {
+            invocation_id: invocation_id.clone(),
+            token: *token,
+            current: *current,
+        },
+        Error::InvalidArgument(s) => Error::InvalidArgument(s.clone()),
+    }
+}

@@ -1,0 +1,277 @@
+//! Opening the LMDB environment: the one `unsafe` call of the store, the named databases,
+//! the format-version check, and the translation of LMDB failures into `Error` variants.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use heed::types::Bytes;
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, WithoutTls};
+
+use super::keys::META_FORMAT_VERSION;
+use super::{StoreOptions, Table};
+use crate::error::{Error, Result};
+
+/// On-disk format version of the store layout (see `docs/journal-format.md`).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Named databases; one more than we use leaves room for a future one without a reopen.
+const MAX_DBS: u32 = 9;
+
+pub(crate) type Db = Database<'static, Bytes, Bytes>;
+
+/// The databases of one environment.
+pub(crate) struct Dbs {
+    pub meta: Db,
+    pub journal: Db,
+    pub invocations: Db,
+    pub data: Db,
+    pub queue: Db,
+    /// Queue index: invocation id → queue sequence number (u64 BE).
+    pub queued: Db,
+    pub leases: Db,
+    pub counters: Db,
+}
+
+impl Dbs {
+    pub fn table(&self, table: Table) -> Db {
+        match table {
+            Table::Invocations => self.invocations,
+            Table::Data => self.data,
+        }
+    }
+}
+
+/// An open environment, tagged with the process that opened it.
+pub(crate) struct Handle {
+    pub env: Env<WithoutTls>,
+    pub dbs: Dbs,
+    pub pid: u32,
+}
+
+/// Open (creating if needed) the environment in the existing directory `dir`.
+pub(crate) fn open(dir: &Path, options: &StoreOptions) -> Result<Handle> {
+    check_data_file(dir)?;
+    let env = open_env(dir, options)?;
+    // Stale slots of readers that died mid-transaction (e.g. SIGKILL) would otherwise
+    // accumulate until the table is full.
+    env.clear_stale_readers()
+        .map_err(|e| map_err(dir, "clearing stale readers", e))?;
+    check_not_truncated(dir, &env)?;
+    let dbs = create_dbs(dir, &env)?;
+    Ok(Handle {
+        env,
+        dbs,
+        pid: std::process::id(),
+    })
+}
+
+/// Open the LMDB environment of `dir`.
+fn open_env(dir: &Path, options: &StoreOptions) -> Result<Env<WithoutTls>> {
+    let mut builder = EnvOpenOptions::new().read_txn_without_tls();
+    builder
+        .map_size(round_to_page(options.map_size))
+        .max_dbs(MAX_DBS)
+        .max_readers(options.max_readers.max(1));
+    // SAFETY: NO_SYNC only drops the fsync at commit: a process crash loses nothing (the OS
+    // keeps the written pages), a power loss may lose the last commits. The caller chose it.
+    if !options.sync {
+        unsafe { builder.flags(EnvFlags::NO_SYNC) };
+    }
+    // SAFETY: LMDB maps `data.mdb` into memory; the map must not be modified behind LMDB's back.
+    // - Every process that writes goes through LMDB's own lock file (`lock.mdb`), so concurrent
+    //   writers in other processes are serialised by LMDB.
+    // - Within this process the environment is opened at most once per canonical path: the
+    //   store registry (`registry.rs`) hands out one shared `Store`, and heed itself refuses a
+    //   second open of the same path.
+    // - `check_data_file` runs first and `check_not_truncated` runs before any page is read
+    //   through the map, so a file shorter than its meta page claims fails cleanly instead of
+    //   faulting (SIGBUS) on a page beyond the end of the file.
+    // - Read transactions do not use thread-local slots (`read_txn_without_tls`), so a slot is
+    //   tied to a transaction object and freed with it.
+    unsafe { builder.open(dir) }.map_err(|e| map_err(dir, "opening the environment", e))
+}
+
+fn create_dbs(dir: &Path, env: &Env<WithoutTls>) -> Result<Dbs> {
+    const NAMES: [&str; 8] = [
+        "meta",
+        "journal",
+        "invocations",
+        "data",
+        "queue",
+        "queued",
+        "leases",
+        "counters",
+    ];
+    let wtxn = env
+        .write_txn()
+        .map_err(|e| map_err(dir, "creating databases", e))?;
+    let created = env.create_databases_and_commit(wtxn, |opener, wtxn| {
+        let mut dbs: [Option<Database<'_, Bytes, Bytes>>; 8] = [None; 8];
+        for (slot, name) in dbs.iter_mut().zip(NAMES) {
+            *slot = Some(opener.create_database::<Bytes, Bytes>(wtxn, Some(name))?);
+        }
+        let meta = dbs[0].ok_or(heed::Error::Mdb(MdbError::Problem))?;
+        let outcome = match meta.get(wtxn, META_FORMAT_VERSION)? {
+            None => {
+                meta.put(wtxn, META_FORMAT_VERSION, &FORMAT_VERSION.to_be_bytes())?;
+                Ok(())
+            }
+            Some(raw) => match <[u8; 4]>::try_from(raw).map(u32::from_be_bytes) {
+                Ok(found) if found <= FORMAT_VERSION => Ok(()),
+                Ok(found) => Err(Error::FormatVersion {
+                    path: dir.to_path_buf(),
+                    found,
+                    supported: FORMAT_VERSION,
+                }),
+                Err(_) => Err(Error::CorruptStore {
+                    path: dir.to_path_buf(),
+                    detail: format!("format version record has {} bytes, expected 4", raw.len()),
+                }),
+            },
+        };
+        Ok::<_, heed::Error>(match outcome {
+            Ok(()) => CommitOrAbort::Commit(dbs.map(|db| db.ok_or(()))),
+            Err(e) => CommitOrAbort::Abort(e),
+        })
+    });
+    match created.map_err(|e| map_err(dir, "creating databases", e))? {
+        CommitOrAbort::Abort(e) => Err(e),
+        CommitOrAbort::Commit(dbs) => {
+            let [meta, journal, invocations, data, queue, queued, leases, counters] =
+                dbs.map(|db| db.ok());
+            let missing = || Error::Lmdb {
+                path: dir.to_path_buf(),
+                during: "creating databases",
+                detail: "a named database was not created".into(),
+            };
+            Ok(Dbs {
+                meta: meta.ok_or_else(missing)?,
+                journal: journal.ok_or_else(missing)?,
+                invocations: invocations.ok_or_else(missing)?,
+                data: data.ok_or_else(missing)?,
+                queue: queue.ok_or_else(missing)?,
+                queued: queued.ok_or_else(missing)?,
+                leases: leases.ok_or_else(missing)?,
+                counters: counters.ok_or_else(missing)?,
+            })
+        }
+    }
+}
+
+/// Refuse a data file LMDB would misread: an empty file would silently be initialised as a
+/// new store, and a directory in its place cannot be mapped.
+fn check_data_file(dir: &Path) -> Result<()> {
+    let data = dir.join("data.mdb");
+    match fs::symlink_metadata(&data) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(access(
+            dir,
+            format!("cannot inspect {}: {e}", data.display()),
+        )),
+        Ok(md) if !md.is_file() => Err(access(
+            dir,
+            format!("{} is not a regular file", data.display()),
+        )),
+        Ok(md) if md.len() == 0 => Err(Error::CorruptStore {
+            path: dir.to_path_buf(),
+            detail: "data.mdb is empty (truncated)".into(),
+        }),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Refuse a data file shorter than the pages its meta page says are in use: reading such a
+/// page through the memory map would kill the process with SIGBUS.
+fn check_not_truncated(dir: &Path, env: &Env<WithoutTls>) -> Result<()> {
+    let info = env.info();
+    let page_size = env.unnamed_database_stat().page_size as u64;
+    let needed = (info.last_page_number as u64 + 1).saturating_mul(page_size);
+    let len = env
+        .real_disk_size()
+        .map_err(|e| map_err(dir, "checking the data file", e))?;
+    if len < needed {
+        return Err(Error::CorruptStore {
+            path: dir.to_path_buf(),
+            detail: format!("data.mdb has {len} bytes but its pages need {needed} (truncated)"),
+        });
+    }
+    Ok(())
+}
+
+fn round_to_page(size: usize) -> usize {
+    const PAGE: usize = 64 * 1024; // a multiple of every page size in use
+    size.max(PAGE).div_ceil(PAGE) * PAGE
+}
+
+fn access(dir: &Path, detail: String) -> Error {
+    Error::StoreAccess {
+        path: dir.to_path_buf(),
+        detail,
+    }
+}
+
+/// Classify an OS error met while opening or writing the store at `dir`.
+pub(crate) fn map_io(dir: &Path, during: &'static str, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::EROFS) => Error::ReadOnly {
+            path: dir.to_path_buf(),
+        },
+        Some(libc::EACCES | libc::EPERM | libc::ENOTDIR | libc::EISDIR | libc::ENOENT)
+            if during.starts_with("open") || during.starts_with("creat") =>
+        {
+            access(dir, format!("{during}: {e}"))
+        }
+        _ => Error::Io {
+            path: dir.to_path_buf(),
+            during,
+            source: e,
+        },
+    }
+}
+
+/// Translate a heed/LMDB failure into the core error.
+pub(crate) fn map_err(dir: &Path, during: &'static str, e: heed::Error) -> Error {
+    let lmdb = |detail: String| Error::Lmdb {
+        path: dir.to_path_buf(),
+        during,
+        detail,
+    };
+    match e {
+        heed::Error::Io(e) => map_io(dir, during, e),
+        heed::Error::Mdb(
+            m @ (MdbError::Invalid
+            | MdbError::Corrupted
+            | MdbError::PageNotFound
+            | MdbError::VersionMismatch
+            | MdbError::Incompatible),
+        ) => Error::CorruptStore {
+            path: dir.to_path_buf(),
+            detail: m.to_string(),
+        },
+        heed::Error::Mdb(MdbError::BadValSize) => Error::InvalidArgument(format!(
+            "store at {}: a key is empty or longer than 511 bytes",
+            dir.display()
+        )),
+        heed::Error::Mdb(m) => lmdb(m.to_string()),
+        heed::Error::EnvAlreadyOpened => access(
+            dir,
+            "the LMDB environment is already open in this process outside the store".into(),
+        ),
+        other => lmdb(other.to_string()),
+    }
+}
+
+/// Is this failure the map being too small (ours or another process's growth)?
+pub(crate) enum MapEvent {
+    Full,
+    Resized,
+}
+
+pub(crate) fn map_event(e: &heed::Error) -> Option<MapEvent> {
+    match e {
+        heed::Error::Mdb(MdbError::MapFull) => Some(MapEvent::Full),
+        heed::Error::Mdb(MdbError::MapResized) => Some(MapEvent::Resized),
+        _ => None,
+    }
+}

@@ -1,0 +1,128 @@
+//! The work queue and its leases. Each operation here is its own write transaction,
+//! committed (and synced) before it returns: a claim must be durable before the claimer
+//! starts work.
+
+use super::apply::read_counter;
+use super::keys::{self, COUNTER_LEASE_TOKEN};
+use super::lmdb::{TxnError, TxnResult};
+use super::{Claim, Lease, Store};
+use crate::error::{Error, Result};
+
+impl Store {
+    /// Claim the first queued invocation (in enqueue order) that has no lease or whose lease
+    /// expired (`expires_ms <= now_ms`): take a fresh fencing token and lease it to `owner`
+    /// until `now_ms + lease_ms`. The invocation stays queued until completed.
+    pub fn claim(&self, owner: &[u8], lease_ms: u64, now_ms: u64) -> Result<Option<Claim>> {
+        self.check_fork();
+        let expires_ms = now_ms.saturating_add(lease_ms);
+        self.write("claiming", |h, txn| {
+            let mut found = None;
+            for row in h.dbs.queue.iter(txn)? {
+                let (key, _) = row?;
+                let Some(invocation) = keys::queue_key_invocation(key) else {
+                    continue;
+                };
+                let lease = h
+                    .dbs
+                    .leases
+                    .get(txn, &invocation)?
+                    .and_then(keys::decode_lease);
+                if !matches!(lease, Some(l) if l.expires_ms > now_ms) {
+                    found = Some(invocation);
+                    break;
+                }
+            }
+            let Some(invocation) = found else {
+                return Ok(None);
+            };
+            let token = read_counter(h, txn, COUNTER_LEASE_TOKEN)? + 1;
+            h.dbs
+                .counters
+                .put(txn, COUNTER_LEASE_TOKEN, &token.to_be_bytes())?;
+            let lease = Lease {
+                owner: owner.to_vec(),
+                expires_ms,
+                token,
+            };
+            h.dbs
+                .leases
+                .put(txn, &invocation, &keys::encode_lease(&lease))?;
+            Ok(Some(Claim {
+                invocation,
+                token,
+                expires_ms,
+            }))
+        })
+    }
+
+    /// Extend the lease of `inv` to `now_ms + lease_ms`, if `token` is still its lease token.
+    pub fn renew(&self, inv: &[u8; 16], token: u64, lease_ms: u64, now_ms: u64) -> Result<()> {
+        self.check_fork();
+        self.write("renewing a lease", |h, txn| {
+            let mut lease = self.held(h.dbs.leases.get(txn, inv)?, inv, token)?;
+            lease.expires_ms = now_ms.saturating_add(lease_ms);
+            h.dbs.leases.put(txn, inv, &keys::encode_lease(&lease))?;
+            Ok(())
+        })
+    }
+
+    /// Drop the lease of `inv` if `token` is still its lease token; the invocation stays
+    /// queued and can be claimed again.
+    pub fn release(&self, inv: &[u8; 16], token: u64) -> Result<()> {
+        self.check_fork();
+        self.write("releasing a lease", |h, txn| {
+            self.held(h.dbs.leases.get(txn, inv)?, inv, token)?;
+            h.dbs.leases.delete(txn, inv)?;
+            Ok(())
+        })
+    }
+
+    /// The current lease of `inv`, if any (expired leases included).
+    pub fn lease(&self, inv: &[u8; 16]) -> Result<Option<Lease>> {
+        self.check_fork();
+        self.read("reading a lease", |h, txn| {
+            Ok(h.dbs.leases.get(txn, inv)?.and_then(keys::decode_lease))
+        })
+    }
+
+    /// Every lease, by invocation id.
+    pub fn leases(&self) -> Result<Vec<([u8; 16], Lease)>> {
+        self.check_fork();
+        self.read("listing leases", |h, txn| {
+            let mut out = Vec::new();
+            for row in h.dbs.leases.iter(txn)? {
+                let (key, value) = row?;
+                if let (Ok(inv), Some(lease)) =
+                    (<[u8; 16]>::try_from(key), keys::decode_lease(value))
+                {
+                    out.push((inv, lease));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Invocations in the queue, in claim order.
+    pub fn queued(&self) -> Result<Vec<[u8; 16]>> {
+        self.check_fork();
+        self.read("listing the queue", |h, txn| {
+            let mut out = Vec::new();
+            for row in h.dbs.queue.iter(txn)? {
+                out.extend(keys::queue_key_invocation(row?.0));
+            }
+            Ok(out)
+        })
+    }
+
+    /// The lease in `raw` if its token is `token`, else `StaleLease`.
+    fn held(&self, raw: Option<&[u8]>, inv: &[u8; 16], token: u64) -> TxnResult<Lease> {
+        match raw.and_then(keys::decode_lease) {
+            Some(lease) if lease.token == token => Ok(lease),
+            other => Err(TxnError::Core(Error::StaleLease {
+                invocation_id: crate::ids::format(inv),
+                token,
+                current: other.map_or(0, |l| l.token),
+            })),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Reads: committed data overlaid with the writes staged (or being committed) in this process.
+//!
+//! The overlay is snapshotted *before* the committed data is read, so a commit finishing in
+//! between is seen twice (harmless: the overlay wins, and carries the same values) rather than
+//! not at all.
+
+use std::collections::BTreeMap;
+
+use super::keys;
+use super::lmdb::TxnError;
+use super::{Store, Table, WriteOp};
+use crate::entry::{decode_segment, Entry};
+use crate::error::{Error, Result};
+
+impl Store {
+    /// The value under `key`: the latest staged Put/Delete of this process, else the committed
+    /// value.
+    pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.check_fork();
+        let staged = self.commit.overlay(|op| match op {
+            WriteOp::Put {
+                table: t,
+                key: k,
+                value,
+                ..
+            } if *t == table && k == key => Some(Some(value.clone())),
+            WriteOp::Delete {
+                table: t, key: k, ..
+            } if *t == table && k == key => Some(None),
+            _ => None,
+        });
+        if let Some(latest) = staged.into_iter().last() {
+            return Ok(latest);
+        }
+        self.read("reading", |h, txn| {
+            Ok(h.dbs.table(table).get(txn, key)?.map(<[u8]>::to_vec))
+        })
+    }
+
+    /// Every (key, value) whose key starts with `prefix`, in key order, staged writes applied.
+    pub fn scan(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.check_fork();
+        let staged = self.commit.overlay(|op| match op {
+            WriteOp::Put {
+                table: t,
+                key,
+                value,
+                ..
+            } if *t == table && key.starts_with(prefix) => Some((key.clone(), Some(value.clone()))),
+            WriteOp::Delete { table: t, key, .. } if *t == table && key.starts_with(prefix) => {
+                Some((key.clone(), None))
+            }
+            _ => None,
+        });
+        let mut rows = self.read("scanning", |h, txn| {
+            let db = h.dbs.table(table);
+            let mut rows = BTreeMap::new();
+            // LMDB cannot position a cursor on an empty key: an empty prefix is a full scan.
+            if prefix.is_empty() {
+                for row in db.iter(txn)? {
+                    let (k, v) = row?;
+                    rows.insert(k.to_vec(), v.to_vec());
+                }
+            } else {
+                for row in db.prefix_iter(txn, prefix)? {
+                    let (k, v) = row?;
+                    rows.insert(k.to_vec(), v.to_vec());
+                }
+            }
+            Ok(rows)
+        })?;
+        for (key, value) in staged {
+            match value {
+                Some(v) => rows.insert(key, v),
+                None => rows.remove(&key),
+            };
+        }
+        Ok(rows.into_iter().collect())
+    }
+
+    /// The journal of `invocation`: committed and staged entries in position order, every
+    /// checksum verified.
+    pub fn journal(&self, invocation: &[u8; 16]) -> Result<Vec<Entry>> {
+        self.check_fork();
+        let staged = self.commit.overlay(|op| match op {
+            WriteOp::Journal {
+                invocation: inv,
+                first_position,
+                entries,
+                ..
+            } if inv == invocation => Some((*first_position, entries.clone())),
+            _ => None,
+        });
+        let mut by_position = self.read("reading the journal", |h, txn| {
+            let mut out = BTreeMap::new();
+            for row in h.dbs.journal.prefix_iter(txn, invocation)? {
+                let (key, segment) = row?;
+                let first = keys::journal_key_position(key)
+                    .ok_or_else(|| self.corrupt(invocation, 0, "malformed journal key".into()))?;
+                let entries = decode_segment(segment, first)
+                    .map_err(|e| self.corrupt(invocation, e.position, e.detail))?;
+                out.extend((first..).zip(entries));
+            }
+            Ok(out)
+        })?;
+        for (first, entries) in staged {
+            by_position.extend((first..).zip(entries));
+        }
+        Ok(by_position.into_values().collect())
+    }
+
+    /// Number of journal entries of `invocation` (committed and staged).
+    pub fn journal_len(&self, invocation: &[u8; 16]) -> Result<usize> {
+        self.journal(invocation).map(|entries| entries.len())
+    }
+
+    /// The format version recorded in the store.
+    pub fn format_version(&self) -> Result<u32> {
+        self.read("reading the format version", |h, txn| {
+            let raw = h.dbs.meta.get(txn, keys::META_FORMAT_VERSION)?;
+            Ok(raw
+                .and_then(|r| <[u8; 4]>::try_from(r).ok())
+                .map_or(0, u32::from_be_bytes))
+        })
+    }
+
+    fn corrupt(&self, invocation: &[u8; 16], position: u64, detail: String) -> TxnError {
+        TxnError::Core(Error::CorruptEntry {
+            path: self.path().to_path_buf(),
+            invocation_id: crate::ids::format(invocation),
+            position,
+            detail,
+        })
+    }
+}

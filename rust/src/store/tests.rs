@@ -1,0 +1,410 @@
+//! Unit tests of the store (each on its own temporary directory).
+
+use std::sync::Arc;
+
+use super::*;
+use crate::entry::{Entry, Op};
+use crate::error::Error;
+
+fn options() -> StoreOptions {
+    StoreOptions {
+        sync: false,
+        map_size: 1 << 20,
+        max_readers: 64,
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> Arc<Store> {
+    Store::open(dir.path(), options()).unwrap()
+}
+
+fn inv(n: u8) -> [u8; 16] {
+    [n; 16]
+}
+
+fn journal(invocation: [u8; 16], first_position: u64, ops: Vec<Op>) -> WriteOp {
+    WriteOp::Journal {
+        invocation,
+        first_position,
+        entries: ops.into_iter().map(Entry::new).collect(),
+        fence: None,
+    }
+}
+
+fn put(key: &[u8], value: &[u8]) -> WriteOp {
+    WriteOp::Put {
+        table: Table::Data,
+        key: key.to_vec(),
+        value: value.to_vec(),
+        fence: None,
+    }
+}
+
+#[test]
+fn staged_writes_are_visible_before_flush_and_latest_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.stage(put(b"k", b"1"));
+    store.stage(put(b"k", b"2"));
+    assert_eq!(store.get(Table::Data, b"k").unwrap(), Some(b"2".to_vec()));
+    assert_eq!(store.get(Table::Invocations, b"k").unwrap(), None);
+    store.flush().unwrap();
+    store.stage(WriteOp::Delete {
+        table: Table::Data,
+        key: b"k".to_vec(),
+        fence: None,
+    });
+    store.stage(put(b"k2", b"x"));
+    assert_eq!(store.get(Table::Data, b"k").unwrap(), None);
+    assert_eq!(
+        store.scan(Table::Data, b"k").unwrap(),
+        vec![(b"k2".to_vec(), b"x".to_vec())]
+    );
+    store.flush().unwrap();
+    assert_eq!(store.get(Table::Data, b"k").unwrap(), None);
+    assert_eq!(store.scan(Table::Data, b"").unwrap().len(), 1);
+}
+
+#[test]
+fn journal_round_trips_committed_and_staged_in_position_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.stage(journal(inv(1), 0, vec![Op::Random(1), Op::Time(2)]));
+    store.stage(journal(inv(2), 0, vec![Op::Random(9)]));
+    store.flush().unwrap();
+    store.stage(journal(inv(1), 2, vec![Op::Uuid([3; 16])]));
+    let ops: Vec<Op> = store
+        .journal(&inv(1))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.op)
+        .collect();
+    assert_eq!(ops, vec![Op::Random(1), Op::Time(2), Op::Uuid([3; 16])]);
+    assert_eq!(store.journal_len(&inv(2)).unwrap(), 1);
+    assert_eq!(store.journal_len(&inv(3)).unwrap(), 0);
+}
+
+#[test]
+fn long_runs_are_split_into_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let n = SEGMENT_MAX_ENTRIES * 2 + 5;
+    store.stage(journal(inv(1), 10, (0..n as u64).map(Op::Random).collect()));
+    store.flush().unwrap();
+    let segments = store
+        .read("test", |h, txn| {
+            Ok(h.dbs.journal.prefix_iter(txn, &inv(1))?.count())
+        })
+        .unwrap();
+    assert_eq!(segments, 3);
+    let entries = store.journal(&inv(1)).unwrap();
+    assert_eq!(entries.len(), n);
+    assert_eq!(entries[n - 1].op, Op::Random(n as u64 - 1));
+}
+
+#[test]
+fn corrupt_journal_byte_names_invocation_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.stage(journal(
+        inv(7),
+        5,
+        vec![Op::Random(1), Op::Random(2), Op::Random(3)],
+    ));
+    store.flush().unwrap();
+    store
+        .write("test", |h, txn| {
+            let key = keys::journal_key(&inv(7), 5);
+            let mut value = h.dbs.journal.get(txn, &key)?.unwrap().to_vec();
+            let second_entry_payload = 1 + 15 + 4;
+            value[second_entry_payload] ^= 0x40;
+            h.dbs.journal.put(txn, &key, &value)?;
+            Ok(())
+        })
+        .unwrap();
+    match store.journal(&inv(7)) {
+        Err(Error::CorruptEntry {
+            invocation_id,
+            position,
+            path,
+            ..
+        }) => {
+            assert_eq!(invocation_id, crate::ids::format(&inv(7)));
+            assert_eq!(position, 6);
+            assert_eq!(path, store.path());
+        }
+        other => panic!("expected CorruptEntry, got {other:?}"),
+    }
+}
+
+fn fence(invocation: [u8; 16], token: u64) -> Option<Fence> {
+    Some(Fence { invocation, token })
+}
+
+#[test]
+fn stale_fenced_writes_are_rejected_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.stage(WriteOp::Enqueue { invocation: inv(1) });
+    store.flush().unwrap();
+    let first = store.claim(b"a", 100, 1000).unwrap().unwrap();
+    let second = store.claim(b"b", 100, 1100).unwrap().unwrap(); // a's lease expired
+    assert!(second.token > first.token);
+    store.stage(WriteOp::Put {
+        table: Table::Data,
+        key: b"stale".to_vec(),
+        value: b"x".to_vec(),
+        fence: fence(inv(1), first.token),
+    });
+    store.stage(WriteOp::Journal {
+        invocation: inv(1),
+        first_position: 0,
+        entries: vec![Entry::new(Op::Random(1))],
+        fence: fence(inv(1), first.token),
+    });
+    store.stage(WriteOp::Put {
+        table: Table::Data,
+        key: b"fresh".to_vec(),
+        value: b"y".to_vec(),
+        fence: fence(inv(1), second.token),
+    });
+    // No lease at all: fenced writes pass.
+    store.stage(WriteOp::Put {
+        table: Table::Data,
+        key: b"free".to_vec(),
+        value: b"z".to_vec(),
+        fence: fence(inv(2), 42),
+    });
+    let report = store.flush().unwrap();
+    assert_eq!(
+        report.rejected,
+        vec![(fence(inv(1), first.token).unwrap(), second.token)]
+    );
+    assert_eq!(store.get(Table::Data, b"stale").unwrap(), None);
+    assert_eq!(store.journal_len(&inv(1)).unwrap(), 0);
+    assert_eq!(
+        store.get(Table::Data, b"fresh").unwrap(),
+        Some(b"y".to_vec())
+    );
+    assert_eq!(
+        store.get(Table::Data, b"free").unwrap(),
+        Some(b"z".to_vec())
+    );
+}
+
+#[test]
+fn claims_follow_queue_order_and_leases_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for n in [3, 1, 2, 1] {
+        store.stage(WriteOp::Enqueue { invocation: inv(n) });
+    }
+    store.flush().unwrap();
+    assert_eq!(store.queued().unwrap(), vec![inv(3), inv(1), inv(2)]);
+    let a = store.claim(b"w1", 1000, 0).unwrap().unwrap();
+    let b = store.claim(b"w1", 1000, 0).unwrap().unwrap();
+    let c = store.claim(b"w2", 1000, 0).unwrap().unwrap();
+    assert_eq!(
+        [a.invocation, b.invocation, c.invocation],
+        [inv(3), inv(1), inv(2)]
+    );
+    assert_eq!((a.token, b.token, c.token), (1, 2, 3));
+    assert_eq!(store.claim(b"w3", 1000, 999).unwrap(), None);
+
+    store.renew(&inv(3), a.token, 1000, 500).unwrap();
+    assert_eq!(store.lease(&inv(3)).unwrap().unwrap().expires_ms, 1500);
+    assert!(matches!(
+        store.renew(&inv(3), 99, 1000, 500),
+        Err(Error::StaleLease { current: 1, .. })
+    ));
+    store.release(&inv(1), b.token).unwrap();
+    assert!(store.lease(&inv(1)).unwrap().is_none());
+    assert!(matches!(
+        store.release(&inv(1), b.token),
+        Err(Error::StaleLease { current: 0, .. })
+    ));
+    // Released: claimable again. Then at 1000 inv(2) expired but inv(3) (renewed) did not.
+    let again = store.claim(b"w4", 1000, 600).unwrap().unwrap();
+    assert_eq!(again.invocation, inv(1));
+    let expired = store.claim(b"w5", 10, 1000).unwrap().unwrap();
+    assert_eq!((expired.invocation, expired.token), (inv(2), 5));
+    assert_eq!(store.lease(&inv(2)).unwrap().unwrap().owner, b"w5".to_vec());
+    assert_eq!(store.leases().unwrap().len(), 3);
+
+    store.stage(WriteOp::Complete {
+        invocation: inv(3),
+        fence: fence(inv(3), a.token),
+    });
+    store.flush().unwrap();
+    assert_eq!(store.queued().unwrap(), vec![inv(1), inv(2)]);
+    assert!(store.lease(&inv(3)).unwrap().is_none());
+    // A stale Complete is refused: inv(2) stays queued and leased.
+    store.stage(WriteOp::Complete {
+        invocation: inv(2),
+        fence: fence(inv(2), c.token),
+    });
+    assert_eq!(store.flush().unwrap().rejected.len(), 1);
+    assert_eq!(store.queued().unwrap(), vec![inv(1), inv(2)]);
+}
+
+#[test]
+fn the_map_grows_when_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let value = vec![0xab; 64 * 1024];
+    for batch in 0..20u32 {
+        for i in 0..16u32 {
+            store.stage(put(
+                &[batch.to_be_bytes(), i.to_be_bytes()].concat(),
+                &value,
+            ));
+        }
+        store.flush().unwrap();
+    }
+    assert_eq!(store.scan(Table::Data, b"").unwrap().len(), 320);
+    let map = store
+        .read("test", |h, _| Ok(h.env.info().map_size))
+        .unwrap();
+    assert!(map > 20 << 20, "map size {map}");
+}
+
+#[test]
+fn a_newer_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        assert_eq!(store.format_version().unwrap(), FORMAT_VERSION);
+        store
+            .write("test", |h, txn| {
+                h.dbs
+                    .meta
+                    .put(txn, keys::META_FORMAT_VERSION, &7u32.to_be_bytes())?;
+                Ok(())
+            })
+            .unwrap();
+    }
+    match Store::open(dir.path(), options()) {
+        Err(Error::FormatVersion {
+            found: 7,
+            supported: 1,
+            path,
+        }) => {
+            assert_eq!(path, dir.path().canonicalize().unwrap())
+        }
+        other => panic!("expected FormatVersion, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn one_store_per_path_including_symlinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("store");
+    let a = Store::open(&real, options()).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let b = Store::open(&link, options()).unwrap();
+    let c = Store::open(&dir.path().join("store/../store"), options()).unwrap();
+    assert!(Arc::ptr_eq(&a, &b) && Arc::ptr_eq(&a, &c));
+    drop((a, b, c));
+    // Closed with its last user, then reopenable.
+    Store::open(&link, options()).unwrap();
+}
+
+#[test]
+fn unusable_paths_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    assert!(matches!(
+        Store::open(&file, options()),
+        Err(Error::StoreAccess { .. })
+    ));
+    assert!(matches!(
+        Store::open(&file.join("sub"), options()),
+        Err(Error::StoreAccess { .. })
+    ));
+    let garbage = dir.path().join("garbage");
+    std::fs::create_dir(&garbage).unwrap();
+    std::fs::write(garbage.join("data.mdb"), vec![0x5a; 64 * 1024]).unwrap();
+    assert!(matches!(
+        Store::open(&garbage, options()),
+        Err(Error::CorruptStore { .. })
+    ));
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(empty.join("data.mdb"), b"").unwrap();
+    assert!(matches!(
+        Store::open(&empty, options()),
+        Err(Error::CorruptStore { .. })
+    ));
+}
+
+#[test]
+fn truncated_data_file_is_corrupt_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        store.stage(put(b"k", &vec![1; 256 * 1024]));
+        store.flush().unwrap();
+    }
+    let data = dir.path().join("data.mdb");
+    let len = std::fs::metadata(&data).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
+    file.set_len(len / 2).unwrap();
+    assert!(matches!(
+        Store::open(dir.path(), options()),
+        Err(Error::CorruptStore { .. })
+    ));
+}
+
+#[test]
+fn concurrent_flushes_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        StoreOptions {
+            sync: true,
+            ..options()
+        },
+    )
+    .unwrap();
+    let threads = 8;
+    let per_thread = 50u32;
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let store = &store;
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    store.stage(journal(
+                        inv(t),
+                        u64::from(i),
+                        vec![Op::Random(u64::from(i))],
+                    ));
+                    store.stage(put(&[t, i as u8], b"v"));
+                    store.flush().unwrap();
+                }
+            });
+        }
+    });
+    for t in 0..threads {
+        assert_eq!(store.journal_len(&inv(t)).unwrap(), per_thread as usize);
+    }
+    assert_eq!(
+        store.scan(Table::Data, b"").unwrap().len(),
+        threads as usize * 50
+    );
+    let flushes = u64::from(threads) * u64::from(per_thread);
+    assert!(
+        store.commit_count() < flushes,
+        "{} commits",
+        store.commit_count()
+    );
+}
+
+#[test]
+fn flush_with_nothing_staged_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.flush().unwrap();
+    assert_eq!(store.commit_count(), 0);
+}

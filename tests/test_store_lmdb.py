@@ -1,0 +1,231 @@
+"""The LMDB store through its Python face: round trips, queue and leases, and the
+multi-process behaviours (several processes at once, fork, sharing within a process)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import run_python
+
+from pynenc import _core
+from pynenc.errors import InvalidArgumentError, LeaseLostError
+from pynenc.store.lmdb import LmdbStore, StoreOptions
+
+FAST = StoreOptions(sync=False, map_size=1 << 20)
+
+
+def inv() -> bytes:
+    return uuid.uuid4().bytes
+
+
+def random_entry(value: int) -> tuple[int, bytes]:
+    return (1, value.to_bytes(8, "little"))
+
+
+def test_staged_writes_are_read_back_and_flushed(store_path: Path) -> None:
+    store = LmdbStore(store_path, FAST)
+    store.put("data", b"wf-a", b"1")
+    store.put("invocations", b"x" * 16, b"record")
+    assert store.get("data", b"wf-a") == b"1"
+    assert store.flush() == []
+    store.delete("data", b"wf-a")
+    store.put("data", b"wf-b", b"2")
+    assert store.get("data", b"wf-a") is None
+    assert store.scan("data", b"wf-") == [(b"wf-b", b"2")]
+    store.flush()
+    reopened = run_python(
+        """
+        import json, sys
+        from pynenc.store.lmdb import LmdbStore
+        s = LmdbStore(sys.argv[1])
+        print(json.dumps([s.get("data", b"wf-a"), s.get("data", b"wf-b").decode()]))
+        """,
+        str(store_path),
+    )
+    assert reopened == [None, "2"]
+
+
+def test_journal_entries_round_trip_in_position_order(store_path: Path) -> None:
+    store = LmdbStore(store_path, FAST)
+    a = inv()
+    store._core._append_journal(a, 0, [random_entry(i) for i in range(3)])
+    store.flush()
+    store._core._append_journal(a, 3, [(3, (1_700_000_000_000_000).to_bytes(8, "little"))])
+    assert store.journal_len(a) == 4
+    entries = store.journal_entries(a)
+    assert [k for k, _ in entries] == [1, 1, 1, 3]
+    assert entries[2] == random_entry(2)
+    assert store.journal_len(inv()) == 0
+
+
+def test_invalid_arguments_are_typed(store_path: Path) -> None:
+    store = LmdbStore(store_path, FAST)
+    with pytest.raises(InvalidArgumentError):
+        store.put("data", b"", b"v")
+    with pytest.raises(InvalidArgumentError):
+        store.put("data", b"k" * 512, b"v")
+    with pytest.raises(InvalidArgumentError):
+        store.enqueue(b"short")
+    with pytest.raises(ValueError):
+        store.put("nope", b"k", b"v")  # type: ignore[arg-type]
+
+
+def test_claim_renew_release_complete(store_path: Path) -> None:
+    store = LmdbStore(store_path, FAST)
+    first, second = inv(), inv()
+    store.enqueue(first)
+    store.enqueue(second)
+    store.flush()
+    claim = store.claim(b"w1", 1000, 0)
+    assert claim is not None and claim[0] == first
+    _, token, expires = claim
+    assert store.lease(first) == (b"w1", expires, token)
+    assert store.claim(b"w2", 1000, 10)[0] == second  # type: ignore[index]
+    assert store.claim(b"w3", 1000, 20) is None
+    store.renew(first, token, 5000, 100)
+    with pytest.raises(LeaseLostError) as info:
+        store.renew(first, token + 100, 5000, 100)
+    assert info.value.current == token  # type: ignore[attr-defined]
+    # An expired lease is claimable by someone else, whose token fences the old owner out.
+    taken = store.claim(b"w4", 1000, 5100)
+    assert taken is not None and taken[0] == first and taken[1] > token
+    store.put("data", b"late", b"x", fence=(first, token))
+    store.complete(first, fence=(first, token))
+    assert store.flush() == [(first, token, taken[1])]
+    assert store.get("data", b"late") is None
+    assert store.queued() == [first, second]
+    store.complete(first, fence=(first, taken[1]))
+    assert store.flush() == []
+    assert store.queued() == [second]
+    assert store.lease(first) is None
+    assert len(store.leases()) == 1
+
+
+def test_permissions_are_private(store_path: Path) -> None:
+    LmdbStore(store_path, FAST)
+    assert stat.S_IMODE(store_path.stat().st_mode) == 0o700
+    for name in ("data.mdb", "lock.mdb"):
+        assert stat.S_IMODE((store_path / name).stat().st_mode) == 0o600
+
+
+def test_one_store_per_path_in_a_process(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    a = _core.Store(real, sync=False)
+    (tmp_path / "link").symlink_to(real)
+    b = _core.Store(tmp_path / "link", sync=False)
+    os.chdir(tmp_path)
+    c = _core.Store("real/../real", sync=False)
+    assert a.path() == b.path() == c.path()
+    a.put("data", b"shared", b"1")  # staged only: visible through the others only if shared
+    assert b.get("data", b"shared") == b"1" and c.get("data", b"shared") == b"1"
+    b.flush()
+
+
+def test_two_processes_write_at_once_and_nothing_is_lost(store_path: Path) -> None:
+    LmdbStore(store_path, FAST)
+    script = """
+    import json, sys
+    from pynenc.store.lmdb import LmdbStore, StoreOptions
+    path, tag = sys.argv[1], sys.argv[2].encode()
+    store = LmdbStore(path, StoreOptions(sync=False, map_size=1 << 20))
+    inv = tag.ljust(16, b"-")
+    for i in range(2000):
+        store._core._append_journal(inv, i, [(1, i.to_bytes(8, "little"))])
+        store.put("data", tag + b"/" + str(i).encode(), b"v" * 100)
+        if i % 10 == 9:
+            store.flush()
+    store.flush()
+    print(json.dumps({"done": True}))
+    """
+    import subprocess
+    import sys
+    import textwrap
+
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(script), str(store_path), tag],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for tag in ("alpha", "beta")
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    store = LmdbStore(store_path, FAST)
+    total = 0
+    for tag in (b"alpha", b"beta"):
+        entries = store.journal_entries(tag.ljust(16, b"-"))
+        assert [int.from_bytes(p, "little") for _, p in entries] == list(range(2000))
+        rows = store.scan("data", tag + b"/")
+        assert len(rows) == 2000
+        total += len(entries) + len(rows)
+    assert total == 8000
+
+
+def test_forked_child_reopens_and_parent_keeps_its_staged_writes(store_path: Path) -> None:
+    store = LmdbStore(store_path, FAST)
+    store.put("data", b"before-fork", b"committed")
+    store.flush()
+    store.put("data", b"parent-staged", b"p")  # not flushed when forking
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            ok = store.get("data", b"before-fork") == b"committed"
+            ok = ok and store.get("data", b"parent-staged") is None
+            store.put("data", b"from-child", b"c")
+            store.flush()
+            code = 0 if ok else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.get("data", b"from-child") == b"c"
+    assert store.get("data", b"parent-staged") == b"p"
+    store.flush()
+    seen = run_python(
+        """
+        import json, sys
+        from pynenc.store.lmdb import LmdbStore
+        s = LmdbStore(sys.argv[1])
+        print(json.dumps(sorted(k.decode() for k, _ in s.scan("data", b""))))
+        """,
+        str(store_path),
+    )
+    assert seen == ["before-fork", "from-child", "parent-staged"]
+
+
+def test_flushes_from_many_threads_share_commits(store_path: Path) -> None:
+    store = LmdbStore(store_path, StoreOptions(sync=True, map_size=1 << 20))
+    ids = [inv() for _ in range(8)]
+
+    def work(me: bytes) -> None:
+        for i in range(30):
+            store._core._append_journal(me, i, [random_entry(i)])
+            store.flush()
+
+    threads = [threading.Thread(target=work, args=(me,)) for me in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(store.journal_len(me) == 30 for me in ids)
+    assert store.commit_count() < 8 * 30
+
+
+def test_a_small_map_grows_to_take_20_mb(store_path: Path) -> None:
+    store = LmdbStore(store_path, StoreOptions(sync=False, map_size=1 << 20))
+    chunk = os.urandom(100_000)
+    for i in range(200):
+        store.put("data", f"blob/{i:04d}".encode(), chunk)
+        if i % 20 == 19:
+            store.flush()
+    store.flush()
+    assert len(store.scan("data", b"blob/")) == 200
+    assert store.get("data", b"blob/0199") == chunk
