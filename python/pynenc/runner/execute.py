@@ -113,6 +113,10 @@ def run(
         record.status = InvocationStatus.RUNNING
         record.owner = current_owner()
         _put(app, record, fence)
+        if record.parent_invocation_id is None and execution.recorded_len == 0:
+            # A workflow's start is durable before its body runs: a crash anywhere inside it
+            # leaves something for recovery to resume.
+            execution.flush()
     ctx = WorkflowContext(app, task, record, execution, replay_only=replay_only, fence=fence)
     args, kwargs = codec.decode(record.args, what=f"arguments of {record.id_str}")
     token = _CURRENT.set(ctx)
