@@ -17,15 +17,19 @@ import pytest
 from pynenc import Pynenc
 
 
-def run_python(script: str, *args: str, prefix: list[str] | None = None, timeout: float = 60) -> Any:
+def run_python(
+    script: str, *args: str, prefix: list[str] | None = None, timeout: float = 60
+) -> Any:
     """Run `script` in a fresh interpreter; return the JSON it prints last.
 
     A crash (abort, SIGSEGV, SIGBUS) shows as a non-zero exit status and fails the test, so
     "an error, never a crash" is checked for real.
     """
     cmd = [*(prefix or []), sys.executable, "-c", textwrap.dedent(script), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    )
     lines = [line for line in proc.stdout.splitlines() if line[:1] in ("{", "[")]
     assert lines, f"no JSON output\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
     return json.loads(lines[-1])

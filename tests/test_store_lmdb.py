@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from conftest import run_python
-
 from pynenc import _core
 from pynenc.errors import InvalidArgumentError, LeaseLostError
 from pynenc.store.lmdb import LmdbStore, StoreOptions
@@ -155,7 +154,7 @@ def test_two_processes_write_at_once_and_nothing_is_lost(store_path: Path) -> No
         for tag in ("alpha", "beta")
     ]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err.decode()
     store = LmdbStore(store_path, FAST)
     total = 0

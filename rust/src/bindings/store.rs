@@ -274,11 +274,13 @@ impl PyStore {
     /// Private, for tests: hold a read transaction open for `seconds` (a process killed
     /// meanwhile leaves a stale reader slot behind).
     fn _hold_read_txn(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
-        let pause = Duration::from_secs_f64(seconds.max(0.0));
+        let pause = Duration::try_from_secs_f64(seconds)
+            .map_err(|e| invalid(format!("cannot wait {seconds} seconds: {e}")))?;
         // Sleeping: let other threads run.
         py.detach(|| {
             self.inner.read("holding a read transaction", |_, _| {
-                Ok(std::thread::sleep(pause))
+                std::thread::sleep(pause);
+                Ok(())
             })
         })
         .py_err()

@@ -305,6 +305,17 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
+        // Writes staged but never flushed are committed on close rather than lost (a failure
+        // here has no caller left to report to). A forked child's inherited copy has nothing
+        // of its own to commit.
+        let pid = std::process::id();
+        let handle = self
+            .handle
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if handle.as_ref().is_some_and(|h| h.pid == pid) {
+            let _ = self.flush();
+        }
         let mut stores = registry::lock();
         let handle = self
             .handle

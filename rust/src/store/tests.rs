@@ -408,3 +408,13 @@ fn flush_with_nothing_staged_commits_nothing() {
     store.flush().unwrap();
     assert_eq!(store.commit_count(), 0);
 }
+
+#[test]
+fn closing_commits_what_was_staged() {
+    let dir = tempfile::tempdir().unwrap();
+    open(&dir).stage(put(b"k", b"v"));
+    assert_eq!(
+        open(&dir).get(Table::Data, b"k").unwrap(),
+        Some(b"v".to_vec())
+    );
+}

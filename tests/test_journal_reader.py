@@ -1,0 +1,173 @@
+"""An independent reader of the on-disk format (docs/journal-format.md).
+
+It uses only the `lmdb` package, `struct` and a CRC32C written here, runs in its own process,
+and must decode every record the Rust store wrote: if the document and the code disagree,
+this test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+from conftest import run_python
+from pynenc.store.lmdb import LmdbStore, StoreOptions
+
+READER = r"""
+import json, struct, sys
+import lmdb
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 & -(crc & 1))
+    return crc ^ 0xFFFFFFFF
+
+assert crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+
+def uleb(buf, at):
+    value = shift = 0
+    while True:
+        byte = buf[at]; at += 1
+        value |= (byte & 0x7F) << shift; shift += 7
+        if not byte & 0x80:
+            return value, at
+
+def text(buf, at):
+    n, at = uleb(buf, at)
+    return buf[at:at + n].decode(), at + n
+
+def payload(kind, p):
+    if kind == 1: return {"random": struct.unpack("<Q", p)[0]}
+    if kind == 2: return {"uuid": p.hex()}
+    if kind == 3: return {"time": struct.unpack("<q", p)[0]}
+    if kind == 4:
+        name, at = text(p, 0); return {"side_effect": name, "value": p[at:].hex()}
+    if kind == 5: return {"child": p[:16].hex(), "digest": p[16:32].hex(), "task": p[32:].decode()}
+    if kind == 6:
+        key, at = text(p, 0)
+        return {"read": key, "value": p[at + 1:].hex() if p[at] == 1 else None}
+    if kind == 7:
+        key, at = text(p, 0); return {"write": key, "digest": p[at:].hex()}
+    raise ValueError(kind)
+
+def segment(buf, first):
+    assert buf[0] == 1, "segment version"
+    at, out = 1, []
+    while at < len(buf):
+        start = at
+        kind, flags = buf[at], buf[at + 1]; at += 2
+        n, at = uleb(buf, at)
+        entry = {"pos": first + len(out), **payload(kind, buf[at:at + n])}; at += n
+        if flags & 1:
+            file, at = text(buf, at)
+            line, at = uleb(buf, at)
+            entry["site"] = [file, line]
+        (stored,) = struct.unpack("<I", buf[at:at + 4])
+        assert stored == crc32c(buf[start:at]), "checksum"
+        at += 4
+        out.append(entry)
+    return out
+
+# lock=False: the store's LMDB (0.9.70, lock format 2) and this package's (0.9.x, lock format
+# 1) share the data format but not the lock file; no writer is running now.
+env = lmdb.open(sys.argv[1], max_dbs=16, readonly=True, lock=False, subdir=True)
+db = {name: env.open_db(name.encode(), create=False) for name in
+      ["meta", "journal", "invocations", "data", "queue", "queued", "leases", "counters"]}
+result = {"journal": {}, "queue": [], "leases": {}, "counters": {}}
+with env.begin() as txn:
+    (result["format_version"],) = struct.unpack(">I", txn.get(b"format_version", db=db["meta"]))
+    for key, value in txn.cursor(db=db["journal"]):
+        inv, first = key[:16].hex(), struct.unpack(">Q", key[16:])[0]
+        result["journal"].setdefault(inv, []).extend(segment(value, first))
+    for key, value in txn.cursor(db=db["queue"]):
+        seq, inv = struct.unpack(">Q", key[:8])[0], key[8:].hex()
+        assert value == b"" and struct.unpack(">Q", txn.get(key[8:], db=db["queued"]))[0] == seq
+        result["queue"].append([seq, inv])
+    for key, value in txn.cursor(db=db["leases"]):
+        expires, token = struct.unpack(">QQ", value[-16:])
+        result["leases"][key.hex()] = [value[:-16].decode(), expires, token]
+    for key, value in txn.cursor(db=db["counters"]):
+        result["counters"][key.decode()] = struct.unpack(">Q", value)[0]
+    result["data"] = {k.hex(): v.hex() for k, v in txn.cursor(db=db["data"])}
+print(json.dumps(result))
+"""
+
+
+def uleb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def text(s: str) -> bytes:
+    return uleb(len(s.encode())) + s.encode()
+
+
+def test_an_independent_reader_decodes_everything_the_store_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    store = LmdbStore(path, StoreOptions(sync=False, map_size=1 << 20))
+    inv, child, digest = uuid.uuid4().bytes, uuid.uuid4().bytes, os.urandom(16)
+    value = os.urandom(300)  # long enough for a multi-byte ULEB128 length
+    entries = [
+        (1, (2**64 - 5).to_bytes(8, "little"), None),
+        (2, uuid.UUID(int=7, version=4).bytes, ("app/flows.py", 12)),
+        (3, (-(2**40)).to_bytes(8, "little", signed=True), None),
+        (4, text("charge") + value, ("app/flows.py", 300)),
+        (5, child + digest + b"billing.charge", None),
+        (6, text("tracking") + b"\x01" + b"\xa1ab", None),
+        (6, text("missing") + b"\x00", None),
+        (7, text("tracking") + digest, None),
+    ]
+    store._core._append_journal(inv, 0, entries)
+    many = uuid.uuid4().bytes
+    store._core._append_journal(many, 0, [(1, i.to_bytes(8, "little")) for i in range(5000)])
+    store.enqueue(inv)
+    store.enqueue(many)
+    store.put("data", b"wf/key", b"\x00\x01")
+    store.flush()
+    claim = store.claim(b"worker-1", 30_000, 1_000)
+    assert claim is not None
+    del store
+
+    got = run_python(READER, str(path))
+
+    assert got["format_version"] == 1
+    journal = got["journal"][inv.hex()]
+    assert [e["pos"] for e in journal] == list(range(len(entries)))
+    assert journal[0] == {"pos": 0, "random": 2**64 - 5}
+    assert journal[1] == {
+        "pos": 1,
+        "uuid": uuid.UUID(int=7, version=4).bytes.hex(),
+        "site": ["app/flows.py", 12],
+    }
+    assert journal[2]["time"] == -(2**40)
+    assert journal[3] == {
+        "pos": 3,
+        "side_effect": "charge",
+        "value": value.hex(),
+        "site": ["app/flows.py", 300],
+    }
+    assert journal[4] == {
+        "pos": 4,
+        "child": child.hex(),
+        "digest": digest.hex(),
+        "task": "billing.charge",
+    }
+    assert journal[5] == {"pos": 5, "read": "tracking", "value": "a16162"}
+    assert journal[6] == {"pos": 6, "read": "missing", "value": None}
+    assert journal[7] == {"pos": 7, "write": "tracking", "digest": digest.hex()}
+    long = got["journal"][many.hex()]
+    assert [e["random"] for e in long] == list(range(5000))  # split over two segments
+    assert got["queue"] == [[1, inv.hex()], [2, many.hex()]]
+    assert got["leases"] == {inv.hex(): ["worker-1", 31_000, 1]}
+    assert got["counters"] == {"lease_token": 1, "queue_seq": 2}
+    assert got["data"] == {b"wf/key".hex(): "0001"}
+    assert json.dumps(got)  # plain JSON all the way
