@@ -82,6 +82,12 @@ _SUPPORTED_NAMES: Final = (
     "datetime, date, UUID or Decimal"
 )
 
+_TOO_LARGE_ADVICE: Final = (
+    "Keep large data elsewhere (a file or object store) and pass a reference to it, or raise "
+    "the limit with Pynenc(max_payload_bytes=...) or the PYNENC_MAX_PAYLOAD_BYTES environment "
+    "variable."
+)
+
 # A location inside a value, innermost step first: (parent, step kind, key or index).
 _Path: TypeAlias = tuple["_Path", str, object] | None
 _ITEM: Final = "item"
@@ -117,9 +123,9 @@ def encode(value: object, *, what: str, limit: int = DEFAULT_LIMIT) -> bytes:
     """
     if type(limit) is not int or limit < 1:
         raise InvalidArgumentError(f"limit must be a positive number of bytes, not {limit!r}")
-    problem = _find_unstorable(value)
+    problem = _find_unstorable(value, max_items=limit)
     if problem is not None:
-        raise _unstorable_error(what, *problem)
+        raise _unstorable_error(what, limit, *problem)
     try:
         data = cbor2.dumps(value, canonical=True, encoders=_ENCODERS)
     except (cbor2.CBOREncodeError, ValueError, TypeError) as exc:
@@ -128,9 +134,7 @@ def encode(value: object, *, what: str, limit: int = DEFAULT_LIMIT) -> bytes:
     if len(data) > limit:
         raise PayloadTooLargeError(
             f"{what} is {len(data):,} bytes once encoded, over the limit of {limit:,} bytes. "
-            "Keep large data elsewhere (a file or object store) and pass a reference to it, or "
-            "raise the limit with Pynenc(max_payload_bytes=...) or the "
-            "PYNENC_MAX_PAYLOAD_BYTES environment variable."
+            f"{_TOO_LARGE_ADVICE}"
         )
     return data
 
@@ -165,7 +169,7 @@ def decode(data: bytes, *, what: str = "payload") -> Any:
         raise PayloadDecodeError(
             f"cannot decode {what}: {trailing} unexpected bytes after the encoded value"
         )
-    problem = _find_unstorable(value)
+    problem = _find_unstorable(value, max_items=len(data))
     if problem is not None:
         reason, path = problem
         raise PayloadDecodeError(
@@ -186,14 +190,22 @@ def digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=_DIGEST_SIZE).digest()
 
 
-def _find_unstorable(value: object) -> tuple[type | None, _Path] | None:
+class _TooManyItems:
+    """Marks a value with more items than its size limit allows bytes (one byte each at least)."""
+
+
+def _find_unstorable(value: object, *, max_items: int) -> tuple[type | None, _Path] | None:
     """Find the first value that is not plain data, depth first and in order.
+
+    Counting items bounds the walk: a value that shares one sub-list many times over can hold
+    exponentially many items for its size in memory.
 
     Returns:
         None if `value` is plain data; else the offending type (None when nesting is too
-        deep) and its path.
+        deep, `_TooManyItems` when there are more than `max_items` items) and its path.
     """
     stack: list[tuple[object, _Path, int]] = [(value, None, 0)]
+    items = 0
     while stack:
         item, path, depth = stack.pop()
         kind = type(item)
@@ -203,6 +215,9 @@ def _find_unstorable(value: object) -> tuple[type | None, _Path] | None:
             return kind, path
         if depth >= MAX_NESTING:
             return None, path
+        items += len(item)  # type: ignore[arg-type]
+        if items > max_items:
+            return _TooManyItems, None
         depth += 1
         # Children are pushed in reverse so they are checked in order; leaves are skipped early.
         if kind is dict:
@@ -251,7 +266,12 @@ def _describe(kind: type | None, path: _Path) -> str:
     return f"{where} has type {_type_name(kind)}"
 
 
-def _unstorable_error(what: str, kind: type | None, path: _Path) -> Exception:
+def _unstorable_error(what: str, limit: int, kind: type | None, path: _Path) -> Exception:
+    if kind is _TooManyItems:
+        return PayloadTooLargeError(
+            f"{what} holds more than {limit:,} items, so it would be over the limit of "
+            f"{limit:,} bytes once encoded. {_TOO_LARGE_ADVICE}"
+        )
     if kind is None:
         return PayloadError(
             f"{what} cannot be stored: {_describe(kind, path)} (or contains itself). "
@@ -291,8 +311,23 @@ def _encode_tuple(encoder: cbor2.CBOREncoder, value: tuple[Any, ...]) -> None:
     encoder.encode_semantic(_TUPLE_TAG, list(value))
 
 
+def _encode_set(encoder: cbor2.CBOREncoder, value: set[Any] | frozenset[Any]) -> None:
+    # cbor2's canonical set encoding writes each member twice (once for its sort key), which
+    # is exponential in the nesting of sets; each member is encoded once here instead, sorted
+    # as cbor2 sorts them (shortest first, then bytewise), so the bytes are the same.
+    members = sorted(
+        (cbor2.dumps(member, canonical=True, encoders=_ENCODERS) for member in value),
+        key=lambda data: (len(data), data),
+    )
+    encoder.encode_length(6, 258)
+    encoder.encode_length(4, len(members))
+    for member in members:
+        encoder.write(member)
+
+
 def _encode_frozenset(encoder: cbor2.CBOREncoder, value: frozenset[Any]) -> None:
-    encoder.encode_semantic(_FROZENSET_TAG, set(value))
+    encoder.encode_length(6, _FROZENSET_TAG)
+    _encode_set(encoder, value)
 
 
 def _encode_datetime(encoder: cbor2.CBOREncoder, value: datetime) -> None:
@@ -312,6 +347,7 @@ def _encode_decimal(encoder: cbor2.CBOREncoder, value: Decimal) -> None:
 
 _ENCODERS: Final[dict[type, Callable[[cbor2.CBOREncoder, Any], None]]] = {
     tuple: _encode_tuple,
+    set: _encode_set,
     frozenset: _encode_frozenset,
     datetime: _encode_datetime,
     Decimal: _encode_decimal,

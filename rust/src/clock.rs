@@ -17,12 +17,12 @@ impl Clock {
     }
 
     /// A new reading: the real clock, or previous + 1 µs when the clock stalled or stepped back.
-    pub fn next(&mut self) -> i64 {
-        self.next_from(real_now_us())
+    pub fn tick(&mut self) -> i64 {
+        self.tick_from(real_now_us())
     }
 
-    /// As `next`, with the wall-clock reading given (so the rule can be tested).
-    pub fn next_from(&mut self, wall_us: i64) -> i64 {
+    /// As `tick`, with the wall-clock reading given (so the rule can be tested).
+    pub fn tick_from(&mut self, wall_us: i64) -> i64 {
         let value = match self.last_us {
             Some(last) if wall_us <= last => last + 1,
             _ => wall_us,
@@ -75,7 +75,15 @@ impl Civil {
         let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
         let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
         let year = yoe + era * 400 + i64::from(month <= 2);
-        Civil { year, month, day, hour: sod / 3600, minute: sod / 60 % 60, second: sod % 60, microsecond }
+        Civil {
+            year,
+            month,
+            day,
+            hour: sod / 3600,
+            minute: sod / 60 % 60,
+            second: sod % 60,
+            microsecond,
+        }
     }
 }
 
@@ -87,7 +95,7 @@ mod tests {
     #[test]
     fn first_reading_is_the_real_clock() {
         let before = real_now_us();
-        let v = Clock::new().next();
+        let v = Clock::new().tick();
         let after = real_now_us();
         assert!(before <= v && v <= after);
     }
@@ -95,34 +103,58 @@ mod tests {
     #[test]
     fn stall_and_step_back_yield_previous_plus_one() {
         let mut c = Clock::new();
-        assert_eq!(c.next_from(1_000), 1_000);
-        assert_eq!(c.next_from(1_000), 1_001);
-        assert_eq!(c.next_from(500), 1_002);
-        assert_eq!(c.next_from(5_000), 5_000);
+        assert_eq!(c.tick_from(1_000), 1_000);
+        assert_eq!(c.tick_from(1_000), 1_001);
+        assert_eq!(c.tick_from(500), 1_002);
+        assert_eq!(c.tick_from(5_000), 5_000);
     }
 
     #[test]
     fn replayed_values_set_the_floor() {
         let mut c = Clock::new();
         c.observe(10_000);
-        assert_eq!(c.next_from(9_000), 10_001);
+        assert_eq!(c.tick_from(9_000), 10_001);
     }
 
     #[test]
     fn civil_fields_of_known_instants() {
         assert_eq!(
             Civil::from_us(0),
-            Civil { year: 1970, month: 1, day: 1, hour: 0, minute: 0, second: 0, microsecond: 0 }
+            Civil {
+                year: 1970,
+                month: 1,
+                day: 1,
+                hour: 0,
+                minute: 0,
+                second: 0,
+                microsecond: 0
+            }
         );
         // 2024-02-29T23:59:59.999999Z (a leap day)
         assert_eq!(
             Civil::from_us(1_709_251_199_999_999),
-            Civil { year: 2024, month: 2, day: 29, hour: 23, minute: 59, second: 59, microsecond: 999_999 }
+            Civil {
+                year: 2024,
+                month: 2,
+                day: 29,
+                hour: 23,
+                minute: 59,
+                second: 59,
+                microsecond: 999_999
+            }
         );
         // 1969-12-31T23:59:59.000001Z (before the epoch)
         assert_eq!(
             Civil::from_us(-999_999),
-            Civil { year: 1969, month: 12, day: 31, hour: 23, minute: 59, second: 59, microsecond: 1 }
+            Civil {
+                year: 1969,
+                month: 12,
+                day: 31,
+                hour: 23,
+                minute: 59,
+                second: 59,
+                microsecond: 1
+            }
         );
     }
 
@@ -132,7 +164,7 @@ mod tests {
             let mut c = Clock::new();
             let mut prev: Option<i64> = None;
             for w in walls {
-                let v = c.next_from(i64::from(w));
+                let v = c.tick_from(i64::from(w));
                 if let Some(p) = prev { prop_assert!(v > p); }
                 prev = Some(v);
             }

@@ -29,7 +29,11 @@ pub enum Op {
     /// The recorded result of a named side effect (codec bytes).
     SideEffect { name: String, value: Vec<u8> },
     /// The dispatch of a child invocation.
-    Child { child_id: [u8; 16], args_digest: [u8; 16], task_id: String },
+    Child {
+        child_id: [u8; 16],
+        args_digest: [u8; 16],
+        task_id: String,
+    },
     /// A read of workflow data: the value seen (codec bytes), or `None` when absent.
     DataRead { key: String, value: Option<Vec<u8>> },
     /// A write of workflow data, by digest of the value written.
@@ -63,7 +67,10 @@ impl Op {
     /// True when replaying this entry's value requires it to have been stored: a clock
     /// reading, a data read or a side effect cannot be regenerated from the seed.
     pub fn is_volatile(&self) -> bool {
-        matches!(self, Op::Time(_) | Op::SideEffect { .. } | Op::DataRead { .. })
+        matches!(
+            self,
+            Op::Time(_) | Op::SideEffect { .. } | Op::DataRead { .. }
+        )
     }
 
     /// A short human description, used in non-determinism errors.
@@ -73,12 +80,22 @@ impl Op {
             Op::Uuid(_) => "uuid()".into(),
             Op::Time(_) => "utc_now()".into(),
             Op::SideEffect { name, .. } => format!("side_effect({name:?})"),
-            Op::Child { task_id, args_digest, .. } => {
-                format!("execute_task({task_id}, args digest {})", hex(&args_digest[..4]))
+            Op::Child {
+                task_id,
+                args_digest,
+                ..
+            } => {
+                format!(
+                    "execute_task({task_id}, args digest {})",
+                    hex(&args_digest[..4])
+                )
             }
             Op::DataRead { key, .. } => format!("get_data({key:?})"),
             Op::DataWrite { key, value_digest } => {
-                format!("set_data({key:?}, value digest {})", hex(&value_digest[..4]))
+                format!(
+                    "set_data({key:?}, value digest {})",
+                    hex(&value_digest[..4])
+                )
             }
         }
     }
@@ -93,7 +110,10 @@ pub struct Entry {
 
 impl Entry {
     pub fn new(op: Op) -> Self {
-        Entry { op, call_site: None }
+        Entry {
+            op,
+            call_site: None,
+        }
     }
 }
 
@@ -127,7 +147,11 @@ fn encode_payload(op: &Op, out: &mut Vec<u8>) {
             put_str(out, name);
             out.extend_from_slice(value);
         }
-        Op::Child { child_id, args_digest, task_id } => {
+        Op::Child {
+            child_id,
+            args_digest,
+            task_id,
+        } => {
             out.extend_from_slice(child_id);
             out.extend_from_slice(args_digest);
             out.extend_from_slice(task_id.as_bytes());
@@ -153,7 +177,11 @@ fn encode_payload(op: &Op, out: &mut Vec<u8>) {
 pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
     let start = out.len();
     out.push(entry.op.kind());
-    out.push(if entry.call_site.is_some() { FLAG_CALL_SITE } else { 0 });
+    out.push(if entry.call_site.is_some() {
+        FLAG_CALL_SITE
+    } else {
+        0
+    });
     let mut payload = Vec::new();
     encode_payload(&entry.op, &mut payload);
     put_uleb(out, payload.len() as u64);
@@ -223,7 +251,10 @@ fn decode_payload(kind_byte: u8, p: &[u8]) -> Result<Op, String> {
         if p.len() == n {
             Ok(p)
         } else {
-            Err(format!("kind {kind_byte} payload has {} bytes, expected {n}", p.len()))
+            Err(format!(
+                "kind {kind_byte} payload has {} bytes, expected {n}",
+                p.len()
+            ))
         }
     };
     let bad = || format!("malformed payload of kind {kind_byte}");
@@ -233,7 +264,10 @@ fn decode_payload(kind_byte: u8, p: &[u8]) -> Result<Op, String> {
         kind::TIME => Op::Time(i64::from_le_bytes(fixed(8)?.try_into().unwrap())),
         kind::SIDE_EFFECT => {
             let name = r.string().ok_or_else(bad)?;
-            Op::SideEffect { name, value: p[r.at..].to_vec() }
+            Op::SideEffect {
+                name,
+                value: p[r.at..].to_vec(),
+            }
         }
         kind::CHILD => {
             if p.len() < 32 {
@@ -258,7 +292,10 @@ fn decode_payload(kind_byte: u8, p: &[u8]) -> Result<Op, String> {
         kind::DATA_WRITE => {
             let key = r.string().ok_or_else(bad)?;
             let d = r.take(16).filter(|_| r.at == p.len()).ok_or_else(bad)?;
-            Op::DataWrite { key, value_digest: d.try_into().unwrap() }
+            Op::DataWrite {
+                key,
+                value_digest: d.try_into().unwrap(),
+            }
         }
         other => return Err(format!("unknown entry kind {other}")),
     })
@@ -267,9 +304,14 @@ fn decode_payload(kind_byte: u8, p: &[u8]) -> Result<Op, String> {
 /// Decode a segment whose first entry is at `first_position`, verifying every checksum.
 pub fn decode_segment(buf: &[u8], first_position: u64) -> Result<Vec<Entry>, DecodeError> {
     let fail = |position: u64, detail: String| DecodeError { position, detail };
-    let version = *buf.first().ok_or_else(|| fail(first_position, "empty segment".into()))?;
+    let version = *buf
+        .first()
+        .ok_or_else(|| fail(first_position, "empty segment".into()))?;
     if version != SEGMENT_VERSION {
-        return Err(fail(first_position, format!("unknown segment format version {version}")));
+        return Err(fail(
+            first_position,
+            format!("unknown segment format version {version}"),
+        ));
     }
     let mut r = Reader { buf, at: 1 };
     let mut out = Vec::new();
@@ -279,11 +321,17 @@ pub fn decode_segment(buf: &[u8], first_position: u64) -> Result<Vec<Entry>, Dec
         let start = r.at;
         let kind_byte = r.byte().ok_or_else(truncated)?;
         let flags = r.byte().ok_or_else(truncated)?;
-        let len = r.uleb().and_then(|n| usize::try_from(n).ok()).ok_or_else(truncated)?;
+        let len = r
+            .uleb()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(truncated)?;
         let payload = r.take(len).ok_or_else(truncated)?;
         let call_site = if flags & FLAG_CALL_SITE != 0 {
             let file = r.string().ok_or_else(truncated)?;
-            let line = r.uleb().and_then(|l| u32::try_from(l).ok()).ok_or_else(truncated)?;
+            let line = r
+                .uleb()
+                .and_then(|l| u32::try_from(l).ok())
+                .ok_or_else(truncated)?;
             Some((file, line))
         } else {
             None
@@ -321,7 +369,10 @@ mod tests {
                 args_digest: d,
                 task_id: t
             }),
-            (".{0,12}", proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)))
+            (
+                ".{0,12}",
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40))
+            )
                 .prop_map(|(key, value)| Op::DataRead { key, value }),
             (".{0,12}", any::<[u8; 16]>())
                 .prop_map(|(key, value_digest)| Op::DataWrite { key, value_digest }),

@@ -28,7 +28,12 @@ pub enum Error {
         "corrupt journal entry in store {path}: invocation {invocation_id}, position {position}: \
          {detail}. The entry is not replayed; restore the store from a backup."
     )]
-    CorruptEntry { path: PathBuf, invocation_id: String, position: u64, detail: String },
+    CorruptEntry {
+        path: PathBuf,
+        invocation_id: String,
+        position: u64,
+        detail: String,
+    },
 
     /// The store files exist but are not a readable store (truncated, garbage, wrong kind).
     #[error("store at {path} is corrupt or not a pynenc store: {detail}")]
@@ -39,7 +44,11 @@ pub enum Error {
         "store at {path} has format version {found}, this build reads up to {supported}: \
          upgrade pynenc-replay to open it"
     )]
-    FormatVersion { path: PathBuf, found: u32, supported: u32 },
+    FormatVersion {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
 
     /// The store path cannot be created or opened for writing.
     #[error("cannot open store at {path}: {detail}")]
@@ -50,7 +59,9 @@ pub enum Error {
     ReadOnly { path: PathBuf },
 
     /// An I/O error while reading or committing; the commit did not happen.
-    #[error("I/O error on store at {path} during {during}: {source}; nothing of this commit was stored")]
+    #[error(
+        "I/O error on store at {path} during {during}: {source}; nothing of this commit was stored"
+    )]
     Io {
         path: PathBuf,
         during: &'static str,
@@ -60,14 +71,22 @@ pub enum Error {
 
     /// Any other LMDB failure.
     #[error("LMDB error on store at {path} during {during}: {detail}")]
-    Lmdb { path: PathBuf, during: &'static str, detail: String },
+    Lmdb {
+        path: PathBuf,
+        during: &'static str,
+        detail: String,
+    },
 
     /// A write carried a fencing token older than the current lease: the writer lost its lease.
     #[error(
         "lease lost on invocation {invocation_id}: write carried token {token} but the current \
          lease token is {current}; another worker owns this invocation now"
     )]
-    StaleLease { invocation_id: String, token: u64, current: u64 },
+    StaleLease {
+        invocation_id: String,
+        token: u64,
+        current: u64,
+    },
 
     /// A caller passed a value the core cannot accept.
     #[error("{0}")]

@@ -35,7 +35,12 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(workflow_id: String, invocation_id: [u8; 16], attempt: u32, recorded: Vec<Entry>) -> Self {
+    pub fn new(
+        workflow_id: String,
+        invocation_id: [u8; 16],
+        attempt: u32,
+        recorded: Vec<Entry>,
+    ) -> Self {
         let first_new = recorded.len() as u64;
         Recorder {
             workflow_id,
@@ -63,7 +68,9 @@ impl Recorder {
     /// In strict mode, check that every recorded entry was consumed.
     pub fn finish(&self) -> Result<()> {
         match self.recorded_here() {
-            Some(e) if self.strict => Err(self.diverged(&e.op.clone(), "the task to return".into())),
+            Some(e) if self.strict => {
+                Err(self.diverged(&e.op.clone(), "the task to return".into()))
+            }
             _ => Ok(()),
         }
     }
@@ -184,7 +191,7 @@ impl Recorder {
             };
         }
         self.past_end("utc_now()".into())?;
-        let t = self.clock.next();
+        let t = self.clock.tick();
         self.record(Op::Time(t));
         Ok(t)
     }
@@ -193,8 +200,13 @@ impl Recorder {
     /// caller then runs it and calls `record_side_effect`).
     pub fn side_effect(&mut self, name: &str) -> Result<Option<Vec<u8>>> {
         match self.recorded_here() {
-            None => self.past_end(format!("side_effect({name:?})")).map(|_| None),
-            Some(Entry { op: Op::SideEffect { name: n, value }, .. }) if n == name => {
+            None => self
+                .past_end(format!("side_effect({name:?})"))
+                .map(|_| None),
+            Some(Entry {
+                op: Op::SideEffect { name: n, value },
+                ..
+            }) if n == name => {
                 let v = value.clone();
                 self.position += 1;
                 Ok(Some(v))
@@ -204,7 +216,10 @@ impl Recorder {
     }
 
     pub fn record_side_effect(&mut self, name: &str, value: Vec<u8>) {
-        self.record(Op::SideEffect { name: name.to_owned(), value });
+        self.record(Op::SideEffect {
+            name: name.to_owned(),
+            value,
+        });
     }
 
     /// The dispatch of a child invocation of `task_id` with arguments digesting to
@@ -213,20 +228,32 @@ impl Recorder {
     pub fn child(&mut self, task_id: &str, args_digest: [u8; 16]) -> Result<([u8; 16], bool)> {
         if let Some(e) = self.recorded_here() {
             return match &e.op {
-                Op::Child { child_id, args_digest: d, task_id: t } if t == task_id && *d == args_digest => {
+                Op::Child {
+                    child_id,
+                    args_digest: d,
+                    task_id: t,
+                } if t == task_id && *d == args_digest => {
                     let id = *child_id;
                     self.position += 1;
                     Ok((id, true))
                 }
                 other => {
-                    let requested = Op::Child { child_id: [0; 16], args_digest, task_id: task_id.to_owned() };
+                    let requested = Op::Child {
+                        child_id: [0; 16],
+                        args_digest,
+                        task_id: task_id.to_owned(),
+                    };
                     Err(self.diverged(&other.clone(), requested.describe()))
                 }
             };
         }
         self.past_end(format!("execute_task({task_id})"))?;
         let child_id = ids::child_id(&self.invocation_id, self.attempt, self.position);
-        self.record(Op::Child { child_id, args_digest, task_id: task_id.to_owned() });
+        self.record(Op::Child {
+            child_id,
+            args_digest,
+            task_id: task_id.to_owned(),
+        });
         Ok((child_id, false))
     }
 
@@ -235,7 +262,10 @@ impl Recorder {
     pub fn data_read(&mut self, key: &str) -> Result<Option<Option<Vec<u8>>>> {
         match self.recorded_here() {
             None => self.past_end(format!("get_data({key:?})")).map(|_| None),
-            Some(Entry { op: Op::DataRead { key: k, value }, .. }) if k == key => {
+            Some(Entry {
+                op: Op::DataRead { key: k, value },
+                ..
+            }) if k == key => {
                 let v = value.clone();
                 self.position += 1;
                 Ok(Some(v))
@@ -245,25 +275,37 @@ impl Recorder {
     }
 
     pub fn record_data_read(&mut self, key: &str, value: Option<Vec<u8>>) {
-        self.record(Op::DataRead { key: key.to_owned(), value });
+        self.record(Op::DataRead {
+            key: key.to_owned(),
+            value,
+        });
     }
 
     /// A data write. Returns true when it was replayed (already durable: do not write again).
     pub fn data_write(&mut self, key: &str, value_digest: [u8; 16]) -> Result<bool> {
         if let Some(e) = self.recorded_here() {
             return match &e.op {
-                Op::DataWrite { key: k, value_digest: d } if k == key && *d == value_digest => {
+                Op::DataWrite {
+                    key: k,
+                    value_digest: d,
+                } if k == key && *d == value_digest => {
                     self.position += 1;
                     Ok(true)
                 }
                 other => {
-                    let requested = Op::DataWrite { key: key.to_owned(), value_digest };
+                    let requested = Op::DataWrite {
+                        key: key.to_owned(),
+                        value_digest,
+                    };
                     Err(self.diverged(&other.clone(), requested.describe()))
                 }
             };
         }
         self.past_end(format!("set_data({key:?})"))?;
-        self.record(Op::DataWrite { key: key.to_owned(), value_digest });
+        self.record(Op::DataWrite {
+            key: key.to_owned(),
+            value_digest,
+        });
         Ok(false)
     }
 
@@ -304,9 +346,13 @@ mod tests {
             Just(Step::Random),
             Just(Step::Uuid),
             Just(Step::Time),
-            ("[a-c]", proptest::collection::vec(any::<u8>(), 0..8)).prop_map(|(n, v)| Step::SideEffect(n, v)),
+            ("[a-c]", proptest::collection::vec(any::<u8>(), 0..8))
+                .prop_map(|(n, v)| Step::SideEffect(n, v)),
             ("[a-c]", any::<[u8; 16]>()).prop_map(|(t, d)| Step::Child(t, d)),
-            ("[a-c]", proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)))
+            (
+                "[a-c]",
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8))
+            )
                 .prop_map(|(k, v)| Step::Read(k, v)),
             ("[a-c]", any::<[u8; 16]>()).prop_map(|(k, d)| Step::Write(k, d)),
         ]
@@ -384,8 +430,14 @@ mod tests {
         replay.random_u64().unwrap();
         let err = replay.uuid().unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, Error::NonDeterminism { position: 1, .. }), "{msg}");
-        assert!(msg.contains("wf-1") && msg.contains("random()") && msg.contains("uuid()"), "{msg}");
+        assert!(
+            matches!(err, Error::NonDeterminism { position: 1, .. }),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("wf-1") && msg.contains("random()") && msg.contains("uuid()"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -397,7 +449,10 @@ mod tests {
         let mut same = Recorder::new("wf".into(), INV, 0, journal.clone());
         assert_eq!(same.child("m.pay", [1; 16]).unwrap(), (id, true));
         let mut other = Recorder::new("wf".into(), INV, 0, journal);
-        assert!(matches!(other.child("m.pay", [2; 16]), Err(Error::NonDeterminism { position: 0, .. })));
+        assert!(matches!(
+            other.child("m.pay", [2; 16]),
+            Err(Error::NonDeterminism { position: 0, .. })
+        ));
     }
 
     #[test]
@@ -420,11 +475,17 @@ mod tests {
         let mut longer = Recorder::new("wf".into(), INV, 0, journal.clone()).strict();
         longer.random_u64().unwrap();
         longer.uuid().unwrap();
-        assert!(matches!(longer.time(), Err(Error::NonDeterminism { position: 2, .. })));
+        assert!(matches!(
+            longer.time(),
+            Err(Error::NonDeterminism { position: 2, .. })
+        ));
         let mut shorter = Recorder::new("wf".into(), INV, 0, journal).strict();
         shorter.random_u64().unwrap();
         let err = shorter.finish().unwrap_err().to_string();
-        assert!(err.contains("uuid()") && err.contains("position 1"), "{err}");
+        assert!(
+            err.contains("uuid()") && err.contains("position 1"),
+            "{err}"
+        );
     }
 
     #[test]

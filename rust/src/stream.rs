@@ -35,7 +35,10 @@ impl Stream {
         material.extend_from_slice(&attempt.to_be_bytes());
         material.extend_from_slice(name.as_bytes());
         let key = blake3::derive_key(KDF_CONTEXT, &material);
-        Stream { rng: ChaCha20Rng::from_seed(key), position: 0 }
+        Stream {
+            rng: ChaCha20Rng::from_seed(key),
+            position: 0,
+        }
     }
 
     /// How many values have been drawn (the index of the next value).
@@ -133,20 +136,29 @@ mod tests {
     /// a change here means every stored workflow would diverge on replay.
     #[test]
     fn test_vectors_never_change() {
-        let inv = *uuid::Uuid::parse_str("00112233-4455-6677-8899-aabbccddeeff").unwrap().as_bytes();
+        let inv = *uuid::Uuid::parse_str("00112233-4455-6677-8899-aabbccddeeff")
+            .unwrap()
+            .as_bytes();
         let mut r = Stream::new(&inv, 0, "random");
         let got: Vec<u64> = (0..4).map(|_| r.next_u64()).collect();
         assert_eq!(got, VECTOR_RANDOM_U64);
         let mut r = Stream::new(&inv, 0, "random");
         assert_eq!(r.next_f64().to_bits(), VECTOR_RANDOM_F64_BITS);
         let mut u = Stream::new(&inv, 0, "uuid");
-        assert_eq!(uuid::Uuid::from_bytes(u.next_uuid()).to_string(), VECTOR_UUID);
+        assert_eq!(
+            uuid::Uuid::from_bytes(u.next_uuid()).to_string(),
+            VECTOR_UUID
+        );
         let mut r1 = Stream::new(&inv, 1, "random");
         assert_eq!(r1.next_u64(), VECTOR_ATTEMPT1_U64);
     }
 
-    const VECTOR_RANDOM_U64: [u64; 4] =
-        [1353846016555093132, 9905951637195634206, 1918493383016562213, 3713611073356318042];
+    const VECTOR_RANDOM_U64: [u64; 4] = [
+        1353846016555093132,
+        9905951637195634206,
+        1918493383016562213,
+        3713611073356318042,
+    ];
     const VECTOR_RANDOM_F64_BITS: u64 = 0x3fb2c9d3c7715808; // 0.07339213961799385
     const VECTOR_UUID: &str = "e73e6b6d-0bed-42a3-925d-0900a91ff27a";
     const VECTOR_ATTEMPT1_U64: u64 = 10265557041385358243;

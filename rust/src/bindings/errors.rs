@@ -11,9 +11,8 @@ use crate::error::Error;
 static ERRORS_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 fn class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    let module = ERRORS_MODULE.get_or_try_init(py, || {
-        py.import("pynenc.errors").map(|m| m.unbind())
-    })?;
+    let module =
+        ERRORS_MODULE.get_or_try_init(py, || py.import("pynenc.errors").map(|m| m.unbind()))?;
     module.bind(py).getattr(name)
 }
 
@@ -29,7 +28,13 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
     let message = err.to_string();
     let attrs = PyDict::new(py);
     let name = match err {
-        Error::NonDeterminism { workflow_id, invocation_id, position, recorded, requested } => {
+        Error::NonDeterminism {
+            workflow_id,
+            invocation_id,
+            position,
+            recorded,
+            requested,
+        } => {
             attrs.set_item("workflow_id", workflow_id)?;
             attrs.set_item("invocation_id", invocation_id)?;
             attrs.set_item("position", position)?;
@@ -37,7 +42,12 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             attrs.set_item("requested", requested)?;
             "NonDeterminismError"
         }
-        Error::CorruptEntry { path, invocation_id, position, .. } => {
+        Error::CorruptEntry {
+            path,
+            invocation_id,
+            position,
+            ..
+        } => {
             attrs.set_item("path", path.display().to_string())?;
             attrs.set_item("invocation_id", invocation_id)?;
             attrs.set_item("position", position)?;
@@ -47,7 +57,11 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             attrs.set_item("path", path.display().to_string())?;
             "CorruptStoreError"
         }
-        Error::FormatVersion { path, found, supported } => {
+        Error::FormatVersion {
+            path,
+            found,
+            supported,
+        } => {
             attrs.set_item("path", path.display().to_string())?;
             attrs.set_item("found", found)?;
             attrs.set_item("supported", supported)?;
@@ -65,7 +79,11 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             attrs.set_item("path", path.display().to_string())?;
             "StoreIOError"
         }
-        Error::StaleLease { invocation_id, token, current } => {
+        Error::StaleLease {
+            invocation_id,
+            token,
+            current,
+        } => {
             attrs.set_item("invocation_id", invocation_id)?;
             attrs.set_item("token", token)?;
             attrs.set_item("current", current)?;

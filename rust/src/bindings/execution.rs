@@ -30,13 +30,19 @@ pub struct PyExecution {
 
 fn digest16(d: &[u8]) -> PyResult<[u8; 16]> {
     d.try_into().map_err(|_| {
-        to_pyerr(Error::InvalidArgument(format!("digest must be 16 bytes, got {}", d.len())))
+        to_pyerr(Error::InvalidArgument(format!(
+            "digest must be 16 bytes, got {}",
+            d.len()
+        )))
     })
 }
 
 fn id16(id: &[u8]) -> PyResult<[u8; 16]> {
     id.try_into().map_err(|_| {
-        to_pyerr(Error::InvalidArgument(format!("invocation id must be 16 bytes, got {}", id.len())))
+        to_pyerr(Error::InvalidArgument(format!(
+            "invocation id must be 16 bytes, got {}",
+            id.len()
+        )))
     })
 }
 
@@ -61,7 +67,14 @@ impl PyExecution {
         if replay_only {
             recorder = recorder.strict();
         }
-        Ok(PyExecution { recorder, store, workflow_id, fence: None, replay_only, divergence: None })
+        Ok(PyExecution {
+            recorder,
+            store,
+            workflow_id,
+            fence: None,
+            replay_only,
+            divergence: None,
+        })
     }
 
     /// A float in [0, 1) with 53 random bits.
@@ -97,7 +110,11 @@ impl PyExecution {
     }
 
     /// The recorded value of side effect `name`, or None when it must run now.
-    fn side_effect_lookup<'py>(&mut self, py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    fn side_effect_lookup<'py>(
+        &mut self,
+        py: Python<'py>,
+        name: &str,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let r = self.recorder.side_effect(name);
         let found = self.watch(r)?;
         Ok(found.map(|v| PyBytes::new(py, &v)))
@@ -108,7 +125,12 @@ impl PyExecution {
     }
 
     /// Dispatch of a child: (child invocation id, replayed).
-    fn child<'py>(&mut self, py: Python<'py>, task_id: &str, args_digest: &[u8]) -> PyResult<(Bound<'py, PyBytes>, bool)> {
+    fn child<'py>(
+        &mut self,
+        py: Python<'py>,
+        task_id: &str,
+        args_digest: &[u8],
+    ) -> PyResult<(Bound<'py, PyBytes>, bool)> {
         let r = self.recorder.child(task_id, digest16(args_digest)?);
         let (id, replayed) = self.watch(r)?;
         Ok((PyBytes::new(py, &id), replayed))
@@ -116,7 +138,11 @@ impl PyExecution {
 
     /// A data read: (replayed, value). When not replayed the caller reads the live value and
     /// calls `data_read_record`.
-    fn data_read<'py>(&mut self, py: Python<'py>, key: &str) -> PyResult<(bool, Option<Bound<'py, PyBytes>>)> {
+    fn data_read<'py>(
+        &mut self,
+        py: Python<'py>,
+        key: &str,
+    ) -> PyResult<(bool, Option<Bound<'py, PyBytes>>)> {
         let r = self.recorder.data_read(key);
         Ok(match self.watch(r)? {
             Some(v) => (true, v.map(|b| PyBytes::new(py, &b))),
@@ -150,7 +176,11 @@ impl PyExecution {
         // The commit waits on fsync and on other threads' commits: release the GIL.
         let report = py.detach(|| store.flush()).py_err()?;
         if let Some(own) = self.fence {
-            if let Some((fence, current)) = report.rejected.iter().find(|(f, _)| f.invocation == own.invocation) {
+            if let Some((fence, current)) = report
+                .rejected
+                .iter()
+                .find(|(f, _)| f.invocation == own.invocation)
+            {
                 return Err(to_pyerr(Error::StaleLease {
                     invocation_id: ids::format(&fence.invocation),
                     token: fence.token,
@@ -184,7 +214,10 @@ impl PyExecution {
 
     /// Fence every later write of this execution with a lease token.
     fn set_fence(&mut self, token: u64) {
-        self.fence = Some(Fence { invocation: *self.recorder.invocation_id(), token });
+        self.fence = Some(Fence {
+            invocation: *self.recorder.invocation_id(),
+            token,
+        });
     }
 
     #[getter]
@@ -221,7 +254,13 @@ impl PyExecution {
     /// Convert a recorder result, remembering the first divergence.
     #[inline]
     fn watch<T>(&mut self, r: crate::error::Result<T>) -> PyResult<T> {
-        if let Err(Error::NonDeterminism { position, recorded, requested, .. }) = &r {
+        if let Err(Error::NonDeterminism {
+            position,
+            recorded,
+            requested,
+            ..
+        }) = &r
+        {
             if self.divergence.is_none() {
                 self.divergence = Some((*position, recorded.clone(), requested.clone()));
             }
