@@ -101,8 +101,11 @@ def test_claim_renew_release_complete(store_path: Path) -> None:
     store.complete(first, fence=(first, taken[1]))
     assert store.flush() == []
     assert store.queued() == [second]
-    assert store.lease(first) is None
+    # Completed: an ownerless tombstone keeps the last token, fencing off older owners.
+    assert store.lease(first) == (b"", 0, taken[1])
     assert len(store.leases()) == 1
+    store.put("data", b"zombie", b"x", fence=(first, token))
+    assert store.flush() == [(first, token, taken[1])]
 
 
 def test_permissions_are_private(store_path: Path) -> None:

@@ -10,10 +10,11 @@ from typing import Any, Callable, ParamSpec, TypeVar, overload
 from pynenc import codec
 from pynenc._core import Store
 from pynenc.config import PynencConfig
-from pynenc.errors import InvalidArgumentError
+from pynenc.errors import InvalidArgumentError, LeaseLostError
 from pynenc.invocation import Invocation, InvocationRecord, InvocationStatus
 from pynenc.runner import execute
-from pynenc.runner.owner import owner_is_dead
+from pynenc.runner.leases import LeaseKeeper, now_ms
+from pynenc.runner.owner import current_owner, owner_is_dead
 from pynenc.store import open_store
 from pynenc.task import Task, TaskOptions
 from pynenc.workflow.context import WorkflowContext, current_context
@@ -35,6 +36,9 @@ class Pynenc:
             enqueued for workers); default env `PYNENC_EXECUTION`, else `inline`.
         max_payload_bytes: Largest encoded payload accepted (default 16 MiB).
         sync: fsync every commit (default True; env `PYNENC_SYNC=0`).
+        lease_seconds: Lease time of a claimed queued invocation (default 30 s).
+        max_recoveries: Resumptions after a dead process before an invocation is parked as
+            failed (default 5).
     """
 
     def __init__(
@@ -45,10 +49,18 @@ class Pynenc:
         execution: str | None = None,
         max_payload_bytes: int | None = None,
         sync: bool | None = None,
+        lease_seconds: float | None = None,
+        max_recoveries: int | None = None,
     ) -> None:
-        self.config = PynencConfig.resolve(app_id, store, execution, max_payload_bytes, sync)
+        self.config = PynencConfig.resolve(
+            app_id, store, execution, max_payload_bytes, sync, lease_seconds, max_recoveries
+        )
         self._tasks: dict[str, Task[..., Any]] = {}
         self._store: Store | None = None
+        self._keeper: LeaseKeeper | None = None
+        #: The module the app was loaded from by `pynenc --app`: tasks a script registered
+        #: as `__main__.X` are found there as `MODULE.X`.
+        self._main_module: str | None = None
 
     def __repr__(self) -> str:
         return f"Pynenc({self.config.app_id!r}, store={self.config.store!r})"
@@ -59,6 +71,11 @@ class Pynenc:
         if self._store is None:
             self._store = open_store(self.config.store, sync=self.config.sync)
         return self._store
+
+    def _lease_keeper(self) -> LeaseKeeper:
+        if self._keeper is None:
+            self._keeper = LeaseKeeper(self.store, self.config.lease_seconds)
+        return self._keeper
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -100,6 +117,8 @@ class Pynenc:
         found = self._tasks.get(task_id)
         if found is not None:
             return found
+        if task_id.startswith("__main__.") and self._main_module:
+            return self.get_task(f"{self._main_module}.{task_id.removeprefix('__main__.')}")
         module = task_id
         while "." in module:
             module = module.rsplit(".", 1)[0]
@@ -151,17 +170,28 @@ class Pynenc:
         return None if data is None else InvocationRecord.decode(data)
 
     def _wait_for(self, invocation_id: bytes, timeout: float | None) -> InvocationRecord:
+        """Wait until the invocation finished. A task waiting on a queued child that no worker
+        holds runs it itself, so waiting parents can never starve a worker pool."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.001
+        inside_task = current_context() is not None
+        delay = 0.0005
         while True:
             record = self._load_record(invocation_id)
             if record is not None and record.status.finished:
                 return record
+            if inside_task and self.config.execution == "queued":
+                claim = self.store.claim_invocation(
+                    invocation_id, current_owner().encode(), self._lease_keeper().lease_ms, now_ms()
+                )
+                if claim is not None:
+                    execute.run_claimed(self, invocation_id, claim[1])
+                    continue
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"invocation {uuid.UUID(bytes=invocation_id)} did not finish within {timeout} s"
                 )
-            time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic())))
+            pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
             delay = min(delay * 2, 0.05)
 
     def get_invocation(self, invocation_id: str) -> Invocation[Any] | None:
@@ -235,24 +265,52 @@ class Pynenc:
         """Resume every invocation whose owning process died, from the exact point where it
         stopped (replaying its journal), and return the resumed invocations.
 
-        Only the outermost interrupted invocations are returned; their interrupted children
-        are resumed as they are reached again.
+        An owner on this machine whose process is gone is dead at once; an owner elsewhere
+        only once its lease expired. Only the outermost interrupted invocations are returned;
+        their interrupted children are resumed as they are reached again.
         """
+        self.release_dead_leases()
+        leases = {inv: (owner, expires) for inv, owner, expires, _token in self.store.leases()}
+        now = now_ms()
         stranded: dict[bytes, InvocationRecord] = {}
         for _key, value in self.store.scan(execute.INVOCATIONS, b""):
             record = InvocationRecord.decode(value)
-            if record.status.finished or record.owner is None:
+            if record.status is not InvocationStatus.RUNNING or record.owner is None:
                 continue
-            if owner_is_dead(record.owner):
+            lease = leases.get(record.invocation_id)
+            if lease is not None and lease[1] > now:
+                continue  # a live worker holds it
+            if lease is not None or owner_is_dead(record.owner):
                 stranded[record.invocation_id] = record
         roots = [r for r in stranded.values() if r.parent_invocation_id not in stranded]
         roots.sort(key=lambda r: r.created_at)
         resumed = []
         for record in roots:
-            record.recoveries += 1
-            execute.run(self, record)
-            resumed.append(Invocation(self, record))
+            if record.invocation_id in self.store.queued():
+                claim = self.store.claim_invocation(
+                    record.invocation_id, current_owner().encode(),
+                    self._lease_keeper().lease_ms, now_ms(),
+                )
+                if claim is None:
+                    continue  # a worker got there first
+                execute.run_claimed(self, record.invocation_id, claim[1])
+            else:
+                execute.run(self, record)
+            resumed.append(Invocation(self, self._load_record(record.invocation_id) or record))
         return resumed
+
+    def release_dead_leases(self) -> int:
+        """Release the leases held by processes of this machine that no longer exist, so the
+        invocations they held can be claimed at once. Returns how many were released."""
+        released = 0
+        for invocation_id, owner, _expires, token in self.store.leases():
+            if owner_is_dead(owner.decode(errors="replace")):
+                try:
+                    self.store.release(invocation_id, token)
+                    released += 1
+                except LeaseLostError:
+                    pass  # someone else released or reclaimed it meanwhile
+        return released
 
 
 def _parse_id(invocation_id: str) -> bytes:

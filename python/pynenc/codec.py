@@ -331,10 +331,17 @@ def _encode_frozenset(encoder: cbor2.CBOREncoder, value: frozenset[Any]) -> None
 
 
 def _encode_datetime(encoder: cbor2.CBOREncoder, value: datetime) -> None:
-    if value.utcoffset() is None:
+    offset = value.utcoffset()
+    if offset is None:
         encoder.encode_semantic(_NAIVE_DATETIME_TAG, value.isoformat())
-    else:
-        encoder.encode_datetime(value)
+        return
+    if offset.microseconds:
+        # datetime.fromisoformat drops it in some cases; no real time zone has one.
+        raise TypeError(f"datetime {value} has a UTC offset with a fraction of a second")
+    text = value.isoformat()
+    # Written as cbor2 writes it, except that cbor2 also mangles offsets under a minute
+    # ("+00:00:07" becomes "Z:07").
+    encoder.encode_semantic(0, text[:-6] + "Z" if not offset else text)
 
 
 def _encode_decimal(encoder: cbor2.CBOREncoder, value: Decimal) -> None:

@@ -29,6 +29,10 @@ class PynencConfig:
             `PYNENC_MAX_PAYLOAD_BYTES`, default 16 MiB).
         sync: fsync every commit (env `PYNENC_SYNC=0` turns it off: a process crash still
             loses nothing, a power loss may lose the last few milliseconds).
+        lease_seconds: How long a claim on a queued invocation lasts without renewal (env
+            `PYNENC_LEASE_SECONDS`, default 30); running invocations renew it every third.
+        max_recoveries: How many times an invocation is resumed after its process died before
+            it is parked as failed (env `PYNENC_MAX_RECOVERIES`, default 5).
     """
 
     app_id: str
@@ -36,6 +40,8 @@ class PynencConfig:
     execution: ExecutionMode
     max_payload_bytes: int
     sync: bool
+    lease_seconds: float = 30.0
+    max_recoveries: int = 5
 
     @classmethod
     def resolve(
@@ -45,6 +51,8 @@ class PynencConfig:
         execution: str | None,
         max_payload_bytes: int | None,
         sync: bool | None,
+        lease_seconds: float | None = None,
+        max_recoveries: int | None = None,
     ) -> PynencConfig:
         env = os.environ
         mode = execution or env.get("PYNENC_EXECUTION") or "inline"
@@ -61,7 +69,17 @@ class PynencConfig:
             raise InvalidArgumentError(f"max_payload_bytes must be positive, got {limit}")
         if sync is None:
             sync = env.get("PYNENC_SYNC", "1").strip().lower() not in ("0", "false", "no", "off")
+        if lease_seconds is None:
+            lease_seconds = _parse_float("PYNENC_LEASE_SECONDS", env.get("PYNENC_LEASE_SECONDS", "30"))
+        if lease_seconds <= 0:
+            raise InvalidArgumentError(f"lease_seconds must be positive, got {lease_seconds}")
+        if max_recoveries is None:
+            max_recoveries = _parse_int("PYNENC_MAX_RECOVERIES", env.get("PYNENC_MAX_RECOVERIES", "5"))
+        if max_recoveries < 0:
+            raise InvalidArgumentError(f"max_recoveries must be >= 0, got {max_recoveries}")
         return cls(
+            lease_seconds=lease_seconds,
+            max_recoveries=max_recoveries,
             app_id=app_id or "pynenc",
             store=store or env.get("PYNENC_STORE") or DEFAULT_STORE,
             execution=mode,  # type: ignore[arg-type]
@@ -75,3 +93,10 @@ def _parse_int(name: str, text: str) -> int:
         return int(text)
     except ValueError:
         raise InvalidArgumentError(f"{name} must be an integer, got {text!r}") from None
+
+
+def _parse_float(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidArgumentError(f"{name} must be a number, got {text!r}") from None

@@ -11,6 +11,7 @@ __all__ = [
     "CorruptEntryError",
     "CorruptStoreError",
     "InvalidArgumentError",
+    "InvocationParkedError",
     "LeaseLostError",
     "NonDeterminismError",
     "PayloadDecodeError",
@@ -136,3 +137,11 @@ class InvalidArgumentError(PynencError, ValueError):
     """A pynenc API was called with an invalid argument value."""
 
     code = "INVALID_ARGUMENT"
+
+
+class InvocationParkedError(PynencError):
+    """An invocation was given up: its process died while running it more often than
+    `max_recoveries` allows (poison work). Raised by `invocation.result`; the reason is
+    recorded on the invocation."""
+
+    code = "INVOCATION_PARKED"

@@ -8,6 +8,23 @@
 use crate::error::{Error, Result};
 
 const CHILD_CONTEXT: &str = "pynenc-replay child id v1";
+const JOURNAL_CONTEXT: &str = "pynenc-replay attempt journal v1";
+
+/// The key under which attempt `attempt` of `invocation` keeps its journal: the invocation id
+/// itself for the first attempt, a derived v8 id for each retry (so attempts never mix).
+pub fn journal_id(invocation: &[u8; 16], attempt: u32) -> [u8; 16] {
+    if attempt == 0 {
+        return *invocation;
+    }
+    let mut material = [0u8; 20];
+    material[..16].copy_from_slice(invocation);
+    material[16..].copy_from_slice(&attempt.to_be_bytes());
+    let key = blake3::derive_key(JOURNAL_CONTEXT, &material);
+    let mut id: [u8; 16] = key[..16].try_into().expect("16 bytes");
+    id[6] = (id[6] & 0x0f) | 0x80;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    id
+}
 
 /// The id of the child dispatched at `position` by attempt `attempt` of `parent`.
 pub fn child_id(parent: &[u8; 16], attempt: u32, position: u64) -> [u8; 16] {
@@ -45,6 +62,14 @@ mod tests {
         assert_eq!(id.get_version_num(), 8);
         assert_eq!(child_id(&parent, 0, 3), child_id(&parent, 0, 3));
         assert_ne!(child_id(&parent, 0, 3), child_id(&parent, 0, 4));
+    }
+
+    #[test]
+    fn attempts_keep_separate_journals() {
+        let inv = [3u8; 16];
+        assert_eq!(journal_id(&inv, 0), inv);
+        assert_ne!(journal_id(&inv, 1), inv);
+        assert_ne!(journal_id(&inv, 1), journal_id(&inv, 2));
     }
 
     #[test]

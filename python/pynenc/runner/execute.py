@@ -11,6 +11,8 @@ The durability rules of the design live here:
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import signal
 import time
@@ -19,7 +21,12 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from pynenc import codec
 from pynenc._core import Execution
-from pynenc.errors import InvalidArgumentError, LeaseLostError, NonDeterminismError
+from pynenc.errors import (
+    InvalidArgumentError,
+    InvocationParkedError,
+    LeaseLostError,
+    NonDeterminismError,
+)
 from pynenc.invocation import ErrorInfo, Invocation, InvocationRecord, InvocationStatus
 from pynenc.runner.owner import current_owner
 from pynenc.workflow.context import _CURRENT, WorkflowContext
@@ -29,7 +36,9 @@ if TYPE_CHECKING:
     from pynenc.app import Pynenc
     from pynenc.task import Task
 
-__all__ = ["dispatch_child", "encode_arguments", "new_record", "run"]
+__all__ = ["dispatch_child", "encode_arguments", "new_record", "retry_delay", "run", "run_claimed"]
+
+log = logging.getLogger("pynenc.runner")
 
 T = TypeVar("T")
 
@@ -90,8 +99,12 @@ def run(
 ) -> Any:
     """Execute `record`'s task over its journal, store its outcome and flush.
 
-    With `replay_only`, nothing is written: the journal must match the code exactly and the
-    outcome is returned (or raised) instead of stored.
+    A failure listed in the task's `retry_for` is retried (up to `max_retries`, after a
+    jittered exponential backoff) as a new attempt with its own streams and journal. With
+    `replay_only`, nothing is written: the journal of the final attempt must match the code
+    exactly and the outcome is returned (or raised) instead of stored. With `fence_token`
+    (a claimed, queued invocation), every write carries the lease token and the invocation
+    leaves the queue when it finishes.
 
     Returns:
         The task's return value (only meaningful with `replay_only`).
@@ -102,56 +115,127 @@ def run(
         LeaseLostError: Another worker took the invocation over.
     """
     task = app.get_task(record.task_id)
-    execution = Execution(
-        app.store, record.invocation_id, record.workflow.workflow_id, record.attempt, replay_only
-    )
-    fence = None
-    if fence_token is not None:
-        execution.set_fence(fence_token)
-        fence = (record.invocation_id, fence_token)
-    if not replay_only:
-        record.status = InvocationStatus.RUNNING
-        record.owner = current_owner()
-        _put(app, record, fence)
-        if record.parent_invocation_id is None and execution.recorded_len == 0:
-            # A workflow's start is durable before its body runs: a crash anywhere inside it
-            # leaves something for recovery to resume.
+    fence = None if fence_token is None else (record.invocation_id, fence_token)
+    if not replay_only and record.status is InvocationStatus.RUNNING:
+        # Its process died while running it: resume, unless that keeps happening.
+        record.recoveries += 1
+        if record.recoveries > app.config.max_recoveries:
+            _park(app, record, fence)
+            return None
+    while True:
+        execution = Execution(
+            app.store, record.invocation_id, record.workflow.workflow_id, record.attempt, replay_only
+        )
+        if fence_token is not None:
+            execution.set_fence(fence_token)
+        if not replay_only:
+            first_start = record.status is InvocationStatus.PENDING
+            record.status = InvocationStatus.RUNNING
+            record.owner = current_owner()
+            _put(app, record, fence)
+            if first_start and record.parent_invocation_id is None:
+                # A workflow's start is durable before its body runs: a crash anywhere inside
+                # it leaves something for recovery to resume.
+                execution.flush()
+        ctx = WorkflowContext(app, task, record, execution, replay_only=replay_only, fence=fence)
+        value, error = _call(ctx, record)
+        # Engine errors swallowed by the task's own `except` still stop it here.
+        execution.check_divergence()
+        if replay_only:
+            execution.finish()
+            if error is not None:
+                raise error
+            return value
+        if error is None:
+            try:
+                record.result = codec.encode(
+                    value, what=f"result of task {task.task_id!r}", limit=app.config.max_payload_bytes
+                )
+            except Exception as exc:  # noqa: BLE001 - an unstorable result fails the task
+                error = exc
+        if error is not None and _retryable(task, record, error):
+            record.attempts.append(
+                {"attempt": record.attempt, "error": f"{type(error).__qualname__}: {error}"}
+            )
+            record.attempt += 1
+            execution.stage()
+            _put(app, record, fence)
             execution.flush()
-    ctx = WorkflowContext(app, task, record, execution, replay_only=replay_only, fence=fence)
+            time.sleep(retry_delay(task, record))
+            continue
+        if error is None:
+            record.status, record.error = InvocationStatus.SUCCESS, None
+        else:
+            record.status, record.result = InvocationStatus.FAILED, None
+            record.error = ErrorInfo.capture(error)
+        execution.stage()
+        _put(app, record, fence)
+        if fence is not None:
+            app.store.complete(record.invocation_id, fence)
+        execution.flush()
+        _maybe_crash(task.task_id)
+        return value
+
+
+def _call(ctx: WorkflowContext, record: InvocationRecord) -> tuple[Any, BaseException | None]:
+    """Run the task's function inside `ctx`: (value, None) or (None, the task's exception)."""
     args, kwargs = codec.decode(record.args, what=f"arguments of {record.id_str}")
     token = _CURRENT.set(ctx)
     try:
-        value = task.func(*args, **kwargs)
-        error: BaseException | None = None
+        return ctx.task.func(*args, **kwargs), None
     except ENGINE_ERRORS:
         raise
     except Exception as exc:  # noqa: BLE001 - the task's own failure is its outcome
-        value, error = None, exc
+        return None, exc
     finally:
         _CURRENT.reset(token)
-    # Engine errors swallowed by the task's own `except` still stop it here.
-    execution.check_divergence()
-    if replay_only:
-        execution.finish()
-        if error is not None:
-            raise error
-        return value
-    if error is None:
-        try:
-            record.result = codec.encode(
-                value, what=f"result of task {task.task_id!r}", limit=app.config.max_payload_bytes
-            )
-        except Exception as exc:  # noqa: BLE001 - an unstorable result fails the task
-            error = exc
-    if error is None:
-        record.status, record.error = InvocationStatus.SUCCESS, None
-    else:
-        record.status, record.error, record.result = InvocationStatus.FAILED, ErrorInfo.capture(error), None
-    execution.stage()
+
+
+def _retryable(task: Task[..., Any], record: InvocationRecord, error: BaseException) -> bool:
+    return record.attempt < task.options.max_retries and isinstance(error, task.options.retry_for)
+
+
+def retry_delay(task: Task[..., Any], record: InvocationRecord) -> float:
+    """Seconds before attempt `record.attempt`: `retry_backoff * 2**(attempt-1)`, scaled by a
+    jitter in [0.5, 1.5) drawn from the invocation id and attempt (the same on every replay)."""
+    if task.options.retry_backoff <= 0:
+        return 0.0
+    seed = hashlib.blake2b(
+        record.invocation_id + record.attempt.to_bytes(4, "big"), digest_size=8
+    ).digest()
+    jitter = 0.5 + int.from_bytes(seed, "big") / 2**64
+    return float(task.options.retry_backoff * 2 ** (record.attempt - 1) * jitter)
+
+
+def _park(app: Pynenc, record: InvocationRecord, fence: tuple[bytes, int] | None) -> None:
+    """Give up on poison work: record why, fail the invocation, take it off the queue."""
+    reason = InvocationParkedError(
+        f"invocation {record.id_str} of {record.task_id} was parked: its process died while "
+        f"running it {record.recoveries} times (max_recoveries={app.config.max_recoveries}); "
+        "fix the cause, then call the task again"
+    )
+    record.status, record.result, record.error = InvocationStatus.FAILED, None, ErrorInfo.capture(reason)
+    log.error("%s", reason)
     _put(app, record, fence)
-    execution.flush()
-    _maybe_crash(task.task_id)
-    return value
+    if fence is not None:
+        app.store.complete(record.invocation_id, fence)
+    app.store.flush()
+
+
+def run_claimed(app: Pynenc, invocation_id: bytes, token: int) -> None:
+    """Run a queued invocation this process has just claimed, renewing its lease meanwhile."""
+    fence = (invocation_id, token)
+    record = app._load_record(invocation_id)
+    if record is None or record.status.finished:
+        app.store.complete(invocation_id, fence)  # finished (or never stored): off the queue
+        app.store.flush()
+        return
+    keeper = app._lease_keeper()
+    keeper.hold(invocation_id, token)
+    try:
+        run(app, record, fence_token=token)
+    finally:
+        keeper.drop(invocation_id)
 
 
 def _maybe_crash(task_id: str) -> None:
@@ -178,7 +262,7 @@ def dispatch_child(
                 "never stored (the invocation did not finish); use app.recover() instead"
             )
         record = new_record(task, child_id, args_bytes, ctx)
-        _put(app, record)
+        _put(app, record, ctx._fence)
         if app.config.execution == "queued":
             app.store.enqueue(child_id)
         # The child may act on values drawn so far: make those durable first unless they

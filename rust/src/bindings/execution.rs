@@ -18,6 +18,8 @@ use crate::stream::u64_to_unit_f64;
 #[pyclass(name = "Execution", module = "pynenc._core")]
 pub struct PyExecution {
     recorder: Recorder,
+    /// Where this attempt's journal lives (see `ids::journal_id`).
+    journal_id: [u8; 16],
     store: Arc<Store>,
     workflow_id: String,
     fence: Option<Fence>,
@@ -62,13 +64,15 @@ impl PyExecution {
         let inv = id16(invocation_id)?;
         let store = Arc::clone(&store.inner);
         // Reading the journal touches LMDB pages: let other Python threads run meanwhile.
-        let journal = py.detach(|| store.journal(&inv)).py_err()?;
+        let journal_id = ids::journal_id(&inv, attempt);
+        let journal = py.detach(|| store.journal(&journal_id)).py_err()?;
         let mut recorder = Recorder::new(workflow_id.clone(), inv, attempt, journal);
         if replay_only {
             recorder = recorder.strict();
         }
         Ok(PyExecution {
             recorder,
+            journal_id,
             store,
             workflow_id,
             fence: None,
@@ -274,7 +278,7 @@ impl PyExecution {
         }
         let (first_position, entries) = self.recorder.take_new();
         self.store.stage(WriteOp::Journal {
-            invocation: *self.recorder.invocation_id(),
+            invocation: self.journal_id,
             first_position,
             entries,
             fence: self.fence,

@@ -169,6 +169,23 @@ impl PyStore {
         Ok(claim.map(|c| (PyBytes::new(py, &c.invocation), c.token, c.expires_ms)))
     }
 
+    /// Claim this invocation if it is queued and has no live lease.
+    fn claim_invocation<'py>(
+        &self,
+        py: Python<'py>,
+        invocation: &[u8],
+        owner: &[u8],
+        lease_ms: u64,
+        now_ms: u64,
+    ) -> PyResult<Option<(Bound<'py, PyBytes>, u64, u64)>> {
+        let inv = parse_id(invocation)?;
+        // A claim is its own synced commit.
+        let claim = py
+            .detach(|| self.inner.claim_invocation(&inv, owner, lease_ms, now_ms))
+            .py_err()?;
+        Ok(claim.map(|c| (PyBytes::new(py, &c.invocation), c.token, c.expires_ms)))
+    }
+
     fn renew(
         &self,
         py: Python<'_>,

@@ -8,7 +8,8 @@ use super::{Fence, FlushReport, WriteOp, SEGMENT_MAX_ENTRIES};
 use crate::entry::encode_segment;
 
 /// Apply `ops` in order. A fenced write whose token is not the invocation's current lease
-/// token (when it has a lease) is skipped and listed in the report, once per invocation.
+/// token (when it has a lease, live, released or completed) is skipped and listed in the
+/// report, once per invocation.
 pub(crate) fn apply(h: &Handle, txn: &mut RwTxn, ops: &[WriteOp]) -> heed::Result<FlushReport> {
     let mut report = FlushReport::default();
     let mut next_seq: Option<u64> = None;
@@ -69,7 +70,18 @@ pub(crate) fn apply(h: &Handle, txn: &mut RwTxn, ops: &[WriteOp]) -> heed::Resul
                     h.dbs.queue.delete(txn, &keys::queue_key(seq, invocation))?;
                     h.dbs.queued.delete(txn, invocation)?;
                 }
-                h.dbs.leases.delete(txn, invocation)?;
+                // Keep the last token as a tombstone (no owner, expired): a zombie still
+                // holding an older token stays fenced off after completion.
+                if let Some(token) = current_token(h, txn, invocation)? {
+                    let tombstone = super::Lease {
+                        owner: Vec::new(),
+                        expires_ms: 0,
+                        token,
+                    };
+                    h.dbs
+                        .leases
+                        .put(txn, invocation, &keys::encode_lease(&tombstone))?;
+                }
             }
         }
     }

@@ -55,6 +55,43 @@ impl Store {
         })
     }
 
+    /// Claim one given invocation, if it is queued and has no live lease: the way a parent
+    /// waiting on a child runs that child itself instead of starving a worker pool.
+    pub fn claim_invocation(
+        &self,
+        inv: &[u8; 16],
+        owner: &[u8],
+        lease_ms: u64,
+        now_ms: u64,
+    ) -> Result<Option<Claim>> {
+        self.check_fork();
+        let expires_ms = now_ms.saturating_add(lease_ms);
+        self.write("claiming an invocation", |h, txn| {
+            if h.dbs.queued.get(txn, inv)?.is_none() {
+                return Ok(None);
+            }
+            let lease = h.dbs.leases.get(txn, inv)?.and_then(keys::decode_lease);
+            if matches!(lease, Some(l) if l.expires_ms > now_ms) {
+                return Ok(None);
+            }
+            let token = read_counter(h, txn, COUNTER_LEASE_TOKEN)? + 1;
+            h.dbs
+                .counters
+                .put(txn, COUNTER_LEASE_TOKEN, &token.to_be_bytes())?;
+            let lease = Lease {
+                owner: owner.to_vec(),
+                expires_ms,
+                token,
+            };
+            h.dbs.leases.put(txn, inv, &keys::encode_lease(&lease))?;
+            Ok(Some(Claim {
+                invocation: *inv,
+                token,
+                expires_ms,
+            }))
+        })
+    }
+
     /// Extend the lease of `inv` to `now_ms + lease_ms`, if `token` is still its lease token.
     pub fn renew(&self, inv: &[u8; 16], token: u64, lease_ms: u64, now_ms: u64) -> Result<()> {
         self.check_fork();
@@ -66,13 +103,23 @@ impl Store {
         })
     }
 
-    /// Drop the lease of `inv` if `token` is still its lease token; the invocation stays
-    /// queued and can be claimed again.
+    /// Give up the lease of `inv` if `token` is still its lease token; the invocation stays
+    /// queued and can be claimed again at once. The lease is replaced by an ownerless, expired
+    /// one with a fresh token, so later writes carrying `token` are fenced off.
     pub fn release(&self, inv: &[u8; 16], token: u64) -> Result<()> {
         self.check_fork();
         self.write("releasing a lease", |h, txn| {
             self.held(h.dbs.leases.get(txn, inv)?, inv, token)?;
-            h.dbs.leases.delete(txn, inv)?;
+            let fresh = read_counter(h, txn, COUNTER_LEASE_TOKEN)? + 1;
+            h.dbs
+                .counters
+                .put(txn, COUNTER_LEASE_TOKEN, &fresh.to_be_bytes())?;
+            let released = Lease {
+                owner: Vec::new(),
+                expires_ms: 0,
+                token: fresh,
+            };
+            h.dbs.leases.put(txn, inv, &keys::encode_lease(&released))?;
             Ok(())
         })
     }
@@ -85,7 +132,8 @@ impl Store {
         })
     }
 
-    /// Every lease, by invocation id.
+    /// Every lease held by an owner (released and completed tombstones left out), by
+    /// invocation id.
     pub fn leases(&self) -> Result<Vec<([u8; 16], Lease)>> {
         self.check_fork();
         self.read("listing leases", |h, txn| {
@@ -95,7 +143,9 @@ impl Store {
                 if let (Ok(inv), Some(lease)) =
                     (<[u8; 16]>::try_from(key), keys::decode_lease(value))
                 {
-                    out.push((inv, lease));
+                    if !lease.owner.is_empty() {
+                        out.push((inv, lease));
+                    }
                 }
             }
             Ok(out)

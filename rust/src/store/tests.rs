@@ -141,6 +141,15 @@ fn fence(invocation: [u8; 16], token: u64) -> Option<Fence> {
     Some(Fence { invocation, token })
 }
 
+fn put_fenced(key: &[u8], fence: Option<Fence>) -> WriteOp {
+    WriteOp::Put {
+        table: Table::Data,
+        key: key.to_vec(),
+        value: b"late".to_vec(),
+        fence,
+    }
+}
+
 #[test]
 fn stale_fenced_writes_are_rejected_and_reported() {
     let dir = tempfile::tempdir().unwrap();
@@ -218,16 +227,23 @@ fn claims_follow_queue_order_and_leases_expire() {
         Err(Error::StaleLease { current: 1, .. })
     ));
     store.release(&inv(1), b.token).unwrap();
-    assert!(store.lease(&inv(1)).unwrap().is_none());
+    let released = store.lease(&inv(1)).unwrap().unwrap();
+    assert_eq!(
+        (released.owner.len(), released.expires_ms, released.token),
+        (0, 0, 4)
+    );
     assert!(matches!(
         store.release(&inv(1), b.token),
-        Err(Error::StaleLease { current: 0, .. })
+        Err(Error::StaleLease { current: 4, .. })
     ));
+    // A write still carrying the released token is fenced off.
+    store.stage(put_fenced(b"after-release", fence(inv(1), b.token)));
+    assert_eq!(store.flush().unwrap().rejected.len(), 1);
     // Released: claimable again. Then at 1000 inv(2) expired but inv(3) (renewed) did not.
     let again = store.claim(b"w4", 1000, 600).unwrap().unwrap();
     assert_eq!(again.invocation, inv(1));
     let expired = store.claim(b"w5", 10, 1000).unwrap().unwrap();
-    assert_eq!((expired.invocation, expired.token), (inv(2), 5));
+    assert_eq!((expired.invocation, expired.token), (inv(2), 6));
     assert_eq!(store.lease(&inv(2)).unwrap().unwrap().owner, b"w5".to_vec());
     assert_eq!(store.leases().unwrap().len(), 3);
 
@@ -237,7 +253,12 @@ fn claims_follow_queue_order_and_leases_expire() {
     });
     store.flush().unwrap();
     assert_eq!(store.queued().unwrap(), vec![inv(1), inv(2)]);
-    assert!(store.lease(&inv(3)).unwrap().is_none());
+    // Completed: the lease is an ownerless tombstone that still fences old tokens.
+    let tomb = store.lease(&inv(3)).unwrap().unwrap();
+    assert_eq!((tomb.owner.len(), tomb.token), (0, a.token));
+    assert_eq!(store.leases().unwrap().len(), 2);
+    store.stage(put_fenced(b"zombie", fence(inv(3), a.token - 1)));
+    assert_eq!(store.flush().unwrap().rejected.len(), 1);
     // A stale Complete is refused: inv(2) stays queued and leased.
     store.stage(WriteOp::Complete {
         invocation: inv(2),

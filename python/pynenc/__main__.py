@@ -1,0 +1,5 @@
+"""`python -m pynenc`: the same as the `pynenc` command."""
+
+from pynenc.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""Leases this process holds on queued invocations, renewed from one background thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from pynenc.errors import LeaseLostError, StoreError
+
+if TYPE_CHECKING:
+    from pynenc._core import Store
+
+__all__ = ["LeaseKeeper", "now_ms"]
+
+log = logging.getLogger("pynenc.leases")
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds: leases are compared across processes and machines."""
+    return time.time_ns() // 1_000_000
+
+
+class LeaseKeeper:
+    """Renews every lease this process holds, every third of the lease time.
+
+    A lease that cannot be renewed because another worker took the invocation over is
+    dropped; the execution holding it finds out at its next (fenced) write.
+    """
+
+    def __init__(self, store: Store, lease_seconds: float) -> None:
+        self._store = store
+        self.lease_ms = int(lease_seconds * 1000)
+        self._held: dict[bytes, int] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, invocation_id: bytes, token: int) -> None:
+        """Keep renewing this lease until `drop`."""
+        with self._lock:
+            self._held[invocation_id] = token
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._renew_forever, name="pynenc-lease-keeper", daemon=True
+                )
+                self._thread.start()
+
+    def drop(self, invocation_id: bytes) -> None:
+        """Stop renewing this lease."""
+        with self._lock:
+            self._held.pop(invocation_id, None)
+
+    def held(self) -> dict[bytes, int]:
+        """The leases held now: invocation id → token."""
+        with self._lock:
+            return dict(self._held)
+
+    def _renew_forever(self) -> None:
+        while True:
+            self._wake.wait(self.lease_ms / 3000)
+            for invocation_id, token in self.held().items():
+                try:
+                    self._store.renew(invocation_id, token, self.lease_ms, now_ms())
+                except LeaseLostError:
+                    log.warning("lease lost on invocation %s", uuid.UUID(bytes=invocation_id))
+                    self.drop(invocation_id)
+                except StoreError as exc:  # keep trying: the lease may still be saved in time
+                    log.error("cannot renew lease on %s: %s", uuid.UUID(bytes=invocation_id), exc)

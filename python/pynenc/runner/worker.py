@@ -1,0 +1,162 @@
+"""The worker: claims queued invocations from the store and runs them.
+
+Several workers (processes, each with `concurrency` threads) share one store. A claim takes a
+lease with a fencing token; running invocations renew it; an invocation whose worker died is
+claimed again once its lease expired, or at once when the dead worker ran on this machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import uuid
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from pynenc.errors import LeaseLostError, NonDeterminismError, PynencError
+from pynenc.runner import execute
+from pynenc.runner.leases import now_ms
+from pynenc.runner.owner import current_owner
+
+if TYPE_CHECKING:
+    from pynenc.app import Pynenc
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("pynenc.worker")
+
+
+class Worker:
+    """Runs queued invocations of `app` until stopped.
+
+    Args:
+        app: The app whose store and tasks to use.
+        concurrency: How many invocations run at once (threads).
+        grace_seconds: On SIGTERM/SIGINT, how long running invocations may take to finish
+            before their leases are released for other workers.
+        idle_poll_seconds: Longest pause between claim attempts when the queue is empty.
+    """
+
+    def __init__(
+        self,
+        app: Pynenc,
+        *,
+        concurrency: int = 1,
+        grace_seconds: float = 30.0,
+        idle_poll_seconds: float = 0.05,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.app = app
+        self.concurrency = concurrency
+        self.grace_seconds = grace_seconds
+        self.idle_poll_seconds = idle_poll_seconds
+        self._stopping = threading.Event()
+        self._running: dict[bytes, int] = {}
+        self._lock = threading.Lock()
+        self.completed = 0
+
+    def stop(self) -> None:
+        """Stop claiming new work; running invocations finish (within the grace period)."""
+        self._stopping.set()
+
+    def run(self) -> None:
+        """Work until `stop()` or SIGTERM/SIGINT; then wait out the grace period and release
+        the leases of whatever is still running."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._on_signal)
+        owner = current_owner()
+        log.info("worker %s started: app %s, store %s, concurrency %d", owner,
+                 self.app.config.app_id, self.app.config.store, self.concurrency)
+        threads = [
+            threading.Thread(target=self._work, name=f"pynenc-worker-{n}", daemon=True)
+            for n in range(self.concurrency)
+        ]
+        for t in threads:
+            t.start()
+        last_sweep = 0.0
+        while not self._stopping.wait(0.2):
+            if time.monotonic() - last_sweep > 1.0:
+                last_sweep = time.monotonic()
+                self._sweep()
+        deadline = time.monotonic() + self.grace_seconds
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self._release_unfinished()
+        log.info("worker %s stopped after %d invocations", owner, self.completed)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: finishing running invocations (grace %.0f s)",
+                 signal.Signals(signum).name, self.grace_seconds)
+        self.stop()
+
+    def _sweep(self) -> None:
+        try:
+            released = self.app.release_dead_leases()
+        except PynencError as exc:
+            log.error("cannot sweep leases of dead workers: %s", exc)
+            return
+        if released:
+            log.info("released %d lease(s) of dead workers on this machine", released)
+
+    def _work(self) -> None:
+        store = self.app.store
+        owner = current_owner().encode()
+        lease_ms = self.app._lease_keeper().lease_ms
+        pause = 0.001
+        while not self._stopping.is_set():
+            try:
+                claim = store.claim(owner, lease_ms, now_ms())
+            except PynencError as exc:
+                log.error("claim failed: %s", exc)
+                self._stopping.wait(1.0)
+                continue
+            if claim is None:
+                self._stopping.wait(pause)
+                pause = min(pause * 2, self.idle_poll_seconds)
+                continue
+            pause = 0.001
+            invocation_id, token, _expires = claim
+            self._execute(invocation_id, token)
+
+    def _execute(self, invocation_id: bytes, token: int) -> None:
+        ident = uuid.UUID(bytes=invocation_id)
+        record = self.app._load_record(invocation_id)
+        workflow = record.workflow.workflow_id if record else "?"
+        task = record.task_id if record else "?"
+        log.info("[invocation %s] [workflow %s] running %s (token %d)", ident, workflow, task, token)
+        with self._lock:
+            self._running[invocation_id] = token
+        try:
+            execute.run_claimed(self.app, invocation_id, token)
+            self.completed += 1
+            log.info("[invocation %s] [workflow %s] finished", ident, workflow)
+        except LeaseLostError:
+            log.warning("[invocation %s] [workflow %s] lease lost: another worker owns it now",
+                        ident, workflow)
+        except NonDeterminismError as exc:
+            log.error("[invocation %s] [workflow %s] %s", ident, workflow, exc)
+            self._release(invocation_id, token)
+        except Exception:  # noqa: BLE001 - a worker must outlive any one invocation
+            log.exception("[invocation %s] [workflow %s] engine failure", ident, workflow)
+            self._release(invocation_id, token)
+        finally:
+            with self._lock:
+                self._running.pop(invocation_id, None)
+
+    def _release(self, invocation_id: bytes, token: int) -> None:
+        try:
+            self.app.store.release(invocation_id, token)
+        except PynencError:
+            pass  # already taken over: nothing of ours to release
+
+    def _release_unfinished(self) -> None:
+        with self._lock:
+            unfinished = dict(self._running)
+        for invocation_id, token in unfinished.items():
+            log.warning("[invocation %s] still running after the grace period: lease released",
+                        uuid.UUID(bytes=invocation_id))
+            self._release(invocation_id, token)
