@@ -69,25 +69,81 @@ def app(store_url: str) -> Pynenc:
     return Pynenc("test", store=store_url, sync=False)
 
 
+@pytest.fixture(params=["inline", "queued"])
+def execution(request: pytest.FixtureRequest) -> str:
+    """Run a test once per execution mode."""
+    return str(request.param)
+
+
 @pytest.fixture
 def load_example(
-    monkeypatch: pytest.MonkeyPatch, store_url: str
-) -> Iterator[Callable[[str], ModuleType]]:
-    """Import `examples/NAME.py` afresh, its app on this test's store."""
+    monkeypatch: pytest.MonkeyPatch, store_url: str, tmp_path: Path
+) -> Iterator[Callable[..., ModuleType]]:
+    """Import `examples/NAME.py` afresh, its app on this test's store; with
+    `execution="queued"`, two worker processes serve it until the test ends."""
     loaded: list[str] = []
+    started: list[WorkerPool] = []
 
-    def load(name: str) -> ModuleType:
+    def load(name: str, execution: str = "inline") -> ModuleType:
         monkeypatch.setenv("PYNENC_STORE", store_url)
         monkeypatch.setenv("PYNENC_SYNC", "0")
-        module_name = f"example_{name}"
-        spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        loaded.append(module_name)
-        spec.loader.exec_module(module)
+        monkeypatch.setenv("PYNENC_EXECUTION", execution)
+        monkeypatch.syspath_prepend(str(EXAMPLES))
+        sys.modules.pop(name, None)
+        module = importlib.import_module(name)
+        loaded.append(name)
+        if execution == "queued":
+            pool = WorkerPool(f"{name}:app", tmp_path, pythonpath=EXAMPLES)
+            pool.start(2)
+            started.append(pool)
         return module
 
     yield load
+    for pool in started:
+        pool.stop()
     for name in loaded:
         sys.modules.pop(name, None)
+
+
+class WorkerPool:
+    """Worker processes (`python -m pynenc --app SPEC worker`) on the test's environment."""
+
+    def __init__(self, app_spec: str, tmp_path: Path, *, pythonpath: Path,
+                 concurrency: int = 1, env: dict[str, str] | None = None) -> None:
+        self.app_spec = app_spec
+        self.logs = tmp_path
+        self.pythonpath = pythonpath
+        self.concurrency = concurrency
+        self.env = env or {}
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, n: int = 1) -> list[subprocess.Popen[bytes]]:
+        import os
+
+        env = dict(os.environ, **self.env)
+        env["PYTHONPATH"] = os.pathsep.join([str(self.pythonpath), env.get("PYTHONPATH", "")])
+        new = []
+        for _ in range(n):
+            with open(self.logs / f"worker-{len(self.procs)}.log", "wb") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "pynenc", "--app", self.app_spec, "worker",
+                     "--concurrency", str(self.concurrency), "--grace", "5"],
+                    env=env, stdout=log, stderr=subprocess.STDOUT,
+                )
+            self.procs.append(proc)
+            new.append(proc)
+        return new
+
+    def log_text(self, index: int) -> str:
+        return (self.logs / f"worker-{index}.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

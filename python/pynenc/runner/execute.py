@@ -116,7 +116,8 @@ def run(
     """
     task = app.get_task(record.task_id)
     fence = None if fence_token is None else (record.invocation_id, fence_token)
-    if not replay_only and record.status is InvocationStatus.RUNNING:
+    resuming = not replay_only and record.status is InvocationStatus.RUNNING
+    if resuming:
         # Its process died while running it: resume, unless that keeps happening.
         record.recoveries += 1
         if record.recoveries > app.config.max_recoveries:
@@ -133,10 +134,12 @@ def run(
             record.status = InvocationStatus.RUNNING
             record.owner = current_owner()
             _put(app, record, fence)
-            if first_start and record.parent_invocation_id is None:
-                # A workflow's start is durable before its body runs: a crash anywhere inside
-                # it leaves something for recovery to resume.
+            if (first_start and record.parent_invocation_id is None) or resuming:
+                # A workflow's start is durable before its body runs, so a crash anywhere
+                # inside it leaves something to resume; so is each resumption, so work that
+                # keeps killing its process is counted and parked.
                 execution.flush()
+                resuming = False
         ctx = WorkflowContext(app, task, record, execution, replay_only=replay_only, fence=fence)
         value, error = _call(ctx, record)
         # Engine errors swallowed by the task's own `except` still stop it here.

@@ -1,0 +1,94 @@
+"""Group `ops`: the `wf` operations inside a running inline task on a durable LMDB store (fsync
+on), timed inside the task, on the first run (record) and on `app.replay` (replay); beside the
+same work done in plain Python in this process.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from datetime import datetime, timezone
+
+from benches import tasks
+from benches.baselines import NaiveJournal
+from benches.measure import Row, Settings, Target, temp_dir
+
+__all__ = ["run"]
+
+GROUP = "ops"
+
+#: wf operation -> (label, plain-Python baseline label, target on record / baseline)
+OPS = {
+    "random": ("wf.random()", "random.random()", Target("<=", 15)),
+    "uuid": ("wf.uuid()", "str(uuid.uuid4())", Target("<=", 0.5)),
+    "utc_now": ("wf.utc_now()", "datetime.now(timezone.utc)", Target("<=", 2)),
+    "data": ("wf.set_data + wf.get_data", "dict set + get", Target("<=", 10)),
+    "side_effect": ("wf.side_effect", "naive durable journal append", None),
+    "random_via_task": ("task.wf.random()", "random.random()", None),
+}
+
+
+def _baseline(op: str, n: int) -> float:
+    """ns per operation of the plain-Python counterpart of `op`."""
+    if op == "random":
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            random.random()
+    elif op == "uuid":
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            str(uuid.uuid4())
+    elif op == "utc_now":
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            datetime.now(timezone.utc)
+    elif op == "data":
+        d: dict[str, int] = {}
+        t0 = time.perf_counter_ns()
+        for i in range(n):
+            d["k"] = i
+            d.get("k")
+    elif op == "side_effect":
+        with temp_dir("ops") as path:
+            journal = NaiveJournal(path / "journal.db", sync=True)
+            inv = uuid.uuid4().bytes
+            t0 = time.perf_counter_ns()
+            for _ in range(n):
+                journal.append(inv, 4, ["fx", 1])
+            elapsed = time.perf_counter_ns() - t0
+            journal.close()
+            return elapsed / n
+    else:
+        raise ValueError(op)
+    return (time.perf_counter_ns() - t0) / n
+
+
+def _record_and_replay(op: str, n: int, reps: int) -> tuple[list[float], list[float]]:
+    """ns/op of `op` on the first run and on replay, one sample of each per repetition."""
+    record, replay = [], []
+    with temp_dir("ops") as d:
+        app = tasks.fresh_app(d, sync=True)
+        for _ in range(reps):
+            inv = tasks.run_task(app, tasks.op_loop, op, n)
+            record.append(tasks.LAST["ns"] / n)
+            app.replay(inv.invocation_id)
+            replay.append(tasks.LAST["ns"] / n)
+    return record, replay
+
+
+def run(s: Settings) -> list[Row]:
+    rows: list[Row] = []
+    for op, (label, base_label, target) in OPS.items():
+        # A side effect is durable before it returns: one fsync'd commit each.
+        n = s.n(500, 20) if op == "side_effect" else s.n(200_000, 2_000)
+        if op == "data":
+            n = s.n(50_000, 1_000)
+        if not any(r.name == base_label for r in rows):
+            rows.append(Row(GROUP, base_label, "ns/op", [_baseline(op, n) for _ in range(s.reps)]))
+        record, replay = _record_and_replay(op, n, s.reps)
+        rows.append(Row(GROUP, f"{label} record", "ns/op", record, baseline=base_label,
+                        target=target))
+        rows.append(Row(GROUP, f"{label} replay", "ns/op", replay, baseline=f"{label} record",
+                        target=Target("<=", 1)))
+    return rows

@@ -1,0 +1,58 @@
+"""Group `steps`: durable child steps, `wf.execute_task(child).result` of a trivial child run
+inline, beside the physical limit measured in the same run: one fsync'd LMDB write transaction
+per step with the raw `lmdb` package and no engine.
+"""
+
+from __future__ import annotations
+
+import time
+
+import lmdb
+
+from benches import tasks
+from benches.measure import Row, Settings, Target, temp_dir
+
+__all__ = ["run", "steps_per_second"]
+
+GROUP = "steps"
+RAW_FSYNC = "raw LMDB commit, fsync (lmdb package)"
+RAW_NOSYNC = "raw LMDB commit, no fsync (lmdb package)"
+
+
+def steps_per_second(n: int, *, sync: bool) -> float:
+    """Steps/s of one workflow of `n` durable child steps on a fresh store (timed inside it)."""
+    with temp_dir("steps") as d:
+        app = tasks.fresh_app(d, sync=sync)
+        tasks.run_task(app, tasks.steps, n)
+        return n * 1e9 / tasks.LAST["ns"]
+
+
+def raw_commits_per_second(n: int, *, sync: bool) -> float:
+    """Write transactions/s, one small put each, straight on LMDB."""
+    with temp_dir("steps") as d:
+        env = lmdb.open(str(d), sync=sync, map_size=1 << 30)
+        value = bytes(120)  # about one invocation record
+        t0 = time.perf_counter_ns()
+        for i in range(n):
+            with env.begin(write=True) as txn:
+                txn.put(i.to_bytes(8, "big"), value)
+        elapsed = time.perf_counter_ns() - t0
+        env.close()
+        return n * 1e9 / elapsed
+
+
+def run(s: Settings) -> list[Row]:
+    n_sync = s.n(2_000, 50)
+    n_nosync = s.n(10_000, 200)
+    reps = range(s.reps)
+    return [
+        Row(GROUP, RAW_FSYNC, "commits/s", [raw_commits_per_second(n_sync, sync=True) for _ in reps]),
+        Row(GROUP, "durable steps, fsync", "steps/s",
+            [steps_per_second(n_sync, sync=True) for _ in reps], baseline=RAW_FSYNC,
+            target=Target(">=", 0.66)),
+        Row(GROUP, RAW_NOSYNC, "commits/s",
+            [raw_commits_per_second(n_nosync, sync=False) for _ in reps]),
+        Row(GROUP, "durable steps, no fsync", "steps/s",
+            [steps_per_second(n_nosync, sync=False) for _ in reps], baseline=RAW_NOSYNC,
+            target=Target(">=", 20_000, of="value")),
+    ]
