@@ -110,7 +110,8 @@ impl Recorder {
     pub fn recorded_len(&self) -> usize {
         self.recorded.len()
     }
-    /// True when buffered new entries hold a value that could not be regenerated after a crash.
+    /// True when entries not yet made durable hold a value that could not be regenerated after
+    /// a crash (a clock reading, a data read, a side effect).
     pub fn volatile_pending(&self) -> bool {
         self.volatile_pending
     }
@@ -314,8 +315,15 @@ impl Recorder {
         let first = self.new_first;
         let entries = std::mem::take(&mut self.new);
         self.new_first = first + entries.len() as u64;
-        self.volatile_pending = false;
         (first, entries)
+    }
+
+    /// Everything taken so far is durable now (the caller flushed it): no volatile value is
+    /// pending any more. Taking entries alone does not make them durable.
+    pub fn mark_durable(&mut self) {
+        if self.new.is_empty() {
+            self.volatile_pending = false;
+        }
     }
 }
 
@@ -507,6 +515,8 @@ mod tests {
         rec.time().unwrap();
         assert!(rec.volatile_pending());
         rec.take_new();
+        assert!(rec.volatile_pending(), "staged is not durable");
+        rec.mark_durable();
         assert!(!rec.volatile_pending());
     }
 }

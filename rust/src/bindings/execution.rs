@@ -179,6 +179,7 @@ impl PyExecution {
         let store = Arc::clone(&self.store);
         // The commit waits on fsync and on other threads' commits: release the GIL.
         let report = py.detach(|| store.flush()).py_err()?;
+        self.recorder.mark_durable();
         if let Some(own) = self.fence {
             if let Some((fence, current)) = report
                 .rejected

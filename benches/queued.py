@@ -1,0 +1,106 @@
+"""Group `queued`: the same durable steps run by queued worker processes (1 and 2 workers),
+aggregate steps/s, when queued execution can run workers (`pynenc --app ... worker`).
+
+The workers load `benches.tasks:app` configured through the `PYNENC_*` environment. They are
+started and warmed up first; the timed part is from enqueueing the workflows to the last one
+finishing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benches import tasks
+from benches.measure import Row, Settings, temp_dir
+
+__all__ = ["WORKERS", "queued_unavailable", "run"]
+
+GROUP = "queued"
+WORKERS = (1, 2)
+NOT_AVAILABLE = "n/a (queued execution not available)"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def queued_unavailable() -> str | None:
+    """Why queued workers cannot run here, or None when they can."""
+    for module in ("pynenc.cli", "pynenc.runner.worker"):
+        if importlib.util.find_spec(module) is None:
+            return f"{NOT_AVAILABLE}: no {module}"
+    return None
+
+
+def _label(workers: int) -> str:
+    return f"durable steps, {workers} queued worker{'s' if workers > 1 else ''}"
+
+
+def _wait_finished(app: object, ids: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(ids)
+    while pending:
+        inv = app.get_invocation(pending[-1])  # type: ignore[attr-defined]
+        if inv is not None and inv.status.finished:
+            pending.pop()
+            continue
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(pending)} queued workflows did not finish in {timeout} s")
+        time.sleep(0.002)
+
+
+def steps_per_second(workers: int, workflows: int, n_per_workflow: int) -> float:
+    """Aggregate steps/s of `workflows` queued workflows of `n_per_workflow` steps each."""
+    with temp_dir("queued") as d:
+        env = dict(os.environ, PYNENC_STORE=f"lmdb://{d}", PYNENC_EXECUTION="queued",
+                   PYNENC_SYNC="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        app = tasks.fresh_app(d, sync=True, execution="queued")
+        steps = app.get_task(tasks.steps.task_id)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "pynenc", "--app", "benches.tasks:app",
+                 "--log-level", "WARNING", "worker"],
+                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )
+            for _ in range(workers)
+        ]
+        try:
+            warm = [steps(1).invocation_id for _ in range(2 * workers)]
+            _wait_finished(app, warm, timeout=60)
+            t0 = time.perf_counter_ns()
+            ids = [steps(n_per_workflow).invocation_id for _ in range(workflows)]
+            _wait_finished(app, ids, timeout=300)
+            elapsed = time.perf_counter_ns() - t0
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                try:
+                    _out, err = p.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    _out, err = p.communicate()
+                if p.returncode not in (0, -15) and err:
+                    print(err.decode(errors="replace")[-2000:], file=sys.stderr)
+        return workflows * n_per_workflow * 1e9 / elapsed
+
+
+def run(s: Settings) -> list[Row]:
+    reason = queued_unavailable()
+    workflows, n = s.n(8, 2), s.n(100, 5)
+    rows = []
+    for workers in WORKERS:
+        row = Row(GROUP, _label(workers), "steps/s",
+                  baseline=None if workers == 1 else _label(1),
+                  note=f"{workflows} workflows × {n} steps")
+        if reason is None:
+            try:
+                row.samples = [steps_per_second(workers, workflows, n) for _ in range(s.reps)]
+            except Exception as exc:  # noqa: BLE001 - a queued mode still being built is n/a
+                row.na = f"{NOT_AVAILABLE}: {type(exc).__name__}: {exc}"
+        else:
+            row.na = reason
+        rows.append(row)
+    return rows
