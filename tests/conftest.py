@@ -55,6 +55,7 @@ except PynencError as e:
 def store_path(tmp_path: Path) -> Path:
     return tmp_path / "store"
 
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
@@ -108,8 +109,15 @@ def load_example(
 class WorkerPool:
     """Worker processes (`python -m pynenc --app SPEC worker`) on the test's environment."""
 
-    def __init__(self, app_spec: str, tmp_path: Path, *, pythonpath: Path,
-                 concurrency: int = 1, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        app_spec: str,
+        tmp_path: Path,
+        *,
+        pythonpath: Path,
+        concurrency: int = 1,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.app_spec = app_spec
         self.logs = tmp_path
         self.pythonpath = pythonpath
@@ -126,9 +134,21 @@ class WorkerPool:
         for _ in range(n):
             with open(self.logs / f"worker-{len(self.procs)}.log", "wb") as log:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "pynenc", "--app", self.app_spec, "worker",
-                     "--concurrency", str(self.concurrency), "--grace", "5"],
-                    env=env, stdout=log, stderr=subprocess.STDOUT,
+                    [
+                        sys.executable,
+                        "-m",
+                        "pynenc",
+                        "--app",
+                        self.app_spec,
+                        "worker",
+                        "--concurrency",
+                        str(self.concurrency),
+                        "--grace",
+                        "5",
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )
             self.procs.append(proc)
             new.append(proc)

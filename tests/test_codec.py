@@ -390,7 +390,7 @@ def test_string_and_shared_references_cbor2_accepts_are_refused(value: object) -
     for options in ({"string_referencing": True}, {"value_sharing": True}):
         data = cbor2.dumps(value, **options)  # type: ignore[arg-type]
         assert cbor2.loads(data) == value  # cbor2 on its own decodes these
-        with pytest.raises(PayloadDecodeError, match="tag (25|256|28|29)"):
+        with pytest.raises(PayloadDecodeError, match=r"tag (25|256|28|29)"):
             decode(data)
 
 

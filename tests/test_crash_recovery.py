@@ -12,11 +12,18 @@ from pathlib import Path
 PROGRAM = Path(__file__).parent / "programs" / "crash_workflow.py"
 
 
-def run(tmp_path: Path, store_url: str, *args: str, crash: bool) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYNENC_STORE=store_url, CRASH_LOG=str(tmp_path / "log.jsonl"),
-               CRASH="1" if crash else "0")
-    return subprocess.run([sys.executable, str(PROGRAM), *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+def run(
+    tmp_path: Path, store_url: str, *args: str, crash: bool
+) -> subprocess.CompletedProcess[str]:
+    env = dict(
+        os.environ,
+        PYNENC_STORE=store_url,
+        CRASH_LOG=str(tmp_path / "log.jsonl"),
+        CRASH="1" if crash else "0",
+    )
+    return subprocess.run(
+        [sys.executable, str(PROGRAM), *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def events(tmp_path: Path) -> list[dict]:
@@ -28,7 +35,10 @@ def test_sigkill_in_second_child_then_recover(tmp_path: Path, store_url: str) ->
     assert first.returncode == -signal.SIGKILL, first.stderr
     before = events(tmp_path)
     assert [(e["event"], e.get("task")) for e in before] == [
-        ("run", "first_child"), ("run", "second_child"), ("report", None)]
+        ("run", "first_child"),
+        ("run", "second_child"),
+        ("report", None),
+    ]
     report = before[2]
 
     second = run(tmp_path, store_url, "recover", crash=True)
@@ -46,7 +56,9 @@ def test_sigkill_in_second_child_then_recover(tmp_path: Path, store_url: str) ->
     assert result["seen"] == report["seen"]
     assert result["second"]["own"] == report["own"]
     # Time kept moving forward across the crash.
-    assert result["end"] > result["second"]["after"] > report["own"]["at"] > report["seen"]["between"]
+    assert (
+        result["end"] > result["second"]["after"] > report["own"]["at"] > report["seen"]["between"]
+    )
     # Nothing is left to recover.
     third = run(tmp_path, store_url, "recover", crash=True)
     assert json.loads(third.stdout) == []

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from conftest import run_python
+
 from pynenc.store.lmdb import LmdbStore, StoreOptions
 
 READER = r"""

@@ -67,7 +67,7 @@ def fresh_app() -> Iterator[tuple[Pynenc, Any, list[int]]]:
             elif kind == "rng":
                 v = wf.rng().randint(0, 10**6)
             elif kind == "side_effect":
-                v = wf.side_effect(op[1], lambda: op[2] * 10)
+                v = wf.side_effect(op[1], lambda value=op[2]: value * 10)
             elif kind == "set":
                 wf.set_data(op[1], op[2])
                 v = None
@@ -129,13 +129,17 @@ def crash_then_recover(ops: list[tuple[Any, ...]], at: int, inside_side_effect: 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(PROGRAMS, st.data())
-def test_sigkill_anywhere_then_recover_is_identical(ops: list[tuple[Any, ...]], data: st.DataObject) -> None:
+def test_sigkill_anywhere_then_recover_is_identical(
+    ops: list[tuple[Any, ...]], data: st.DataObject
+) -> None:
     at = data.draw(st.integers(0, len(ops) - 1))
     crash_then_recover(ops, at, inside_side_effect=False)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(PROGRAMS, st.data())
-def test_sigkill_inside_a_side_effect_keeps_every_value(ops: list[tuple[Any, ...]], data: st.DataObject) -> None:
+def test_sigkill_inside_a_side_effect_keeps_every_value(
+    ops: list[tuple[Any, ...]], data: st.DataObject
+) -> None:
     at = data.draw(st.integers(0, len(ops) - 1))
     crash_then_recover(ops, at, inside_side_effect=True)

@@ -3,6 +3,7 @@ run inline and through two queued worker processes."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import uuid
 from collections.abc import Callable
@@ -26,12 +27,20 @@ def is_v4(value: str) -> bool:
 def test_examples_hold_the_reference_code_verbatim() -> None:
     """The examples are the document's code, the two known slips aside."""
     blocks = re.findall(r"```python\n(.*?)```", SPEC.read_text(), re.S)
-    names = ["order_processing", "workflow_boundaries", "deterministic_operations",
-             "stateful_workflow", "parent_child", "robust_processing"]
+    names = [
+        "order_processing",
+        "workflow_boundaries",
+        "deterministic_operations",
+        "stateful_workflow",
+        "parent_child",
+        "robust_processing",
+    ]
     assert len(blocks) == len(names)
-    for name, block in zip(names, blocks):
+    for name, block in zip(names, blocks, strict=True):
         text = (EXAMPLES / f"{name}.py").read_text()
-        code = text.split("# --- REFERENCE: begin ---\n", 1)[1].split("# --- REFERENCE: end ---", 1)[0]
+        code = text.split("# --- REFERENCE: begin ---\n", 1)[1].split(
+            "# --- REFERENCE: end ---", 1
+        )[0]
         expected = block.replace(
             "process_payment_workflow.wf.execute_task(", "process_order_workflow.wf.execute_task("
         )
@@ -74,7 +83,10 @@ def test_workflow_boundaries(load_example: Loader, execution: str) -> None:
     assert child.workflow.workflow_type == child.task_id
     # Two calls give two distinct child workflows.
     again = ex.call_independent_workflow({"k": 1}).result
-    assert again["child_workflow_id"] not in (result["child_workflow_id"], result["parent_workflow_id"])
+    assert again["child_workflow_id"] not in (
+        result["child_workflow_id"],
+        result["parent_workflow_id"],
+    )
 
 
 def test_deterministic_operations(load_example: Loader, execution: str) -> None:
@@ -102,7 +114,7 @@ def test_stateful_workflow(load_example: Loader, execution: str) -> None:
     assert len(set(ids)) == 3 and all(is_v4(i) for i in ids)
     times = [result["started_at"], *(s["timestamp"] for s in steps), result["completed_at"]]
     parsed = [datetime.fromisoformat(t) for t in times]
-    assert all(a < b for a, b in zip(parsed, parsed[1:]))
+    assert all(a < b for a, b in itertools.pairwise(parsed))
     wf_id = inv.workflow.workflow_id
     for n, step_id in enumerate(ids, 1):
         assert ex.app.get_workflow_data(wf_id, f"step_{n}_result") == step_id
@@ -127,8 +139,12 @@ def test_parent_child(load_example: Loader, execution: str) -> None:
 
 def test_robust_processing(load_example: Loader, execution: str) -> None:
     ex = load_example("robust_processing", execution)
-    order = {"order_id": "ORD-9", "customer_id": "C-1", "total": 10,
-             "items": [{"id": "a", "quantity": 1}, {"id": "b", "quantity": 3}]}
+    order = {
+        "order_id": "ORD-9",
+        "customer_id": "C-1",
+        "total": 10,
+        "items": [{"id": "a", "quantity": 1}, {"id": "b", "quantity": 3}],
+    }
     inv = ex.robust_processing_workflow(order)
     result = inv.result
     assert result["order_id"] == "ORD-9"

@@ -20,8 +20,12 @@ def make_app(app: Pynenc, mode: dict[str, Any], runs: list[str]) -> Any:
         first = parent.wf.uuid() if mode["uuid_first"] else parent.wf.random()
         kid = parent.wf.execute_task(child, n + mode["offset"]).result
         parent.wf.set_data("kid", kid)
-        return {"first": first, "kid": kid, "read": parent.wf.get_data("kid"),
-                "at": parent.wf.utc_now().isoformat()}
+        return {
+            "first": first,
+            "kid": kid,
+            "read": parent.wf.get_data("kid"),
+            "at": parent.wf.utc_now().isoformat(),
+        }
 
     return parent
 

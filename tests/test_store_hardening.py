@@ -16,6 +16,7 @@ from pathlib import Path
 import lmdb
 import pytest
 from conftest import OPEN_SCRIPT, run_python
+
 from pynenc.store.lmdb import LmdbStore, StoreOptions
 
 FAST = StoreOptions(sync=False, map_size=1 << 20)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_python
+
 from pynenc import _core
 from pynenc.errors import InvalidArgumentError, LeaseLostError
 from pynenc.store.lmdb import LmdbStore, StoreOptions

@@ -17,8 +17,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-
 from conftest import WorkerPool
+
 from pynenc import InvocationParkedError, InvocationStatus
 
 PROGRAMS = Path(__file__).parent / "programs"
@@ -26,8 +26,13 @@ PROGRAMS = Path(__file__).parent / "programs"
 
 @pytest.fixture
 def env(tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = {"PYNENC_STORE": store_url, "PYNENC_SYNC": "0", "PYNENC_EXECUTION": "queued",
-              "QUEUED_LOG": str(tmp_path / "log.jsonl"), "PYNENC_LEASE_SECONDS": "2"}
+    values = {
+        "PYNENC_STORE": store_url,
+        "PYNENC_SYNC": "0",
+        "PYNENC_EXECUTION": "queued",
+        "QUEUED_LOG": str(tmp_path / "log.jsonl"),
+        "PYNENC_LEASE_SECONDS": "2",
+    }
     for k, v in values.items():
         monkeypatch.setenv(k, v)
     return values
@@ -63,20 +68,23 @@ def wait_until(predicate: Any, timeout: float = 20.0, what: str = "condition") -
         time.sleep(0.02)
 
 
-def test_a_workflow_deeper_than_the_worker_pool_completes(qapp: ModuleType, pool: WorkerPool) -> None:
+def test_a_workflow_deeper_than_the_worker_pool_completes(
+    qapp: ModuleType, pool: WorkerPool
+) -> None:
     pool.start(1)  # one worker, one slot: every parent must run its own child
     assert qapp.chain(8).wait(timeout=30).result == 8
 
 
 def test_result_wait_is_bounded(qapp: ModuleType) -> None:
     inv = qapp.chain(1)  # no worker runs
-    with pytest.raises(TimeoutError, match="did not finish within 0.2"):
+    with pytest.raises(TimeoutError, match=r"did not finish within 0\.2"):
         inv.wait(timeout=0.2)
     assert inv.status is InvocationStatus.PENDING
 
 
-def test_sigterm_lets_the_running_invocation_finish(qapp: ModuleType, pool: WorkerPool,
-                                                    env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sigterm_lets_the_running_invocation_finish(
+    qapp: ModuleType, pool: WorkerPool, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     pool.env["STEP_SLEEP"] = "1.0"
     [worker] = pool.start(1)
     inv = qapp.step(1)
@@ -110,8 +118,9 @@ def test_a_stopped_worker_is_replaced_and_its_late_writes_are_rejected(
     assert [e["pid"] for e in starts] == [zombie.pid, replacement.pid]
 
 
-def test_retry_then_success_records_every_attempt(qapp: ModuleType, pool: WorkerPool,
-                                                   env: dict[str, str]) -> None:
+def test_retry_then_success_records_every_attempt(
+    qapp: ModuleType, pool: WorkerPool, env: dict[str, str]
+) -> None:
     pool.start(1)
     inv = qapp.flaky(2).wait(timeout=30)
     result = inv.result
@@ -124,8 +133,9 @@ def test_retry_then_success_records_every_attempt(qapp: ModuleType, pool: Worker
     assert qapp.app.replay(inv.invocation_id) == result
 
 
-def test_an_unlisted_exception_fails_at_once(qapp: ModuleType, pool: WorkerPool,
-                                             env: dict[str, str]) -> None:
+def test_an_unlisted_exception_fails_at_once(
+    qapp: ModuleType, pool: WorkerPool, env: dict[str, str]
+) -> None:
     pool.start(1)
     inv = qapp.wrong_error().wait(timeout=30)
     with pytest.raises(KeyError, match="not retried"):
@@ -134,15 +144,29 @@ def test_an_unlisted_exception_fails_at_once(qapp: ModuleType, pool: WorkerPool,
 
 
 def test_poison_work_is_parked_after_max_recoveries(env: dict[str, str], tmp_path: Path) -> None:
-    child_env = {**os.environ, **env, "PYNENC_EXECUTION": "inline",
-                 "PYNENC_MAX_RECOVERIES": "2", "PYTHONPATH": str(PROGRAMS)}
-    first = subprocess.run([sys.executable, "-c", "import queued_app; queued_app.suicide()"],
-                           env=child_env, capture_output=True, timeout=60)
+    child_env = {
+        **os.environ,
+        **env,
+        "PYNENC_EXECUTION": "inline",
+        "PYNENC_MAX_RECOVERIES": "2",
+        "PYTHONPATH": str(PROGRAMS),
+    }
+    first = subprocess.run(
+        [sys.executable, "-c", "import queued_app; queued_app.suicide()"],
+        env=child_env,
+        capture_output=True,
+        timeout=60,
+    )
     assert first.returncode == -signal.SIGKILL
     exits = []
     for _ in range(5):
-        proc = subprocess.run([sys.executable, "-m", "pynenc", "--app", "queued_app:app", "recover"],
-                              env=child_env, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pynenc", "--app", "queued_app:app", "recover"],
+            env=child_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         exits.append(proc.returncode)
         if proc.returncode == 0:
             break
@@ -168,8 +192,10 @@ def test_poison_work_is_parked_after_max_recoveries(env: dict[str, str], tmp_pat
 
 def _journals(qapp: ModuleType) -> dict[bytes, list[tuple[int, bytes]]]:
     store = qapp.app.store
-    return {inv.invocation_id: store.journal_entries(uuid.UUID(inv.invocation_id).bytes)
-            for inv in qapp.app.list_invocations()}
+    return {
+        inv.invocation_id: store.journal_entries(uuid.UUID(inv.invocation_id).bytes)
+        for inv in qapp.app.list_invocations()
+    }
 
 
 def test_crash_campaign(qapp: ModuleType, pool: WorkerPool, env: dict[str, str]) -> None:
@@ -199,6 +225,8 @@ def test_crash_campaign(qapp: ModuleType, pool: WorkerPool, env: dict[str, str])
         for inv_id, entries in snapshot.items():
             if final.get(inv_id, [])[: len(entries)] != entries:
                 divergences += 1
-    print(f"crash campaign: {trials} trials, {kills} kills ({mid_workflow} mid-workflow), "
-          f"{divergences} divergences, {reexecuted} finished children re-executed")
+    print(
+        f"crash campaign: {trials} trials, {kills} kills ({mid_workflow} mid-workflow), "
+        f"{divergences} divergences, {reexecuted} finished children re-executed"
+    )
     assert kills == trials and mid_workflow > 0 and divergences == 0 and reexecuted == 0

@@ -58,6 +58,7 @@ __all__ = [
     "TaskOptions",
     "WorkflowContext",
     "WorkflowIdentity",
+    "WorkflowMembershipError",
 ]
 
 __version__ = "0.1.0"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import time
 import uuid
-from typing import Any, Callable, ParamSpec, TypeVar, overload
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, overload
 
 from pynenc import codec
 from pynenc._core import Store
@@ -92,18 +93,23 @@ class Pynenc:
         retry_backoff: float = 0.0,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
-    def task(
-        self, func: Callable[P, R] | None = None, /, **options: Any
+    # mypy cannot match the decorator-factory overload's free P/R to this implementation.
+    def task(  # type: ignore[misc]
+        self,
+        func: Callable[P, R] | None = None,
+        /,
+        *,
+        force_new_workflow: bool = False,
+        max_retries: int = 0,
+        retry_for: tuple[type[BaseException], ...] = (Exception,),
+        retry_backoff: float = 0.0,
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register a function as a task; use as `@app.task` or `@app.task(**options)`.
 
         Options are those of `TaskOptions` (`force_new_workflow`, `max_retries`, `retry_for`,
         `retry_backoff`).
         """
-        try:
-            opts = TaskOptions(**options)
-        except TypeError as exc:
-            raise InvalidArgumentError(f"unknown task option: {exc}") from None
+        opts = TaskOptions(force_new_workflow, max_retries, tuple(retry_for), retry_backoff)
 
         def register(f: Callable[P, R]) -> Task[P, R]:
             t = Task(self, f, opts)
@@ -220,8 +226,10 @@ class Pynenc:
         found = []
         for _key, value in self.store.scan(execute.INVOCATIONS, b""):
             record = InvocationRecord.decode(value)
-            if task_id is not None and record.task_id != task_id and not record.task_id.endswith(
-                "." + task_id
+            if (
+                task_id is not None
+                and record.task_id != task_id
+                and not record.task_id.endswith("." + task_id)
             ):
                 continue
             if wanted is not None and record.status is not wanted:
@@ -284,12 +292,14 @@ class Pynenc:
                 stranded[record.invocation_id] = record
         roots = [r for r in stranded.values() if r.parent_invocation_id not in stranded]
         roots.sort(key=lambda r: r.created_at)
-        resumed = []
+        resumed: list[Invocation[Any]] = []
         for record in roots:
             if record.invocation_id in self.store.queued():
                 claim = self.store.claim_invocation(
-                    record.invocation_id, current_owner().encode(),
-                    self._lease_keeper().lease_ms, now_ms(),
+                    record.invocation_id,
+                    current_owner().encode(),
+                    self._lease_keeper().lease_ms,
+                    now_ms(),
                 )
                 if claim is None:
                     continue  # a worker got there first
@@ -317,4 +327,6 @@ def _parse_id(invocation_id: str) -> bytes:
     try:
         return uuid.UUID(invocation_id).bytes
     except (ValueError, AttributeError, TypeError):
-        raise InvalidArgumentError(f"{invocation_id!r} is not an invocation or workflow id") from None
+        raise InvalidArgumentError(
+            f"{invocation_id!r} is not an invocation or workflow id"
+        ) from None

@@ -38,12 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     worker = commands.add_parser("worker", help="run queued invocations until SIGTERM/SIGINT")
     worker.add_argument("--concurrency", type=int, default=1, help="invocations at once")
-    worker.add_argument("--grace", type=float, default=30.0,
-                        help="seconds running invocations get to finish on SIGTERM (default 30)")
+    worker.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds running invocations get to finish on SIGTERM (default 30)",
+    )
     commands.add_parser("recover", help="resume invocations whose process died; print them")
     opts = parser.parse_args(argv)
-    logging.basicConfig(level=opts.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=opts.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     app = load_app(opts.app)
     try:
         if opts.command == "worker":
@@ -52,8 +57,11 @@ def main(argv: list[str] | None = None) -> int:
             Worker(app, concurrency=opts.concurrency, grace_seconds=opts.grace).run()
         else:
             resumed = app.recover()
-            print(json.dumps([{"invocation_id": i.invocation_id, "status": i.status.value}
-                              for i in resumed]))
+            print(
+                json.dumps(
+                    [{"invocation_id": i.invocation_id, "status": i.status.value} for i in resumed]
+                )
+            )
     except PynencError as exc:
         print(f"pynenc: {exc}", file=sys.stderr)
         return 1

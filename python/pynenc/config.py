@@ -62,19 +62,29 @@ class PynencConfig:
                 "(from Pynenc(execution=...) or PYNENC_EXECUTION)"
             )
         limit_text = env.get("PYNENC_MAX_PAYLOAD_BYTES")
-        limit = max_payload_bytes if max_payload_bytes is not None else (
-            _parse_int("PYNENC_MAX_PAYLOAD_BYTES", limit_text) if limit_text else codec.DEFAULT_LIMIT
+        limit = (
+            max_payload_bytes
+            if max_payload_bytes is not None
+            else (
+                _parse_int("PYNENC_MAX_PAYLOAD_BYTES", limit_text)
+                if limit_text
+                else codec.DEFAULT_LIMIT
+            )
         )
         if limit <= 0:
             raise InvalidArgumentError(f"max_payload_bytes must be positive, got {limit}")
         if sync is None:
             sync = env.get("PYNENC_SYNC", "1").strip().lower() not in ("0", "false", "no", "off")
         if lease_seconds is None:
-            lease_seconds = _parse_float("PYNENC_LEASE_SECONDS", env.get("PYNENC_LEASE_SECONDS", "30"))
+            lease_seconds = _parse_float(
+                "PYNENC_LEASE_SECONDS", env.get("PYNENC_LEASE_SECONDS", "30")
+            )
         if lease_seconds <= 0:
             raise InvalidArgumentError(f"lease_seconds must be positive, got {lease_seconds}")
         if max_recoveries is None:
-            max_recoveries = _parse_int("PYNENC_MAX_RECOVERIES", env.get("PYNENC_MAX_RECOVERIES", "5"))
+            max_recoveries = _parse_int(
+                "PYNENC_MAX_RECOVERIES", env.get("PYNENC_MAX_RECOVERIES", "5")
+            )
         if max_recoveries < 0:
             raise InvalidArgumentError(f"max_recoveries must be >= 0, got {max_recoveries}")
         return cls(

@@ -28,7 +28,7 @@ R = TypeVar("R")
 RECORD_VERSION = 1
 
 
-class InvocationStatus(str, enum.Enum):
+class InvocationStatus(enum.StrEnum):
     """Where an invocation is in its life."""
 
     PENDING = "pending"
@@ -194,7 +194,8 @@ class Invocation(Generic[R]):
         self.invocation_id = record.id_str
 
     def __repr__(self) -> str:
-        return f"Invocation({self.invocation_id}, task={self._record.task_id}, status={self.status.value})"
+        task, status = self._record.task_id, self.status.value
+        return f"Invocation({self.invocation_id}, task={task}, status={status})"
 
     def _refresh(self) -> InvocationRecord:
         if not self._record.status.finished:
@@ -266,7 +267,9 @@ class Invocation(Generic[R]):
         record = self.wait()._record
         if record.status is InvocationStatus.FAILED:
             if record.error is None:
-                raise InvalidArgumentError(f"invocation {self.invocation_id} failed without an error")
+                raise InvalidArgumentError(
+                    f"invocation {self.invocation_id} failed without an error"
+                )
             raise record.error.to_exception()
         if record.result is None:
             raise CorruptEntryError(f"invocation {self.invocation_id} succeeded without a result")

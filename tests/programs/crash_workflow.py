@@ -32,8 +32,11 @@ def first_child(x: int) -> dict[str, Any]:
 @app.task
 def second_child(seen: dict[str, Any]) -> dict[str, Any]:
     log(event="run", task="second_child")
-    own = {"random": second_child.wf.random(), "uuid": second_child.wf.uuid(),
-           "at": second_child.wf.utc_now().isoformat()}
+    own = {
+        "random": second_child.wf.random(),
+        "uuid": second_child.wf.uuid(),
+        "at": second_child.wf.utc_now().isoformat(),
+    }
     # Values leave the process only through a recorded side effect: made durable first.
     second_child.wf.side_effect("report", lambda: log(event="report", seen=seen, own=own))
     if os.environ.get("CRASH") == "1" and not os.path.exists(os.environ["CRASH_LOG"] + ".killed"):
@@ -44,8 +47,11 @@ def second_child(seen: dict[str, Any]) -> dict[str, Any]:
 
 @app.task
 def workflow(n: int) -> dict[str, Any]:
-    seen = {"random": workflow.wf.random(), "uuid": workflow.wf.uuid(),
-            "at": workflow.wf.utc_now().isoformat()}
+    seen = {
+        "random": workflow.wf.random(),
+        "uuid": workflow.wf.uuid(),
+        "at": workflow.wf.utc_now().isoformat(),
+    }
     one = workflow.wf.execute_task(first_child, n).result
     seen["first"] = one
     seen["between"] = workflow.wf.utc_now().isoformat()

@@ -23,7 +23,12 @@ def log(**fields: Any) -> None:
 def step(n: int) -> dict[str, Any]:
     log(event="start", task="step", n=n, inv=step.wf.invocation_id, pid=os.getpid())
     time.sleep(float(os.environ.get("STEP_SLEEP", "0")))
-    value = {"n": n, "r": step.wf.random(), "id": step.wf.uuid(), "at": step.wf.utc_now().isoformat()}
+    value = {
+        "n": n,
+        "r": step.wf.random(),
+        "id": step.wf.uuid(),
+        "at": step.wf.utc_now().isoformat(),
+    }
     seen = step.wf.side_effect("report", lambda: value)
     step.wf.set_data(f"step-{n}", seen["id"])
     return seen
@@ -32,7 +37,10 @@ def step(n: int) -> dict[str, Any]:
 @app.task
 def campaign(children: int) -> dict[str, Any]:
     log(event="start", task="campaign", inv=campaign.wf.invocation_id, pid=os.getpid())
-    out: dict[str, Any] = {"head": campaign.wf.random(), "started": campaign.wf.utc_now().isoformat()}
+    out: dict[str, Any] = {
+        "head": campaign.wf.random(),
+        "started": campaign.wf.utc_now().isoformat(),
+    }
     results = []
     for n in range(children):
         results.append(campaign.wf.execute_task(step, n).result)

@@ -17,7 +17,8 @@ import os
 import signal
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pynenc import codec
 from pynenc._core import Execution
@@ -53,12 +54,18 @@ def encode_arguments(app: Pynenc, task: Task[..., Any], args: Any, kwargs: dict[
     """Encode a call's arguments; raises `TypeError` naming the parameter before any write."""
     named = task.bind_arguments(args, kwargs)
     try:
-        return codec.encode([list(args), kwargs], what=f"arguments of task {task.task_id!r}",
-                            limit=app.config.max_payload_bytes)
+        return codec.encode(
+            [list(args), kwargs],
+            what=f"arguments of task {task.task_id!r}",
+            limit=app.config.max_payload_bytes,
+        )
     except TypeError:
         for name, value in named.items():
-            codec.encode(value, what=f"argument {name!r} of task {task.task_id!r}",
-                         limit=app.config.max_payload_bytes)
+            codec.encode(
+                value,
+                what=f"argument {name!r} of task {task.task_id!r}",
+                limit=app.config.max_payload_bytes,
+            )
         raise
 
 
@@ -125,7 +132,11 @@ def run(
             return None
     while True:
         execution = Execution(
-            app.store, record.invocation_id, record.workflow.workflow_id, record.attempt, replay_only
+            app.store,
+            record.invocation_id,
+            record.workflow.workflow_id,
+            record.attempt,
+            replay_only,
         )
         if fence_token is not None:
             execution.set_fence(fence_token)
@@ -152,7 +163,9 @@ def run(
         if error is None:
             try:
                 record.result = codec.encode(
-                    value, what=f"result of task {task.task_id!r}", limit=app.config.max_payload_bytes
+                    value,
+                    what=f"result of task {task.task_id!r}",
+                    limit=app.config.max_payload_bytes,
                 )
             except Exception as exc:  # noqa: BLE001 - an unstorable result fails the task
                 error = exc
@@ -217,7 +230,11 @@ def _park(app: Pynenc, record: InvocationRecord, fence: tuple[bytes, int] | None
         f"running it {record.recoveries} times (max_recoveries={app.config.max_recoveries}); "
         "fix the cause, then call the task again"
     )
-    record.status, record.result, record.error = InvocationStatus.FAILED, None, ErrorInfo.capture(reason)
+    record.status, record.result, record.error = (
+        InvocationStatus.FAILED,
+        None,
+        ErrorInfo.capture(reason),
+    )
     log.error("%s", reason)
     _put(app, record, fence)
     if fence is not None:

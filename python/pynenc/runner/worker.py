@@ -69,8 +69,13 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
         owner = current_owner()
-        log.info("worker %s started: app %s, store %s, concurrency %d", owner,
-                 self.app.config.app_id, self.app.config.store, self.concurrency)
+        log.info(
+            "worker %s started: app %s, store %s, concurrency %d",
+            owner,
+            self.app.config.app_id,
+            self.app.config.store,
+            self.concurrency,
+        )
         threads = [
             threading.Thread(target=self._work, name=f"pynenc-worker-{n}", daemon=True)
             for n in range(self.concurrency)
@@ -89,8 +94,11 @@ class Worker:
         log.info("worker %s stopped after %d invocations", owner, self.completed)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s: finishing running invocations (grace %.0f s)",
-                 signal.Signals(signum).name, self.grace_seconds)
+        log.info(
+            "received %s: finishing running invocations (grace %.0f s)",
+            signal.Signals(signum).name,
+            self.grace_seconds,
+        )
         self.stop()
 
     def _sweep(self) -> None:
@@ -127,7 +135,9 @@ class Worker:
         record = self.app._load_record(invocation_id)
         workflow = record.workflow.workflow_id if record else "?"
         task = record.task_id if record else "?"
-        log.info("[invocation %s] [workflow %s] running %s (token %d)", ident, workflow, task, token)
+        log.info(
+            "[invocation %s] [workflow %s] running %s (token %d)", ident, workflow, task, token
+        )
         with self._lock:
             self._running[invocation_id] = token
         try:
@@ -135,12 +145,15 @@ class Worker:
             self.completed += 1
             log.info("[invocation %s] [workflow %s] finished", ident, workflow)
         except LeaseLostError:
-            log.warning("[invocation %s] [workflow %s] lease lost: another worker owns it now",
-                        ident, workflow)
+            log.warning(
+                "[invocation %s] [workflow %s] lease lost: another worker owns it now",
+                ident,
+                workflow,
+            )
         except NonDeterminismError as exc:
             log.error("[invocation %s] [workflow %s] %s", ident, workflow, exc)
             self._release(invocation_id, token)
-        except Exception:  # noqa: BLE001 - a worker must outlive any one invocation
+        except Exception:
             log.exception("[invocation %s] [workflow %s] engine failure", ident, workflow)
             self._release(invocation_id, token)
         finally:
@@ -157,6 +170,8 @@ class Worker:
         with self._lock:
             unfinished = dict(self._running)
         for invocation_id, token in unfinished.items():
-            log.warning("[invocation %s] still running after the grace period: lease released",
-                        uuid.UUID(bytes=invocation_id))
+            log.warning(
+                "[invocation %s] still running after the grace period: lease released",
+                uuid.UUID(bytes=invocation_id),
+            )
             self._release(invocation_id, token)

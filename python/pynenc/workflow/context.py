@@ -7,10 +7,10 @@ the Rust methods themselves, bound onto the context, so a call costs one trip in
 from __future__ import annotations
 
 import random as _random
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pynenc import codec
 from pynenc.errors import InvalidArgumentError
 from pynenc.workflow.identity import WorkflowIdentity
 
