@@ -125,17 +125,27 @@ def main() -> int:
         print("no interrupted workflow found", file=sys.stderr)
         return 1
     workflow = stranded[0]
+    print(f"[run 1] the journal of workflow {workflow.invocation_id} when it died:")
+    for entry in app.journal(workflow.invocation_id):
+        print(f"    {entry.position}: {entry.operation} {entry.name or ''} -> {entry.value}")
+    suffix = int(app.journal(workflow.invocation_id)[0].value * 100000)
+    tracking_before = f"TRK-{order_id}-{suffix:05d}"
     payment = _payment_child(workflow.invocation_id)
     before = payment.result
+    print(f"[run 1] tracking number drawn: {tracking_before}")
     print(f"[run 1] payment {payment.invocation_id} was durable before the crash:")
     print(json.dumps(before, indent=2))
     resumed = recover_and_report()
     after = resumed[0].result
-    same = after["payment_status"] == before and _payment_child(workflow.invocation_id).result == before
-    print("payment id and timestamp identical after recovery, payment not run again:", same)
-    print("replay of the finished workflow returns the identical result:",
-          app.replay(workflow.invocation_id) == after)
-    return 0 if same else 1
+    checks = {
+        "tracking number identical": after["tracking_number"] == tracking_before,
+        "payment id and timestamp identical": after["payment_status"] == before,
+        "payment not run again": _payment_child(workflow.invocation_id).result == before,
+        "replay of the finished workflow identical": app.replay(workflow.invocation_id) == after,
+    }
+    for check, ok in checks.items():
+        print(f"{check}: {ok}")
+    return 0 if all(checks.values()) else 1
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from pynenc.errors import (
     WorkflowMembershipError,
 )
 from pynenc.invocation import Invocation, InvocationStatus
+from pynenc.journal import JournalEntry
 from pynenc.task import Task, TaskOptions
 from pynenc.workflow import WorkflowContext, WorkflowIdentity
 
@@ -41,6 +42,7 @@ __all__ = [
     "Invocation",
     "InvocationParkedError",
     "InvocationStatus",
+    "JournalEntry",
     "LeaseLostError",
     "NonDeterminismError",
     "PayloadDecodeError",

@@ -6,8 +6,11 @@ Invocation ids cross as 16-byte `bytes`; payloads as codec `bytes`. Errors are t
 
 from datetime import datetime
 from os import PathLike
+from typing import Any
 
 FORMAT_VERSION: int
+
+def journal_id(invocation: bytes, attempt: int) -> bytes: ...
 
 STORE_FORMAT_VERSION: int
 
@@ -31,6 +34,7 @@ class Store:
     def flush(self) -> list[tuple[bytes, int, int]]: ...
     def journal_len(self, invocation: bytes) -> int: ...
     def journal_entries(self, invocation: bytes) -> list[tuple[int, bytes]]: ...
+    def journal_ops(self, invocation: bytes) -> list[tuple[Any, ...]]: ...
     def claim(self, owner: bytes, lease_ms: int, now_ms: int) -> tuple[bytes, int, int] | None: ...
     def claim_invocation(
         self, invocation: bytes, owner: bytes, lease_ms: int, now_ms: int

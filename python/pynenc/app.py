@@ -9,10 +9,11 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from pynenc import codec
-from pynenc._core import Store
+from pynenc._core import Store, journal_id
 from pynenc.config import PynencConfig
 from pynenc.errors import InvalidArgumentError, LeaseLostError
 from pynenc.invocation import Invocation, InvocationRecord, InvocationStatus
+from pynenc.journal import JournalEntry, decode_ops
 from pynenc.runner import execute
 from pynenc.runner.leases import LeaseKeeper, now_ms
 from pynenc.runner.owner import current_owner, owner_is_dead
@@ -241,6 +242,18 @@ class Pynenc:
             found.append(record)
         found.sort(key=lambda r: r.created_at)
         return [Invocation(self, r) for r in found]
+
+    def journal(self, invocation_id: str) -> list[JournalEntry]:
+        """What the invocation's latest attempt recorded, in order (durable entries only).
+
+        Raises:
+            InvalidArgumentError: No such invocation.
+        """
+        raw_id = _parse_id(invocation_id)
+        record = self._load_record(raw_id)
+        if record is None:
+            raise InvalidArgumentError(f"no invocation {invocation_id} in {self.config.store}")
+        return decode_ops(self.store.journal_ops(journal_id(raw_id, record.attempt)))
 
     def get_workflow_data(self, workflow_id: str, key: str, default: Any = None) -> Any:
         """The live value of `key` in the data of workflow `workflow_id` (from outside it)."""

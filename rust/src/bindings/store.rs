@@ -154,6 +154,20 @@ impl PyStore {
             .collect())
     }
 
+    /// The journal of one attempt's journal id as `(operation, *values)` tuples:
+    /// `("random", float)`, `("uuid", str)`, `("utc_now", µs)`, `("side_effect", name, bytes)`,
+    /// `("execute_task", task_id, child id, args digest)`, `("get_data", key, bytes | None)`,
+    /// `("set_data", key, value digest)`.
+    fn journal_ops<'py>(
+        &self,
+        py: Python<'py>,
+        invocation: &[u8],
+    ) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        let invocation = parse_id(invocation)?;
+        let entries = py.detach(|| self.inner.journal(&invocation)).py_err()?;
+        entries.iter().map(|e| op_tuple(py, &e.op)).collect()
+    }
+
     /// Claim the next claimable invocation: `(invocation, token, expires_ms)` or `None`.
     fn claim<'py>(
         &self,
@@ -405,6 +419,39 @@ fn put_uleb(out: &mut Vec<u8>, mut v: u64) {
             return;
         }
         out.push(byte | 0x80);
+    }
+}
+
+/// One journal operation as a Python tuple (see `journal_ops`).
+fn op_tuple<'py>(py: Python<'py>, op: &crate::entry::Op) -> PyResult<Bound<'py, PyTuple>> {
+    use crate::entry::Op;
+    match op {
+        Op::Random(v) => ("random", crate::stream::u64_to_unit_f64(*v)).into_pyobject(py),
+        Op::Uuid(u) => ("uuid", crate::ids::format(u)).into_pyobject(py),
+        Op::Time(t) => ("utc_now", *t).into_pyobject(py),
+        Op::SideEffect { name, value } => {
+            ("side_effect", name.as_str(), PyBytes::new(py, value)).into_pyobject(py)
+        }
+        Op::Child {
+            child_id,
+            args_digest,
+            task_id,
+        } => (
+            "execute_task",
+            task_id.as_str(),
+            PyBytes::new(py, child_id),
+            PyBytes::new(py, args_digest),
+        )
+            .into_pyobject(py),
+        Op::DataRead { key, value } => (
+            "get_data",
+            key.as_str(),
+            value.as_ref().map(|v| PyBytes::new(py, v)),
+        )
+            .into_pyobject(py),
+        Op::DataWrite { key, value_digest } => {
+            ("set_data", key.as_str(), PyBytes::new(py, value_digest)).into_pyobject(py)
+        }
     }
 }
 

@@ -1,0 +1,55 @@
+"""Reading what an invocation recorded: its journal, operation by operation."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pynenc import codec
+
+__all__ = ["JournalEntry", "decode_ops"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One recorded operation.
+
+    Attributes:
+        position: Its position in the invocation's journal (replay is by position).
+        operation: `random`, `uuid`, `utc_now`, `side_effect`, `execute_task`, `get_data` or
+            `set_data`.
+        value: The recorded value: the float, UUID string, datetime, side-effect value, child
+            invocation id, or data value read; None for a data write.
+        name: The side-effect name, data key or child task id; None otherwise.
+    """
+
+    position: int
+    operation: str
+    value: Any
+    name: str | None = None
+
+
+def decode_ops(ops: list[tuple[Any, ...]]) -> list[JournalEntry]:
+    """Turn the raw `(operation, *values)` tuples of `Store.journal_ops` into entries."""
+    out = []
+    for position, op in enumerate(ops):
+        kind = op[0]
+        if kind in ("random", "uuid"):
+            entry = JournalEntry(position, kind, op[1])
+        elif kind == "utc_now":
+            entry = JournalEntry(position, kind, _EPOCH + timedelta(microseconds=op[1]))
+        elif kind == "side_effect":
+            entry = JournalEntry(position, kind, codec.decode(op[2]), op[1])
+        elif kind == "execute_task":
+            entry = JournalEntry(position, kind, str(uuid.UUID(bytes=op[2])), op[1])
+        elif kind == "get_data":
+            value = None if op[2] is None else codec.decode(op[2])
+            entry = JournalEntry(position, kind, value, op[1])
+        else:
+            entry = JournalEntry(position, kind, None, op[1])
+        out.append(entry)
+    return out
