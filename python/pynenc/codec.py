@@ -99,6 +99,10 @@ _short_repr.maxstring = 40
 _short_repr.maxother = 40
 
 
+#: Exact types that are plain data by themselves: no walk needed to check them.
+_SCALARS: Final = frozenset({int, float, str, bytes, bool, type(None)})
+
+
 def encode(value: object, *, what: str, limit: int = DEFAULT_LIMIT) -> bytes:
     """Encode a payload to canonical CBOR bytes.
 
@@ -123,9 +127,10 @@ def encode(value: object, *, what: str, limit: int = DEFAULT_LIMIT) -> bytes:
     """
     if type(limit) is not int or limit < 1:
         raise InvalidArgumentError(f"limit must be a positive number of bytes, not {limit!r}")
-    problem = _find_unstorable(value, max_items=limit)
-    if problem is not None:
-        raise _unstorable_error(what, limit, *problem)
+    if type(value) not in _SCALARS:
+        problem = _find_unstorable(value, max_items=limit)
+        if problem is not None:
+            raise _unstorable_error(what, limit, *problem)
     try:
         data = cbor2.dumps(value, canonical=True, encoders=_ENCODERS)
     except (cbor2.CBOREncodeError, ValueError, TypeError) as exc:
@@ -169,7 +174,7 @@ def decode(data: bytes, *, what: str = "payload") -> Any:
         raise PayloadDecodeError(
             f"cannot decode {what}: {trailing} unexpected bytes after the encoded value"
         )
-    problem = _find_unstorable(value, max_items=len(data))
+    problem = None if type(value) in _SCALARS else _find_unstorable(value, max_items=len(data))
     if problem is not None:
         reason, path = problem
         raise PayloadDecodeError(

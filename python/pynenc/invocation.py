@@ -94,6 +94,12 @@ class ErrorInfo:
         return cls(d["type"], d["module"], d["message"], d["args"], d["traceback"])
 
 
+def format_id(raw: bytes) -> str:
+    """A 16-byte id as a UUID string (what `str(uuid.UUID(bytes=raw))` gives, faster)."""
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def _import_exception_type(module: str, qualname: str) -> type[BaseException] | None:
     try:
         obj: Any = builtins if module == "builtins" else importlib.import_module(module)
@@ -127,7 +133,7 @@ class InvocationRecord:
 
     @property
     def id_str(self) -> str:
-        return str(uuid.UUID(bytes=self.invocation_id))
+        return format_id(self.invocation_id)
 
     def encode(self) -> bytes:
         return cbor2.dumps(

@@ -28,7 +28,13 @@ from pynenc.errors import (
     LeaseLostError,
     NonDeterminismError,
 )
-from pynenc.invocation import ErrorInfo, Invocation, InvocationRecord, InvocationStatus
+from pynenc.invocation import (
+    ErrorInfo,
+    Invocation,
+    InvocationRecord,
+    InvocationStatus,
+    format_id,
+)
 from pynenc.runner.owner import current_owner
 from pynenc.workflow.context import _CURRENT, WorkflowContext
 from pynenc.workflow.identity import WorkflowIdentity
@@ -76,7 +82,7 @@ def new_record(
     parent: WorkflowContext | None,
 ) -> InvocationRecord:
     """The record of a new invocation, placed in its workflow by the membership rules."""
-    id_str = str(uuid.UUID(bytes=invocation_id))
+    id_str = format_id(invocation_id)
     if parent is None:
         workflow = WorkflowIdentity(id_str, task.task_id, None)
     elif task.options.force_new_workflow:
@@ -282,9 +288,10 @@ def dispatch_child(
                 "never stored (the invocation did not finish); use app.recover() instead"
             )
         record = new_record(task, child_id, args_bytes, ctx)
-        _put(app, record, ctx._fence)
         if app.config.execution == "queued":
+            _put(app, record, ctx._fence)
             app.store.enqueue(child_id)
+        # Inline, the child's record is staged as it starts to run, right below.
         # The child may act on values drawn so far: make those durable first unless they
         # can be regenerated identically after a crash.
         if execution.volatile_pending or app.config.execution == "queued":
@@ -338,4 +345,4 @@ def side_effect(ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
 
 
 def _data_key(workflow_id: str, key: str) -> bytes:
-    return uuid.UUID(workflow_id).bytes + key.encode()
+    return bytes.fromhex(workflow_id.replace("-", "")) + key.encode()

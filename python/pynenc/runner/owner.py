@@ -29,10 +29,16 @@ def _host() -> str:
     return socket.gethostname()
 
 
+_owner: tuple[int, str] | None = None
+
+
 def current_owner() -> str:
     """The owner string of this process (recomputed after a fork)."""
+    global _owner
     pid = os.getpid()
-    return f"{_host()}:{pid}:{_start_ticks(pid) or 0}"
+    if _owner is None or _owner[0] != pid:
+        _owner = (pid, f"{_host()}:{pid}:{_start_ticks(pid) or 0}")
+    return _owner[1]
 
 
 def owner_is_dead(owner: str) -> bool | None:
