@@ -27,6 +27,7 @@ lint:
 	cargo clippy --locked --all-targets --features python -q -- -D warnings
 	$(PYTHON) -m ruff check python tests benches examples
 	$(PYTHON) -m mypy
+	$(PYTHON) -m mypy.stubtest pynenc._core
 
 bench: install
 	$(PYTHON) -m benches

@@ -6,7 +6,9 @@ Invocation ids cross as 16-byte `bytes`; payloads as codec `bytes`. Errors are t
 
 from datetime import datetime
 from os import PathLike
-from typing import Any
+from typing import Any, final
+
+__all__ = ["FORMAT_VERSION", "STORE_FORMAT_VERSION", "Execution", "Store", "journal_id"]
 
 FORMAT_VERSION: int
 
@@ -14,6 +16,7 @@ def journal_id(invocation: bytes, attempt: int) -> bytes: ...
 
 STORE_FORMAT_VERSION: int
 
+@final
 class Store:
     def __new__(
         cls,
@@ -54,6 +57,7 @@ class Store:
     ) -> None: ...
     def _hold_read_txn(self, seconds: float) -> None: ...
 
+@final
 class Execution:
     """One running attempt of an invocation with its Recorder (`bindings/execution.rs`)."""
 
