@@ -63,6 +63,15 @@ class Task(Generic[P, R]):
         self.options = options
         self.task_id = task_id_of(func)
         self._signature = inspect.signature(func)
+        params = self._signature.parameters.values()
+        # Calls of this many positional arguments need no binding to be valid (the hot path).
+        self._plain_arity = (
+            len(self._signature.parameters)
+            if all(
+                p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in params
+            )
+            else -1
+        )
         functools.update_wrapper(self, func)
 
     def __repr__(self) -> str:
@@ -94,6 +103,11 @@ class Task(Generic[P, R]):
     def workflow(self) -> WorkflowIdentity:
         """The identity of the workflow of the invocation now running."""
         return self.wf.workflow
+
+    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise `TypeError` unless the function accepts these arguments."""
+        if kwargs or len(args) != self._plain_arity:
+            self.bind_arguments(args, kwargs)
 
     def bind_arguments(self, args: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Map positional and keyword arguments onto parameter names."""

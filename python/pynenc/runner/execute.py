@@ -58,7 +58,7 @@ ENGINE_ERRORS = (NonDeterminismError, LeaseLostError)
 
 def encode_arguments(app: Pynenc, task: Task[..., Any], args: Any, kwargs: dict[str, Any]) -> bytes:
     """Encode a call's arguments; raises `TypeError` naming the parameter before any write."""
-    named = task.bind_arguments(args, kwargs)
+    task.check_arguments(args, kwargs)
     try:
         return codec.encode(
             [list(args), kwargs],
@@ -66,7 +66,7 @@ def encode_arguments(app: Pynenc, task: Task[..., Any], args: Any, kwargs: dict[
             limit=app.config.max_payload_bytes,
         )
     except TypeError:
-        for name, value in named.items():
+        for name, value in task.bind_arguments(args, kwargs).items():
             codec.encode(
                 value,
                 what=f"argument {name!r} of task {task.task_id!r}",
@@ -150,8 +150,13 @@ def run(
             first_start = record.status is InvocationStatus.PENDING
             record.status = InvocationStatus.RUNNING
             record.owner = current_owner()
-            _put(app, record, fence)
-            if (first_start and record.parent_invocation_id is None) or resuming:
+            top_level = record.parent_invocation_id is None
+            if not (first_start and fence is None and not top_level):
+                # An inline child's record is first stored with its outcome: if the process
+                # dies before, its parent's recovery dispatches it again and it resumes from
+                # its own journal.
+                _put(app, record, fence)
+            if (first_start and top_level) or resuming:
                 # A workflow's start is durable before its body runs, so a crash anywhere
                 # inside it leaves something to resume; so is each resumption, so work that
                 # keeps killing its process is counted and parked.
