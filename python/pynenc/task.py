@@ -67,9 +67,7 @@ class Task(Generic[P, R]):
         # Calls of this many positional arguments need no binding to be valid (the hot path).
         self._plain_arity = (
             len(self._signature.parameters)
-            if all(
-                p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in params
-            )
+            if all(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in params)
             else -1
         )
         functools.update_wrapper(self, func)
