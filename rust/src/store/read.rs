@@ -17,19 +17,7 @@ impl Store {
     /// value.
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.check_fork();
-        let staged = self.commit.overlay(|op| match op {
-            WriteOp::Put {
-                table: t,
-                key: k,
-                value,
-                ..
-            } if *t == table && k == key => Some(Some(value.clone())),
-            WriteOp::Delete {
-                table: t, key: k, ..
-            } if *t == table && k == key => Some(None),
-            _ => None,
-        });
-        if let Some(latest) = staged.into_iter().last() {
+        if let Some(latest) = self.commit.latest(table, key) {
             return Ok(latest);
         }
         self.read("reading", |h, txn| {
@@ -82,15 +70,7 @@ impl Store {
     /// checksum verified.
     pub fn journal(&self, invocation: &[u8; 16]) -> Result<Vec<Entry>> {
         self.check_fork();
-        let staged = self.commit.overlay(|op| match op {
-            WriteOp::Journal {
-                invocation: inv,
-                first_position,
-                entries,
-                ..
-            } if inv == invocation => Some((*first_position, entries.clone())),
-            _ => None,
-        });
+        let staged = self.commit.journal(invocation);
         let mut by_position = self.read("reading the journal", |h, txn| {
             let mut out = BTreeMap::new();
             for row in h.dbs.journal.prefix_iter(txn, invocation)? {

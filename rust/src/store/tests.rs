@@ -439,3 +439,49 @@ fn closing_commits_what_was_staged() {
         Some(b"v".to_vec())
     );
 }
+
+#[test]
+fn many_staged_writes_read_their_latest_value_and_journal_runs_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for i in 0..5000u32 {
+        store.stage(WriteOp::Put {
+            table: Table::Data,
+            key: b"k".to_vec(),
+            value: i.to_be_bytes().to_vec(),
+            fence: None,
+        });
+    }
+    assert_eq!(
+        store.get(Table::Data, b"k").unwrap(),
+        Some(4999u32.to_be_bytes().to_vec())
+    );
+    for first in [0u64, 2, 4] {
+        store.stage(WriteOp::Journal {
+            invocation: inv(7),
+            first_position: first,
+            entries: vec![
+                crate::entry::Entry::new(crate::entry::Op::Random(first)),
+                crate::entry::Entry::new(crate::entry::Op::Random(first + 1)),
+            ],
+            fence: None,
+        });
+    }
+    let staged: Vec<_> = store.journal(&inv(7)).unwrap();
+    assert_eq!(staged.len(), 6);
+    store.flush().unwrap();
+    let ops: Vec<_> = store
+        .journal(&inv(7))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.op)
+        .collect();
+    assert_eq!(
+        ops,
+        (0..6).map(crate::entry::Op::Random).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store.get(Table::Data, b"k").unwrap(),
+        Some(4999u32.to_be_bytes().to_vec())
+    );
+}
