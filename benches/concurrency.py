@@ -53,11 +53,15 @@ def run(s: Settings) -> list[Row]:
     n = s.n(400, 20)
     rows = []
     for threads in THREADS:
-        rows.append(Row(
-            GROUP, _label(threads), "steps/s",
-            [aggregate_steps_per_second(threads, n) for _ in range(s.reps)],
-            baseline=None if threads == 1 else _label(1),
-            target=Target(">=", 4) if threads == 16 else None,
-            note=f"{n} steps per thread",
-        ))
+        rows.append(
+            Row(
+                GROUP,
+                _label(threads),
+                "steps/s",
+                [aggregate_steps_per_second(threads, n) for _ in range(s.reps)],
+                baseline=None if threads == 1 else _label(1),
+                target=Target(">=", 4) if threads == 16 else None,
+                note=f"{n} steps per thread",
+            )
+        )
     return rows

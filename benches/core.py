@@ -10,10 +10,9 @@ import random
 import time
 import uuid
 
-from pynenc import _core
-
 from benches.baselines import NaiveJournal
 from benches.measure import Row, Settings, repeat, temp_dir
+from pynenc import _core
 
 __all__ = ["run"]
 
@@ -150,31 +149,67 @@ def run(s: Settings) -> list[Row]:
     rows = [
         Row(GROUP, "random.random()", "ns/op", repeat(lambda: _python_random(n), reps)),
         Row(GROUP, "str(uuid.uuid4())", "ns/op", repeat(lambda: _python_uuid(n), reps)),
-        Row(GROUP, "stream next-float (Execution.random)", "ns/op",
-            repeat(lambda: _stream_random(n), reps), baseline="random.random()"),
-        Row(GROUP, "stream next-uuid (Execution.uuid)", "ns/op",
-            repeat(lambda: _stream_uuid(n), reps), baseline="str(uuid.uuid4())"),
+        Row(
+            GROUP,
+            "stream next-float (Execution.random)",
+            "ns/op",
+            repeat(lambda: _stream_random(n), reps),
+            baseline="random.random()",
+        ),
+        Row(
+            GROUP,
+            "stream next-uuid (Execution.uuid)",
+            "ns/op",
+            repeat(lambda: _stream_uuid(n), reps),
+            baseline="str(uuid.uuid4())",
+        ),
     ]
     pairs = [_record_then_serve(n) for _ in range(reps)]
     rows += [
         Row(GROUP, "recorder record (random/uuid/clock)", "ns/op", [p[0] for p in pairs]),
-        Row(GROUP, "recorder serve (random/uuid/clock)", "ns/op", [p[1] for p in pairs],
-            baseline="recorder record (random/uuid/clock)"),
+        Row(
+            GROUP,
+            "recorder serve (random/uuid/clock)",
+            "ns/op",
+            [p[1] for p in pairs],
+            baseline="recorder record (random/uuid/clock)",
+        ),
     ]
     for sync in (True, False):
         mode = "sync" if sync else "no-sync"
         for size in QUICK_FLUSH_SIZES if s.quick else FLUSH_SIZES:
             flushes = max(1, s.n(20, 3) * 100 // (100 + size))  # more flushes when each is short
             naive = f"naive sqlite append {size:,} ({mode})"
-            rows.append(Row(GROUP, naive, "µs", repeat(lambda: _naive_append(size, sync, flushes), reps),
-                            note="one committed row per entry"))
-            rows.append(Row(GROUP, f"journal flush {size:,} ({mode})", "µs",
-                            repeat(lambda: _flush(size, sync, flushes), reps), baseline=naive,
-                            note="one LMDB write transaction"))
+            naive_samples = [_naive_append(size, sync, flushes) for _ in range(reps)]
+            flush_samples = [_flush(size, sync, flushes) for _ in range(reps)]
+            rows.append(Row(GROUP, naive, "µs", naive_samples, note="one committed row per entry"))
+            rows.append(
+                Row(
+                    GROUP,
+                    f"journal flush {size:,} ({mode})",
+                    "µs",
+                    flush_samples,
+                    baseline=naive,
+                    note="one LMDB write transaction",
+                )
+            )
     n_read = s.n(300_000, 3_000)
-    rows.append(Row(GROUP, "naive sqlite read-back", "entries/s",
-                    repeat(lambda: _naive_read_back(n_read), reps)))
-    rows.append(Row(GROUP, "journal read-back (Execution load)", "entries/s",
-                    repeat(lambda: _read_back(n_read), reps), baseline="naive sqlite read-back",
-                    note=f"{n_read:,} entries"))
+    rows.append(
+        Row(
+            GROUP,
+            "naive sqlite read-back",
+            "entries/s",
+            repeat(lambda: _naive_read_back(n_read), reps),
+        )
+    )
+    rows.append(
+        Row(
+            GROUP,
+            "journal read-back (Execution load)",
+            "entries/s",
+            repeat(lambda: _read_back(n_read), reps),
+            baseline="naive sqlite read-back",
+            note=f"{n_read:,} entries",
+        )
+    )
     return rows

@@ -42,7 +42,7 @@ def _baseline(op: str, n: int) -> float:
     elif op == "utc_now":
         t0 = time.perf_counter_ns()
         for _ in range(n):
-            datetime.now(timezone.utc)
+            datetime.now(timezone.utc)  # noqa: UP017 - the spelling users write
     elif op == "data":
         d: dict[str, int] = {}
         t0 = time.perf_counter_ns()
@@ -87,8 +87,30 @@ def run(s: Settings) -> list[Row]:
         if not any(r.name == base_label for r in rows):
             rows.append(Row(GROUP, base_label, "ns/op", [_baseline(op, n) for _ in range(s.reps)]))
         record, replay = _record_and_replay(op, n, s.reps)
-        rows.append(Row(GROUP, f"{label} record", "ns/op", record, baseline=base_label,
-                        target=target))
-        rows.append(Row(GROUP, f"{label} replay", "ns/op", replay, baseline=f"{label} record",
-                        target=Target("<=", 1)))
+        rows.append(
+            Row(GROUP, f"{label} record", "ns/op", record, baseline=base_label, target=target)
+        )
+        rows[-1].note = f"{n:,} per run"
+        rows.append(
+            Row(
+                GROUP,
+                f"{label} replay",
+                "ns/op",
+                replay,
+                baseline=f"{label} record",
+                target=Target("<=", 1),
+            )
+        )
+        if op == "data":
+            longer, _ = _record_and_replay(op, 10 * n, s.reps)
+            rows.append(
+                Row(
+                    GROUP,
+                    f"{label} record, 10× longer run",
+                    "ns/op",
+                    longer,
+                    baseline=f"{label} record",
+                    note=f"{10 * n:,} per run",
+                )
+            )
     return rows

@@ -54,15 +54,32 @@ def _wait_finished(app: object, ids: list[str], timeout: float) -> None:
 def steps_per_second(workers: int, workflows: int, n_per_workflow: int) -> float:
     """Aggregate steps/s of `workflows` queued workflows of `n_per_workflow` steps each."""
     with temp_dir("queued") as d:
-        env = dict(os.environ, PYNENC_STORE=f"lmdb://{d}", PYNENC_EXECUTION="queued",
-                   PYNENC_SYNC="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+        env = dict(
+            os.environ,
+            PYNENC_STORE=f"lmdb://{d}",
+            PYNENC_EXECUTION="queued",
+            PYNENC_SYNC="1",
+            PYTHONPATH=path,
+        )
         app = tasks.fresh_app(d, sync=True, execution="queued")
         steps = app.get_task(tasks.steps.task_id)
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "pynenc", "--app", "benches.tasks:app",
-                 "--log-level", "WARNING", "worker"],
-                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                [
+                    sys.executable,
+                    "-m",
+                    "pynenc",
+                    "--app",
+                    "benches.tasks:app",
+                    "--log-level",
+                    "WARNING",
+                    "worker",
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
             )
             for _ in range(workers)
         ]
@@ -92,9 +109,13 @@ def run(s: Settings) -> list[Row]:
     workflows, n = s.n(8, 2), s.n(100, 5)
     rows = []
     for workers in WORKERS:
-        row = Row(GROUP, _label(workers), "steps/s",
-                  baseline=None if workers == 1 else _label(1),
-                  note=f"{workflows} workflows × {n} steps")
+        row = Row(
+            GROUP,
+            _label(workers),
+            "steps/s",
+            baseline=None if workers == 1 else _label(1),
+            note=f"{workflows} workflows × {n} steps",
+        )
         if reason is None:
             try:
                 row.samples = [steps_per_second(workers, workflows, n) for _ in range(s.reps)]

@@ -47,10 +47,16 @@ def _workflow(d: Path, n: int) -> tuple[float, float, float, str]:
 
 def _replay_rss_mb(store_dir: Path, invocation_id: str) -> float:
     """Peak RSS (MB) above its start of a fresh process replaying the invocation."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path)
     out = subprocess.run(
         [sys.executable, "-m", "benches.scale", str(store_dir), invocation_id],
-        capture_output=True, text=True, timeout=600, env=env, cwd=ROOT, check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=ROOT,
+        check=True,
     ).stdout
     return float(json.loads(out.strip().splitlines()[-1])["peak_mb_above_start"])
 
@@ -74,19 +80,47 @@ def run(s: Settings) -> list[Row]:
     rows = []
     for n in sizes:
         last = n == sizes[-1]
-        rows.append(Row(GROUP, f"wf.random() in a {_exp(n)}-op workflow", "ns/op", per_op[n],
-                        baseline=f"wf.random() in a {small}-op workflow" if last else None,
-                        target=Target("<=", 1.2) if last else None))
+        rows.append(
+            Row(
+                GROUP,
+                f"wf.random() in a {_exp(n)}-op workflow",
+                "ns/op",
+                per_op[n],
+                baseline=f"wf.random() in a {small}-op workflow" if last else None,
+                target=Target("<=", 1.2) if last else None,
+            )
+        )
     for n in sizes:
         last = n == sizes[-1]
-        rows.append(Row(GROUP, f"store bytes per entry, {_exp(n)} ops", "B/entry", size[n],
-                        target=Target("<=", 32, of="value") if last else None,
-                        note="data.mdb growth / entries"))
-    rows.append(Row(GROUP, f"replay of the {big}-op workflow", "entries/s", replay,
-                    note="app.replay, wall time"))
-    rows.append(Row(GROUP, f"peak RSS of the {big}-op replay", "MB", rss,
-                    target=Target("<=", 200, of="value"),
-                    note="subprocess, peak above its start"))
+        rows.append(
+            Row(
+                GROUP,
+                f"store bytes per entry, {_exp(n)} ops",
+                "B/entry",
+                size[n],
+                target=Target("<=", 32, of="value") if last else None,
+                note="data.mdb growth / entries",
+            )
+        )
+    rows.append(
+        Row(
+            GROUP,
+            f"replay of the {big}-op workflow",
+            "entries/s",
+            replay,
+            note="app.replay, wall time",
+        )
+    )
+    rows.append(
+        Row(
+            GROUP,
+            f"peak RSS of the {big}-op replay",
+            "MB",
+            rss,
+            target=Target("<=", 200, of="value"),
+            note="subprocess, peak above its start",
+        )
+    )
     return rows
 
 

@@ -46,13 +46,29 @@ def run(s: Settings) -> list[Row]:
     n_nosync = s.n(10_000, 200)
     reps = range(s.reps)
     return [
-        Row(GROUP, RAW_FSYNC, "commits/s", [raw_commits_per_second(n_sync, sync=True) for _ in reps]),
-        Row(GROUP, "durable steps, fsync", "steps/s",
-            [steps_per_second(n_sync, sync=True) for _ in reps], baseline=RAW_FSYNC,
-            target=Target(">=", 0.66)),
-        Row(GROUP, RAW_NOSYNC, "commits/s",
-            [raw_commits_per_second(n_nosync, sync=False) for _ in reps]),
-        Row(GROUP, "durable steps, no fsync", "steps/s",
-            [steps_per_second(n_nosync, sync=False) for _ in reps], baseline=RAW_NOSYNC,
-            target=Target(">=", 20_000, of="value")),
+        Row(
+            GROUP, RAW_FSYNC, "commits/s", [raw_commits_per_second(n_sync, sync=True) for _ in reps]
+        ),
+        Row(
+            GROUP,
+            "durable steps, fsync",
+            "steps/s",
+            [steps_per_second(n_sync, sync=True) for _ in reps],
+            baseline=RAW_FSYNC,
+            target=Target(">=", 0.66),
+        ),
+        Row(
+            GROUP,
+            RAW_NOSYNC,
+            "commits/s",
+            [raw_commits_per_second(n_nosync, sync=False) for _ in reps],
+        ),
+        Row(
+            GROUP,
+            "durable steps, no fsync",
+            "steps/s",
+            [steps_per_second(n_nosync, sync=False) for _ in reps],
+            baseline=RAW_NOSYNC,
+            target=Target(">=", 20_000, of="value"),
+        ),
     ]

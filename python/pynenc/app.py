@@ -161,12 +161,6 @@ class Pynenc:
     ) -> Invocation[T]:
         return execute.dispatch_child(ctx, task, args, kwargs)
 
-    def _set_data(self, ctx: WorkflowContext, key: str, value: Any) -> None:
-        execute.set_data(ctx, key, value)
-
-    def _get_data(self, ctx: WorkflowContext, key: str, default: Any) -> Any:
-        return execute.get_data(ctx, key, default)
-
     def _side_effect(self, ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
         return execute.side_effect(ctx, name, fn)
 
@@ -257,7 +251,7 @@ class Pynenc:
 
     def get_workflow_data(self, workflow_id: str, key: str, default: Any = None) -> Any:
         """The live value of `key` in the data of workflow `workflow_id` (from outside it)."""
-        data = self.store.get(execute.DATA, _parse_id(workflow_id) + key.encode())
+        data = self.store.get("data", _parse_id(workflow_id) + key.encode())
         return default if data is None else codec.decode(data, what=f"workflow data {key!r}")
 
     # -- replay and recovery ---------------------------------------------------------------

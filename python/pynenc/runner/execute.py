@@ -50,7 +50,6 @@ log = logging.getLogger("pynenc.runner")
 T = TypeVar("T")
 
 INVOCATIONS = "invocations"
-DATA = "data"
 
 #: Exceptions of the engine itself: never recorded as the task's outcome.
 ENGINE_ERRORS = (NonDeterminismError, LeaseLostError)
@@ -143,6 +142,7 @@ def run(
             record.workflow.workflow_id,
             record.attempt,
             replay_only,
+            app.config.max_payload_bytes,
         )
         if fence_token is not None:
             execution.set_fence(fence_token)
@@ -311,27 +311,6 @@ def dispatch_child(
     return Invocation(app, record)
 
 
-def set_data(ctx: WorkflowContext, key: str, value: Any) -> None:
-    """Write workflow data: visible to the writer at once, durable at the next flush."""
-    app = ctx.app
-    data = codec.encode(value, what=f"workflow data {key!r}", limit=app.config.max_payload_bytes)
-    if ctx._execution.data_write(key, codec.digest(data)):
-        return  # replayed: already durable, and a newer value may have been written since
-    ctx._execution.stage()
-    app.store.put(DATA, _data_key(ctx.workflow.workflow_id, key), data, ctx._fence)
-
-
-def get_data(ctx: WorkflowContext, key: str, default: Any) -> Any:
-    """Read workflow data; the value seen is recorded and replayed."""
-    replayed, data = ctx._execution.data_read(key)
-    if not replayed:
-        data = ctx.app.store.get(DATA, _data_key(ctx.workflow.workflow_id, key))
-        ctx._execution.data_read_record(key, data)
-    if data is None:
-        return default
-    return codec.decode(data, what=f"workflow data {key!r}")
-
-
 def side_effect(ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
     """Run `fn` once, durably record its result, replay the recorded value."""
     execution = ctx._execution
@@ -347,7 +326,3 @@ def side_effect(ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
         execution.flush()
     result: T = codec.decode(recorded, what=f"side effect {name!r}")
     return result
-
-
-def _data_key(workflow_id: str, key: str) -> bytes:
-    return bytes.fromhex(workflow_id.replace("-", "")) + key.encode()

@@ -86,12 +86,19 @@ class WorkflowContext:
         uuid: A version-4 UUID string; the same value on replay.
         utc_now: A timezone-aware UTC datetime: the real clock, recorded; strictly increasing
             within the invocation; the recorded value on replay.
+        set_data: `set_data(key, value)` stores `value` under `key` in the workflow's durable
+            key-value data: visible at once to the workflow's tasks in this process, to others
+            once flushed; a replay does not write it again.
+        get_data: `get_data(key, default=None)` reads `key` from the workflow's data; the value
+            read is recorded, so a replay returns the same value.
         deterministic: The reference API's namespace (`_deterministic_operation`).
     """
 
     random: Callable[[], float]
     uuid: Callable[[], str]
     utc_now: Callable[[], datetime]
+    set_data: Callable[[str, Any], None]
+    get_data: Callable[..., Any]
 
     def __init__(
         self,
@@ -113,6 +120,8 @@ class WorkflowContext:
         self.random = execution.random
         self.uuid = execution.uuid
         self.utc_now = execution.utc_now
+        self.set_data = execution.set_data
+        self.get_data = execution.get_data
         self.deterministic = _Deterministic(self)
 
     @property
@@ -143,14 +152,6 @@ class WorkflowContext:
             The child's `Invocation`; `.result` gives its value or raises its exception.
         """
         return self.app._dispatch_child(self, task, args, kwargs)
-
-    def set_data(self, key: str, value: Any) -> None:
-        """Store `value` under `key` in the workflow's durable key-value data."""
-        self.app._set_data(self, key, value)
-
-    def get_data(self, key: str, default: Any = None) -> Any:
-        """Read `key` from the workflow's data; recorded, so a replay returns the same value."""
-        return self.app._get_data(self, key, default)
 
     def side_effect(self, name: str, fn: Callable[[], T]) -> T:
         """Run `fn()` once and record its (encodable) result; a replay returns the recorded

@@ -8,11 +8,12 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyTuple};
 
 use super::errors::{to_pyerr, IntoPy};
+use super::scalar;
 use super::store::PyStore;
 use crate::error::Error;
 use crate::ids;
 use crate::recorder::Recorder;
-use crate::store::{Fence, Store, WriteOp};
+use crate::store::{Fence, Store, Table, WriteOp};
 use crate::stream::u64_to_unit_f64;
 
 #[pyclass(name = "Execution", module = "pynenc._core")]
@@ -25,6 +26,10 @@ pub struct PyExecution {
     fence: Option<Fence>,
     /// Replay of a finished invocation: nothing is ever staged or flushed.
     replay_only: bool,
+    /// Where this workflow's data lives: its id as 16 bytes (the data key prefix).
+    data_prefix: [u8; 16],
+    /// Largest encoded payload accepted.
+    max_payload_bytes: usize,
     /// The first divergence seen, kept so user code that swallows the exception cannot hide
     /// it: the runner re-raises it when the task returns (`check_divergence`).
     divergence: Option<(u64, String, String)>,
@@ -52,7 +57,7 @@ fn id16(id: &[u8]) -> PyResult<[u8; 16]> {
 impl PyExecution {
     /// Load the journal of `invocation_id` and start an execution over it.
     #[new]
-    #[pyo3(signature = (store, invocation_id, workflow_id, attempt, replay_only = false))]
+    #[pyo3(signature = (store, invocation_id, workflow_id, attempt, replay_only = false, max_payload_bytes = 16 << 20))]
     fn new(
         py: Python<'_>,
         store: &PyStore,
@@ -60,8 +65,10 @@ impl PyExecution {
         workflow_id: String,
         attempt: u32,
         replay_only: bool,
+        max_payload_bytes: usize,
     ) -> PyResult<Self> {
         let inv = id16(invocation_id)?;
+        let data_prefix = ids::parse(&workflow_id).py_err()?;
         let store = Arc::clone(&store.inner);
         // Reading the journal touches LMDB pages: let other Python threads run meanwhile.
         let journal_id = ids::journal_id(&inv, attempt);
@@ -77,6 +84,8 @@ impl PyExecution {
             workflow_id,
             fence: None,
             replay_only,
+            data_prefix,
+            max_payload_bytes,
             divergence: None,
         })
     }
@@ -163,6 +172,56 @@ impl PyExecution {
     fn data_write(&mut self, key: &str, value_digest: &[u8]) -> PyResult<bool> {
         let r = self.recorder.data_write(key, digest16(value_digest)?);
         self.watch(r)
+    }
+
+    /// Write workflow data: recorded by digest; visible to this process at once, durable at
+    /// the next flush. A replayed write is not written again (a newer value may exist).
+    fn set_data(&mut self, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data_key = self.data_key(key)?;
+        let bytes = scalar::encode(
+            value,
+            &format!("workflow data '{key}'"),
+            self.max_payload_bytes,
+        )?;
+        let digest: [u8; 16] = blake3::hash(&bytes).as_bytes()[..16]
+            .try_into()
+            .expect("16 bytes");
+        let r = self.recorder.data_write(key, digest);
+        if self.watch(r)? {
+            return Ok(());
+        }
+        self.stage_entries();
+        self.store.stage(WriteOp::Put {
+            table: Table::Data,
+            key: data_key,
+            value: bytes,
+            fence: self.fence,
+        });
+        Ok(())
+    }
+
+    /// Read workflow data (the live value, recorded; the recorded value on replay), or
+    /// `default` when absent.
+    #[pyo3(signature = (key, default = None))]
+    fn get_data<'py>(
+        &mut self,
+        py: Python<'py>,
+        key: &str,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let r = self.recorder.data_read(key);
+        let data = match self.watch(r)? {
+            Some(recorded) => recorded,
+            None => {
+                let live = self.store.get(Table::Data, &self.data_key(key)?).py_err()?;
+                self.recorder.record_data_read(key, live.clone());
+                live
+            }
+        };
+        match data {
+            Some(bytes) => scalar::decode(py, &bytes, &format!("workflow data '{key}'")),
+            None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
+        }
     }
 
     /// Hand the new entries to the store's ordered pending buffer (no I/O).
@@ -256,6 +315,19 @@ impl PyExecution {
 }
 
 impl PyExecution {
+    fn data_key(&self, key: &str) -> PyResult<Vec<u8>> {
+        if 16 + key.len() > 511 {
+            return Err(to_pyerr(Error::InvalidArgument(format!(
+                "workflow data key is {} bytes, the longest accepted is 495",
+                key.len()
+            ))));
+        }
+        let mut k = Vec::with_capacity(16 + key.len());
+        k.extend_from_slice(&self.data_prefix);
+        k.extend_from_slice(key.as_bytes());
+        Ok(k)
+    }
+
     /// Convert a recorder result, remembering the first divergence.
     #[inline]
     fn watch<T>(&mut self, r: crate::error::Result<T>) -> PyResult<T> {

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 pub mod errors;
 pub mod execution;
+mod scalar;
 pub mod store;
 
 /// The key of the journal of attempt `attempt` of an invocation (see `ids::journal_id`).
