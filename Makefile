@@ -12,8 +12,8 @@ install:
 demo: install
 	$(PYTHON) examples/order_processing.py
 
-## Everything CI runs: Rust unit tests, the Python suite, and the lint gates.
-test: install test-rust test-python lint
+## Everything CI runs: the lint gates, Rust unit tests, then the Python suite.
+test: install lint test-rust test-python
 
 test-rust:
 	cargo test --locked --lib -q
