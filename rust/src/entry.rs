@@ -26,18 +26,74 @@ pub enum Op {
     Uuid([u8; 16]),
     /// A clock reading, microseconds since the Unix epoch (UTC).
     Time(i64),
-    /// The recorded result of a named side effect (codec bytes).
-    SideEffect { name: String, value: Vec<u8> },
+    /// The recorded result of a named side effect.
+    SideEffect(Box<SideEffect>),
     /// The dispatch of a child invocation.
-    Child {
-        child_id: [u8; 16],
-        args_digest: [u8; 16],
-        task_id: String,
-    },
-    /// A read of workflow data: the value seen (codec bytes), or `None` when absent.
-    DataRead { key: String, value: Option<Vec<u8>> },
+    Child(Box<Child>),
+    /// A read of workflow data.
+    DataRead(Box<DataRead>),
     /// A write of workflow data, by digest of the value written.
-    DataWrite { key: String, value_digest: [u8; 16] },
+    DataWrite(Box<DataWrite>),
+}
+
+// The rare, larger operations are boxed so an entry stays 32 bytes in memory: a Recorder holds
+// the whole journal it replays, and a workflow may record a million draws.
+
+/// The recorded result of a named side effect (codec bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SideEffect {
+    pub name: String,
+    pub value: Vec<u8>,
+}
+
+/// The dispatch of a child invocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Child {
+    pub child_id: [u8; 16],
+    pub args_digest: [u8; 16],
+    pub task_id: String,
+}
+
+/// A read of workflow data: the value seen (codec bytes), or `None` when absent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataRead {
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+}
+
+/// A write of workflow data, by digest of the value written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataWrite {
+    pub key: String,
+    pub value_digest: [u8; 16],
+}
+
+impl Op {
+    pub fn side_effect(name: &str, value: Vec<u8>) -> Op {
+        Op::SideEffect(Box::new(SideEffect {
+            name: name.to_owned(),
+            value,
+        }))
+    }
+    pub fn child(child_id: [u8; 16], args_digest: [u8; 16], task_id: &str) -> Op {
+        Op::Child(Box::new(Child {
+            child_id,
+            args_digest,
+            task_id: task_id.to_owned(),
+        }))
+    }
+    pub fn data_read(key: &str, value: Option<Vec<u8>>) -> Op {
+        Op::DataRead(Box::new(DataRead {
+            key: key.to_owned(),
+            value,
+        }))
+    }
+    pub fn data_write(key: &str, value_digest: [u8; 16]) -> Op {
+        Op::DataWrite(Box::new(DataWrite {
+            key: key.to_owned(),
+            value_digest,
+        }))
+    }
 }
 
 /// The `kind` byte of each operation.
@@ -57,20 +113,17 @@ impl Op {
             Op::Random(_) => kind::RANDOM,
             Op::Uuid(_) => kind::UUID,
             Op::Time(_) => kind::TIME,
-            Op::SideEffect { .. } => kind::SIDE_EFFECT,
-            Op::Child { .. } => kind::CHILD,
-            Op::DataRead { .. } => kind::DATA_READ,
-            Op::DataWrite { .. } => kind::DATA_WRITE,
+            Op::SideEffect(_) => kind::SIDE_EFFECT,
+            Op::Child(_) => kind::CHILD,
+            Op::DataRead(_) => kind::DATA_READ,
+            Op::DataWrite(_) => kind::DATA_WRITE,
         }
     }
 
     /// True when replaying this entry's value requires it to have been stored: a clock
     /// reading, a data read or a side effect cannot be regenerated from the seed.
     pub fn is_volatile(&self) -> bool {
-        matches!(
-            self,
-            Op::Time(_) | Op::SideEffect { .. } | Op::DataRead { .. }
-        )
+        matches!(self, Op::Time(_) | Op::SideEffect(_) | Op::DataRead(_))
     }
 
     /// A short human description, used in non-determinism errors.
@@ -79,24 +132,18 @@ impl Op {
             Op::Random(_) => "random()".into(),
             Op::Uuid(_) => "uuid()".into(),
             Op::Time(_) => "utc_now()".into(),
-            Op::SideEffect { name, .. } => format!("side_effect({name:?})"),
-            Op::Child {
-                task_id,
-                args_digest,
-                ..
-            } => {
-                format!(
-                    "execute_task({task_id}, args digest {})",
-                    hex(&args_digest[..4])
-                )
-            }
-            Op::DataRead { key, .. } => format!("get_data({key:?})"),
-            Op::DataWrite { key, value_digest } => {
-                format!(
-                    "set_data({key:?}, value digest {})",
-                    hex(&value_digest[..4])
-                )
-            }
+            Op::SideEffect(e) => format!("side_effect({:?})", e.name),
+            Op::Child(c) => format!(
+                "execute_task({}, args digest {})",
+                c.task_id,
+                hex(&c.args_digest[..4])
+            ),
+            Op::DataRead(r) => format!("get_data({:?})", r.key),
+            Op::DataWrite(w) => format!(
+                "set_data({:?}, value digest {})",
+                w.key,
+                hex(&w.value_digest[..4])
+            ),
         }
     }
 }
@@ -105,7 +152,7 @@ impl Op {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub op: Op,
-    pub call_site: Option<(String, u32)>,
+    pub call_site: Option<Box<(String, u32)>>,
 }
 
 impl Entry {
@@ -143,22 +190,18 @@ fn encode_payload(op: &Op, out: &mut Vec<u8>) {
         Op::Random(v) => out.extend_from_slice(&v.to_le_bytes()),
         Op::Uuid(u) => out.extend_from_slice(u),
         Op::Time(t) => out.extend_from_slice(&t.to_le_bytes()),
-        Op::SideEffect { name, value } => {
-            put_str(out, name);
-            out.extend_from_slice(value);
+        Op::SideEffect(e) => {
+            put_str(out, &e.name);
+            out.extend_from_slice(&e.value);
         }
-        Op::Child {
-            child_id,
-            args_digest,
-            task_id,
-        } => {
-            out.extend_from_slice(child_id);
-            out.extend_from_slice(args_digest);
-            out.extend_from_slice(task_id.as_bytes());
+        Op::Child(c) => {
+            out.extend_from_slice(&c.child_id);
+            out.extend_from_slice(&c.args_digest);
+            out.extend_from_slice(c.task_id.as_bytes());
         }
-        Op::DataRead { key, value } => {
-            put_str(out, key);
-            match value {
+        Op::DataRead(r) => {
+            put_str(out, &r.key);
+            match &r.value {
                 Some(v) => {
                     out.push(1);
                     out.extend_from_slice(v);
@@ -166,9 +209,9 @@ fn encode_payload(op: &Op, out: &mut Vec<u8>) {
                 None => out.push(0),
             }
         }
-        Op::DataWrite { key, value_digest } => {
-            put_str(out, key);
-            out.extend_from_slice(value_digest);
+        Op::DataWrite(w) => {
+            put_str(out, &w.key);
+            out.extend_from_slice(&w.value_digest);
         }
     }
 }
@@ -186,7 +229,7 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
     encode_payload(&entry.op, &mut payload);
     put_uleb(out, payload.len() as u64);
     out.extend_from_slice(&payload);
-    if let Some((file, line)) = &entry.call_site {
+    if let Some((file, line)) = entry.call_site.as_deref() {
         put_str(out, file);
         put_uleb(out, u64::from(*line));
     }
@@ -264,21 +307,21 @@ fn decode_payload(kind_byte: u8, p: &[u8]) -> Result<Op, String> {
         kind::TIME => Op::Time(i64::from_le_bytes(fixed(8)?.try_into().unwrap())),
         kind::SIDE_EFFECT => {
             let name = r.string().ok_or_else(bad)?;
-            Op::SideEffect {
+            Op::SideEffect(Box::new(SideEffect {
                 name,
                 value: p[r.at..].to_vec(),
-            }
+            }))
         }
         kind::CHILD => {
             if p.len() < 32 {
                 return Err(bad());
             }
             let task_id = String::from_utf8(p[32..].to_vec()).map_err(|_| bad())?;
-            Op::Child {
+            Op::Child(Box::new(Child {
                 child_id: p[..16].try_into().unwrap(),
                 args_digest: p[16..32].try_into().unwrap(),
                 task_id,
-            }
+            }))
         }
         kind::DATA_READ => {
             let key = r.string().ok_or_else(bad)?;
@@ -287,15 +330,15 @@ fn decode_payload(kind_byte: u8, p: &[u8]) -> Result<Op, String> {
                 1 => Some(p[r.at..].to_vec()),
                 _ => return Err(bad()),
             };
-            Op::DataRead { key, value }
+            Op::DataRead(Box::new(DataRead { key, value }))
         }
         kind::DATA_WRITE => {
             let key = r.string().ok_or_else(bad)?;
             let d = r.take(16).filter(|_| r.at == p.len()).ok_or_else(bad)?;
-            Op::DataWrite {
+            Op::DataWrite(Box::new(DataWrite {
                 key,
                 value_digest: d.try_into().unwrap(),
-            }
+            }))
         }
         other => return Err(format!("unknown entry kind {other}")),
     })
@@ -347,7 +390,10 @@ pub fn decode_segment(buf: &[u8], first_position: u64) -> Result<Vec<Entry>, Dec
             ));
         }
         let op = decode_payload(kind_byte, payload).map_err(|d| fail(position, d))?;
-        out.push(Entry { op, call_site });
+        out.push(Entry {
+            op,
+            call_site: call_site.map(Box::new),
+        });
     }
     Ok(out)
 }
@@ -363,25 +409,26 @@ mod tests {
             any::<[u8; 16]>().prop_map(Op::Uuid),
             any::<i64>().prop_map(Op::Time),
             (".{0,12}", proptest::collection::vec(any::<u8>(), 0..40))
-                .prop_map(|(name, value)| Op::SideEffect { name, value }),
-            (any::<[u8; 16]>(), any::<[u8; 16]>(), ".{0,20}").prop_map(|(c, d, t)| Op::Child {
-                child_id: c,
-                args_digest: d,
-                task_id: t
-            }),
+                .prop_map(|(name, value)| Op::side_effect(&name, value)),
+            (any::<[u8; 16]>(), any::<[u8; 16]>(), ".{0,20}")
+                .prop_map(|(c, d, t)| Op::child(c, d, &t)),
             (
                 ".{0,12}",
                 proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40))
             )
-                .prop_map(|(key, value)| Op::DataRead { key, value }),
+                .prop_map(|(key, value)| Op::data_read(&key, value)),
             (".{0,12}", any::<[u8; 16]>())
-                .prop_map(|(key, value_digest)| Op::DataWrite { key, value_digest }),
+                .prop_map(|(key, value_digest)| Op::data_write(&key, value_digest)),
         ]
     }
 
     fn arb_entry() -> impl Strategy<Value = Entry> {
-        (arb_op(), proptest::option::of((".{0,16}", any::<u32>())))
-            .prop_map(|(op, call_site)| Entry { op, call_site })
+        (arb_op(), proptest::option::of((".{0,16}", any::<u32>()))).prop_map(|(op, call_site)| {
+            Entry {
+                op,
+                call_site: call_site.map(Box::new),
+            }
+        })
     }
 
     proptest! {
@@ -400,6 +447,11 @@ mod tests {
             // entry and fails the checksum (or the framing) instead.
             prop_assert!(decode_segment(&buf, 0).is_err());
         }
+    }
+
+    #[test]
+    fn an_entry_is_32_bytes_in_memory() {
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
     }
 
     #[test]

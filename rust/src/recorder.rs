@@ -205,10 +205,10 @@ impl Recorder {
                 .past_end(format!("side_effect({name:?})"))
                 .map(|_| None),
             Some(Entry {
-                op: Op::SideEffect { name: n, value },
+                op: Op::SideEffect(e),
                 ..
-            }) if n == name => {
-                let v = value.clone();
+            }) if e.name == name => {
+                let v = e.value.clone();
                 self.position += 1;
                 Ok(Some(v))
             }
@@ -217,10 +217,7 @@ impl Recorder {
     }
 
     pub fn record_side_effect(&mut self, name: &str, value: Vec<u8>) {
-        self.record(Op::SideEffect {
-            name: name.to_owned(),
-            value,
-        });
+        self.record(Op::side_effect(name, value));
     }
 
     /// The dispatch of a child invocation of `task_id` with arguments digesting to
@@ -229,32 +226,20 @@ impl Recorder {
     pub fn child(&mut self, task_id: &str, args_digest: [u8; 16]) -> Result<([u8; 16], bool)> {
         if let Some(e) = self.recorded_here() {
             return match &e.op {
-                Op::Child {
-                    child_id,
-                    args_digest: d,
-                    task_id: t,
-                } if t == task_id && *d == args_digest => {
-                    let id = *child_id;
+                Op::Child(c) if c.task_id == task_id && c.args_digest == args_digest => {
+                    let id = c.child_id;
                     self.position += 1;
                     Ok((id, true))
                 }
                 other => {
-                    let requested = Op::Child {
-                        child_id: [0; 16],
-                        args_digest,
-                        task_id: task_id.to_owned(),
-                    };
+                    let requested = Op::child([0; 16], args_digest, task_id);
                     Err(self.diverged(&other.clone(), requested.describe()))
                 }
             };
         }
         self.past_end(format!("execute_task({task_id})"))?;
         let child_id = ids::child_id(&self.invocation_id, self.attempt, self.position);
-        self.record(Op::Child {
-            child_id,
-            args_digest,
-            task_id: task_id.to_owned(),
-        });
+        self.record(Op::child(child_id, args_digest, task_id));
         Ok((child_id, false))
     }
 
@@ -264,10 +249,10 @@ impl Recorder {
         match self.recorded_here() {
             None => self.past_end(format!("get_data({key:?})")).map(|_| None),
             Some(Entry {
-                op: Op::DataRead { key: k, value },
+                op: Op::DataRead(r),
                 ..
-            }) if k == key => {
-                let v = value.clone();
+            }) if r.key == key => {
+                let v = r.value.clone();
                 self.position += 1;
                 Ok(Some(v))
             }
@@ -276,37 +261,25 @@ impl Recorder {
     }
 
     pub fn record_data_read(&mut self, key: &str, value: Option<Vec<u8>>) {
-        self.record(Op::DataRead {
-            key: key.to_owned(),
-            value,
-        });
+        self.record(Op::data_read(key, value));
     }
 
     /// A data write. Returns true when it was replayed (already durable: do not write again).
     pub fn data_write(&mut self, key: &str, value_digest: [u8; 16]) -> Result<bool> {
         if let Some(e) = self.recorded_here() {
             return match &e.op {
-                Op::DataWrite {
-                    key: k,
-                    value_digest: d,
-                } if k == key && *d == value_digest => {
+                Op::DataWrite(w) if w.key == key && w.value_digest == value_digest => {
                     self.position += 1;
                     Ok(true)
                 }
                 other => {
-                    let requested = Op::DataWrite {
-                        key: key.to_owned(),
-                        value_digest,
-                    };
+                    let requested = Op::data_write(key, value_digest);
                     Err(self.diverged(&other.clone(), requested.describe()))
                 }
             };
         }
         self.past_end(format!("set_data({key:?})"))?;
-        self.record(Op::DataWrite {
-            key: key.to_owned(),
-            value_digest,
-        });
+        self.record(Op::data_write(key, value_digest));
         Ok(false)
     }
 

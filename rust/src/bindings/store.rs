@@ -429,29 +429,28 @@ fn op_tuple<'py>(py: Python<'py>, op: &crate::entry::Op) -> PyResult<Bound<'py, 
         Op::Random(v) => ("random", crate::stream::u64_to_unit_f64(*v)).into_pyobject(py),
         Op::Uuid(u) => ("uuid", crate::ids::format(u)).into_pyobject(py),
         Op::Time(t) => ("utc_now", *t).into_pyobject(py),
-        Op::SideEffect { name, value } => {
-            ("side_effect", name.as_str(), PyBytes::new(py, value)).into_pyobject(py)
+        Op::SideEffect(e) => {
+            ("side_effect", e.name.as_str(), PyBytes::new(py, &e.value)).into_pyobject(py)
         }
-        Op::Child {
-            child_id,
-            args_digest,
-            task_id,
-        } => (
+        Op::Child(c) => (
             "execute_task",
-            task_id.as_str(),
-            PyBytes::new(py, child_id),
-            PyBytes::new(py, args_digest),
+            c.task_id.as_str(),
+            PyBytes::new(py, &c.child_id),
+            PyBytes::new(py, &c.args_digest),
         )
             .into_pyobject(py),
-        Op::DataRead { key, value } => (
+        Op::DataRead(r) => (
             "get_data",
-            key.as_str(),
-            value.as_ref().map(|v| PyBytes::new(py, v)),
+            r.key.as_str(),
+            r.value.as_ref().map(|v| PyBytes::new(py, v)),
         )
             .into_pyobject(py),
-        Op::DataWrite { key, value_digest } => {
-            ("set_data", key.as_str(), PyBytes::new(py, value_digest)).into_pyobject(py)
-        }
+        Op::DataWrite(w) => (
+            "set_data",
+            w.key.as_str(),
+            PyBytes::new(py, &w.value_digest),
+        )
+            .into_pyobject(py),
     }
 }
 

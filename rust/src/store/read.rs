@@ -71,22 +71,38 @@ impl Store {
     pub fn journal(&self, invocation: &[u8; 16]) -> Result<Vec<Entry>> {
         self.check_fork();
         let staged = self.commit.journal(invocation);
-        let mut by_position = self.read("reading the journal", |h, txn| {
-            let mut out = BTreeMap::new();
+        let segments = self.read("reading the journal", |h, txn| {
+            let mut out = Vec::new();
             for row in h.dbs.journal.prefix_iter(txn, invocation)? {
                 let (key, segment) = row?;
                 let first = keys::journal_key_position(key)
                     .ok_or_else(|| self.corrupt(invocation, 0, "malformed journal key".into()))?;
                 let entries = decode_segment(segment, first)
                     .map_err(|e| self.corrupt(invocation, e.position, e.detail))?;
-                out.extend((first..).zip(entries));
+                out.push((first, entries));
             }
             Ok(out)
         })?;
-        for (first, entries) in staged {
-            by_position.extend((first..).zip(entries));
+        // Segments come in position order and follow each other: concatenate them. A commit
+        // that finished between the overlay snapshot and the read shows a segment twice; an
+        // overlap is resolved by position (the later copy wins, with the same entries).
+        let total: usize = segments.iter().chain(&staged).map(|(_, e)| e.len()).sum();
+        let mut out: Vec<Entry> = Vec::with_capacity(total);
+        let mut overlap = BTreeMap::new();
+        for (first, entries) in segments.into_iter().chain(staged) {
+            if overlap.is_empty() && first == out.len() as u64 {
+                out.extend(entries);
+            } else {
+                if overlap.is_empty() {
+                    overlap.extend((0u64..).zip(out.drain(..)));
+                }
+                overlap.extend((first..).zip(entries));
+            }
         }
-        Ok(by_position.into_values().collect())
+        if !overlap.is_empty() {
+            out.extend(overlap.into_values());
+        }
+        Ok(out)
     }
 
     /// Number of journal entries of `invocation` (committed and staged).
