@@ -103,6 +103,24 @@ _short_repr.maxother = 40
 _SCALARS: Final = frozenset({int, float, str, bytes, bool, type(None)})
 
 
+def _shallow_plain(value: object, depth: int) -> bool:
+    """True for a scalar, or a list/tuple/dict of such (nested at most `depth` deep): plain
+    data for certain, with no walk needed (the common shape of arguments and results)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if depth == 0:
+        return False
+    if kind is list or kind is tuple:
+        return all(_shallow_plain(v, depth - 1) for v in value)  # type: ignore[attr-defined]
+    if kind is dict:
+        return all(
+            type(k) in _SCALARS and _shallow_plain(v, depth - 1)
+            for k, v in value.items()  # type: ignore[attr-defined]
+        )
+    return False
+
+
 def encode(value: object, *, what: str, limit: int = DEFAULT_LIMIT) -> bytes:
     """Encode a payload to canonical CBOR bytes.
 
@@ -127,7 +145,7 @@ def encode(value: object, *, what: str, limit: int = DEFAULT_LIMIT) -> bytes:
     """
     if type(limit) is not int or limit < 1:
         raise InvalidArgumentError(f"limit must be a positive number of bytes, not {limit!r}")
-    if type(value) not in _SCALARS:
+    if not _shallow_plain(value, 2):
         problem = _find_unstorable(value, max_items=limit)
         if problem is not None:
             raise _unstorable_error(what, limit, *problem)
@@ -174,7 +192,7 @@ def decode(data: bytes, *, what: str = "payload") -> Any:
         raise PayloadDecodeError(
             f"cannot decode {what}: {trailing} unexpected bytes after the encoded value"
         )
-    problem = None if type(value) in _SCALARS else _find_unstorable(value, max_items=len(data))
+    problem = None if _shallow_plain(value, 2) else _find_unstorable(value, max_items=len(data))
     if problem is not None:
         reason, path = problem
         raise PayloadDecodeError(

@@ -59,7 +59,6 @@ impl PyExecution {
     #[new]
     #[pyo3(signature = (store, invocation_id, workflow_id, attempt, replay_only = false, max_payload_bytes = 16 << 20))]
     fn new(
-        py: Python<'_>,
         store: &PyStore,
         invocation_id: &[u8],
         workflow_id: String,
@@ -70,9 +69,10 @@ impl PyExecution {
         let inv = id16(invocation_id)?;
         let data_prefix = ids::parse(&workflow_id).py_err()?;
         let store = Arc::clone(&store.inner);
-        // Reading the journal touches LMDB pages: let other Python threads run meanwhile.
         let journal_id = ids::journal_id(&inv, attempt);
-        let journal = py.detach(|| store.journal(&journal_id)).py_err()?;
+        // A read never waits on a lock (LMDB readers are lock-free), so it keeps the GIL:
+        // releasing it for microseconds would only make this thread queue to get it back.
+        let journal = store.journal(&journal_id).py_err()?;
         let mut recorder = Recorder::new(workflow_id.clone(), inv, attempt, journal);
         if replay_only {
             recorder = recorder.strict();

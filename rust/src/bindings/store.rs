@@ -2,7 +2,8 @@
 //!
 //! Arguments are extracted and validated first (ids are 16-byte `bytes`, keys 1..=511 bytes,
 //! a fence is `(invocation id, token)`); every call that commits or may block on LMDB's write
-//! lock runs with the GIL released.
+//! lock runs with the GIL released. Point reads keep it: LMDB readers never wait on a lock, and
+//! releasing the GIL for microseconds only makes the thread queue to take it back.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,7 +60,7 @@ impl PyStore {
         key: &[u8],
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let table = parse_table(table)?;
-        let value = py.detach(|| self.inner.get(table, key)).py_err()?;
+        let value = self.inner.get(table, key).py_err()?;
         Ok(value.map(|v| PyBytes::new(py, &v)))
     }
 
@@ -135,9 +136,9 @@ impl PyStore {
             .collect())
     }
 
-    fn journal_len(&self, py: Python<'_>, invocation: &[u8]) -> PyResult<usize> {
+    fn journal_len(&self, invocation: &[u8]) -> PyResult<usize> {
         let invocation = parse_id(invocation)?;
-        py.detach(|| self.inner.journal_len(&invocation)).py_err()
+        self.inner.journal_len(&invocation).py_err()
     }
 
     /// The journal of an invocation as `(kind, raw payload)` pairs (for debugging and tests).
@@ -147,7 +148,7 @@ impl PyStore {
         invocation: &[u8],
     ) -> PyResult<Vec<(u8, Bound<'py, PyBytes>)>> {
         let invocation = parse_id(invocation)?;
-        let entries = py.detach(|| self.inner.journal(&invocation)).py_err()?;
+        let entries = self.inner.journal(&invocation).py_err()?;
         Ok(entries
             .iter()
             .map(|e| (e.op.kind(), PyBytes::new(py, &raw_payload(e))))
@@ -164,7 +165,7 @@ impl PyStore {
         invocation: &[u8],
     ) -> PyResult<Vec<Bound<'py, PyTuple>>> {
         let invocation = parse_id(invocation)?;
-        let entries = py.detach(|| self.inner.journal(&invocation)).py_err()?;
+        let entries = self.inner.journal(&invocation).py_err()?;
         entries.iter().map(|e| op_tuple(py, &e.op)).collect()
     }
 
@@ -228,7 +229,7 @@ impl PyStore {
         invocation: &[u8],
     ) -> PyResult<Option<(Bound<'py, PyBytes>, u64, u64)>> {
         let invocation = parse_id(invocation)?;
-        let lease = py.detach(|| self.inner.lease(&invocation)).py_err()?;
+        let lease = self.inner.lease(&invocation).py_err()?;
         Ok(lease.map(|l| (PyBytes::new(py, &l.owner), l.expires_ms, l.token)))
     }
 
@@ -238,7 +239,7 @@ impl PyStore {
         &self,
         py: Python<'py>,
     ) -> PyResult<Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, u64, u64)>> {
-        let leases = py.detach(|| self.inner.leases()).py_err()?;
+        let leases = self.inner.leases().py_err()?;
         Ok(leases
             .iter()
             .map(|(inv, l)| {
@@ -254,7 +255,7 @@ impl PyStore {
 
     /// Invocations in the queue, in claim order.
     fn queued<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        let queued = py.detach(|| self.inner.queued()).py_err()?;
+        let queued = self.inner.queued().py_err()?;
         Ok(queued.iter().map(|inv| PyBytes::new(py, inv)).collect())
     }
 
@@ -264,8 +265,8 @@ impl PyStore {
     }
 
     /// The on-disk format version recorded in the store.
-    fn format_version(&self, py: Python<'_>) -> PyResult<u32> {
-        py.detach(|| self.inner.format_version()).py_err()
+    fn format_version(&self) -> PyResult<u32> {
+        self.inner.format_version().py_err()
     }
 
     /// Private, for tests and tools: stage journal entries given as `(kind, raw payload)` or
