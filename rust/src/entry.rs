@@ -168,7 +168,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn put_uleb(out: &mut Vec<u8>, mut v: u64) {
+/// Append `v` as ULEB128 (7 bits a byte, low first, high bit = more).
+pub fn put_uleb(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;

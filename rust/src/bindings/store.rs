@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
 use super::errors::IntoPy;
-use crate::entry::{decode_segment, encode_entry, Entry, SEGMENT_VERSION};
+use crate::entry::{decode_segment, encode_entry, put_uleb, Entry, SEGMENT_VERSION};
 use crate::error::Error;
 use crate::store::{Fence, Store, StoreOptions, Table, WriteOp};
 
@@ -409,18 +409,6 @@ fn entry_from_raw(
     entries
         .pop()
         .ok_or_else(|| invalid(format!("entry {position} is empty")))
-}
-
-fn put_uleb(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 /// One journal operation as a Python tuple (see `journal_ops`).

@@ -3,6 +3,7 @@
 //! starts work.
 
 use super::apply::read_counter;
+use super::env::Handle;
 use super::keys::{self, COUNTER_LEASE_TOKEN};
 use super::lmdb::{TxnError, TxnResult};
 use super::{Claim, Lease, Store};
@@ -35,23 +36,7 @@ impl Store {
             let Some(invocation) = found else {
                 return Ok(None);
             };
-            let token = read_counter(h, txn, COUNTER_LEASE_TOKEN)? + 1;
-            h.dbs
-                .counters
-                .put(txn, COUNTER_LEASE_TOKEN, &token.to_be_bytes())?;
-            let lease = Lease {
-                owner: owner.to_vec(),
-                expires_ms,
-                token,
-            };
-            h.dbs
-                .leases
-                .put(txn, &invocation, &keys::encode_lease(&lease))?;
-            Ok(Some(Claim {
-                invocation,
-                token,
-                expires_ms,
-            }))
+            take_lease(h, txn, &invocation, owner, expires_ms).map(Some)
         })
     }
 
@@ -74,21 +59,7 @@ impl Store {
             if matches!(lease, Some(l) if l.expires_ms > now_ms) {
                 return Ok(None);
             }
-            let token = read_counter(h, txn, COUNTER_LEASE_TOKEN)? + 1;
-            h.dbs
-                .counters
-                .put(txn, COUNTER_LEASE_TOKEN, &token.to_be_bytes())?;
-            let lease = Lease {
-                owner: owner.to_vec(),
-                expires_ms,
-                token,
-            };
-            h.dbs.leases.put(txn, inv, &keys::encode_lease(&lease))?;
-            Ok(Some(Claim {
-                invocation: *inv,
-                token,
-                expires_ms,
-            }))
+            take_lease(h, txn, inv, owner, expires_ms).map(Some)
         })
     }
 
@@ -175,4 +146,31 @@ impl Store {
             })),
         }
     }
+}
+
+/// Lease `invocation` to `owner` until `expires_ms` under a fresh fencing token.
+fn take_lease(
+    h: &Handle,
+    txn: &mut heed::RwTxn,
+    invocation: &[u8; 16],
+    owner: &[u8],
+    expires_ms: u64,
+) -> TxnResult<Claim> {
+    let token = read_counter(h, txn, COUNTER_LEASE_TOKEN)? + 1;
+    h.dbs
+        .counters
+        .put(txn, COUNTER_LEASE_TOKEN, &token.to_be_bytes())?;
+    let lease = Lease {
+        owner: owner.to_vec(),
+        expires_ms,
+        token,
+    };
+    h.dbs
+        .leases
+        .put(txn, invocation, &keys::encode_lease(&lease))?;
+    Ok(Claim {
+        invocation: *invocation,
+        token,
+        expires_ms,
+    })
 }
