@@ -116,6 +116,10 @@ class LmdbStore:
         """Number of journal entries of `invocation`, staged ones included."""
         return self._core.journal_len(invocation)
 
+    def journal_ops(self, invocation: bytes) -> list[tuple[object, ...]]:
+        """The journal as `(operation, *values)` tuples (see `pynenc.journal`)."""
+        return self._core.journal_ops(invocation)
+
     def journal_entries(self, invocation: bytes) -> list[tuple[int, bytes]]:
         """The journal of `invocation` as `(kind, raw payload)` pairs, for debugging.
 
@@ -128,6 +132,12 @@ class LmdbStore:
         """Lease the first queued invocation with no live lease to `owner` (committed)."""
         return self._core.claim(owner, lease_ms, now_ms)
 
+    def claim_invocation(
+        self, invocation: bytes, owner: bytes, lease_ms: int, now_ms: int
+    ) -> Claim | None:
+        """Lease this invocation to `owner` if it is queued with no live lease (committed)."""
+        return self._core.claim_invocation(invocation, owner, lease_ms, now_ms)
+
     def renew(self, invocation: bytes, token: int, lease_ms: int, now_ms: int) -> None:
         """Extend a lease to `now_ms + lease_ms`.
 
@@ -137,7 +147,9 @@ class LmdbStore:
         self._core.renew(invocation, token, lease_ms, now_ms)
 
     def release(self, invocation: bytes, token: int) -> None:
-        """Drop a lease; the invocation stays queued and claimable.
+        """Give up a lease; the invocation stays queued and is claimable at once. The lease
+        becomes an ownerless, expired one with a fresh token, so writes carrying `token` are
+        refused from now on.
 
         Raises:
             LeaseLostError: `token` is no longer the invocation's lease token.
@@ -145,11 +157,12 @@ class LmdbStore:
         self._core.release(invocation, token)
 
     def lease(self, invocation: bytes) -> LeaseInfo | None:
-        """The lease of `invocation` (expired ones included), or None."""
+        """The lease of `invocation` as `(owner, expires_ms, token)` (expired ones included;
+        a released or completed invocation keeps an ownerless tombstone), or None."""
         return self._core.lease(invocation)
 
     def leases(self) -> list[tuple[bytes, bytes, int, int]]:
-        """Every lease as `(invocation, owner, expires_ms, token)`."""
+        """Every lease held by an owner as `(invocation, owner, expires_ms, token)`."""
         return self._core.leases()
 
     def queued(self) -> list[bytes]:
