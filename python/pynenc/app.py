@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import time
 import uuid
 from collections.abc import Callable
@@ -113,6 +114,11 @@ class Pynenc:
         opts = TaskOptions(force_new_workflow, max_retries, tuple(retry_for), retry_backoff)
 
         def register(f: Callable[P, R]) -> Task[P, R]:
+            if inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f):
+                raise InvalidArgumentError(
+                    f"{f.__qualname__} is async: tasks are plain functions for now; call "
+                    "asyncio.run(...) inside a plain task function instead"
+                )
             t = Task(self, f, opts)
             self._tasks[t.task_id] = t
             return t
