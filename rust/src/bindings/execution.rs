@@ -180,7 +180,7 @@ impl PyExecution {
         let data_key = self.data_key(key)?;
         let bytes = scalar::encode(
             value,
-            &format!("workflow data '{key}'"),
+            || format!("workflow data '{key}'"),
             self.max_payload_bytes,
         )?;
         let digest: [u8; 16] = blake3::hash(&bytes).as_bytes()[..16]
@@ -219,7 +219,7 @@ impl PyExecution {
             }
         };
         match data {
-            Some(bytes) => scalar::decode(py, &bytes, &format!("workflow data '{key}'")),
+            Some(bytes) => scalar::decode(py, &bytes, || format!("workflow data '{key}'")),
             None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
         }
     }

@@ -72,13 +72,17 @@ fn encode_scalar(value: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
 }
 
 /// Encode a payload: scalars here, anything else (and any error) through `pynenc.codec`.
-pub fn encode(value: &Bound<'_, PyAny>, what: &str, limit: usize) -> PyResult<Vec<u8>> {
+pub fn encode(
+    value: &Bound<'_, PyAny>,
+    what: impl FnOnce() -> String,
+    limit: usize,
+) -> PyResult<Vec<u8>> {
     if let Some(bytes) = encode_scalar(value).filter(|b| b.len() <= limit) {
         return Ok(bytes);
     }
     let py = value.py();
     let kwargs = pyo3::types::PyDict::new(py);
-    kwargs.set_item("what", what)?;
+    kwargs.set_item("what", what())?;
     kwargs.set_item("limit", limit)?;
     codec(py)?
         .0
@@ -164,12 +168,16 @@ fn decode_scalar<'py>(py: Python<'py>, data: &[u8]) -> Option<Bound<'py, PyAny>>
 }
 
 /// Decode a payload: scalars here, anything else through `pynenc.codec`.
-pub fn decode<'py>(py: Python<'py>, data: &[u8], what: &str) -> PyResult<Bound<'py, PyAny>> {
+pub fn decode<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    what: impl FnOnce() -> String,
+) -> PyResult<Bound<'py, PyAny>> {
     if let Some(obj) = decode_scalar(py, data) {
         return Ok(obj);
     }
     let kwargs = pyo3::types::PyDict::new(py);
-    kwargs.set_item("what", what)?;
+    kwargs.set_item("what", what())?;
     codec(py)?
         .1
         .bind(py)

@@ -161,7 +161,7 @@ impl Store {
     pub(crate) fn check_fork(&self) {
         let stale = {
             let guard = self.handle.read().unwrap_or_else(PoisonError::into_inner);
-            guard.as_ref().is_some_and(|h| h.pid != std::process::id())
+            guard.as_ref().is_some_and(|h| h.pid != current_pid())
         };
         if stale {
             // Reopening here resets the buffer; an open error surfaces at the next operation.
@@ -175,7 +175,7 @@ impl Store {
 
     /// The environment of this process, reopened first if this is a forked child.
     fn handle(&self) -> Result<RwLockReadGuard<'_, Option<Handle>>> {
-        let pid = std::process::id();
+        let pid = current_pid();
         loop {
             let guard = self.handle.read().unwrap_or_else(PoisonError::into_inner);
             if guard.as_ref().is_some_and(|h| h.pid == pid) {
@@ -308,7 +308,7 @@ impl Drop for Store {
         // Writes staged but never flushed are committed on close rather than lost (a failure
         // here has no caller left to report to). A forked child's inherited copy has nothing
         // of its own to commit.
-        let pid = std::process::id();
+        let pid = current_pid();
         let handle = self
             .handle
             .get_mut()
@@ -354,4 +354,30 @@ fn prepare_dir(path: &Path) -> Result<PathBuf> {
     }
     path.canonicalize()
         .map_err(|e| env::map_io(path, "opening the store directory", e))
+}
+
+static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static FORGET_PID_IN_CHILD: std::sync::Once = std::sync::Once::new();
+
+extern "C" fn forget_pid() {
+    PID.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// This process's id, without a system call on every store operation (glibc does not cache
+/// `getpid`): cached, and forgotten in the child of every `fork` by an atfork handler.
+pub(crate) fn current_pid() -> u32 {
+    let cached = PID.load(std::sync::atomic::Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    FORGET_PID_IN_CHILD.call_once(|| {
+        // SAFETY: registers a handler that only stores to an atomic, which is async-signal-safe
+        // and so allowed in a forked child; the prepare and parent hooks are absent.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(forget_pid));
+        }
+    });
+    let pid = std::process::id();
+    PID.store(pid, std::sync::atomic::Ordering::Relaxed);
+    pid
 }
