@@ -269,11 +269,17 @@ def run_claimed(app: Pynenc, invocation_id: bytes, token: int) -> None:
         keeper.drop(invocation_id)
 
 
+_crash_target: list[str | None] = []
+
+
 def _maybe_crash(task_id: str) -> None:
     """Recovery drills: `PYNENC_CRASH_AFTER=TASK` kills this process with SIGKILL right after
-    an invocation of TASK (its id, or the id's last part) is durably finished."""
-    target = os.environ.get("PYNENC_CRASH_AFTER")
-    if target and (task_id == target or task_id.endswith("." + target)):
+    an invocation of TASK (its id, or the id's last part) is durably finished. The variable is
+    read once per process, when the first invocation finishes."""
+    if not _crash_target:
+        _crash_target.append(os.environ.get("PYNENC_CRASH_AFTER") or None)
+    target = _crash_target[0]
+    if target is not None and (task_id == target or task_id.endswith("." + target)):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
