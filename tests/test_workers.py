@@ -230,3 +230,33 @@ def test_crash_campaign(qapp: ModuleType, pool: WorkerPool, env: dict[str, str])
         f"{divergences} divergences, {reexecuted} finished children re-executed"
     )
     assert kills == trials and mid_workflow > 0 and divergences == 0 and reexecuted == 0
+
+
+def test_status_and_show_commands(qapp: ModuleType, env: dict[str, str]) -> None:
+    inv = qapp.chain(0)  # queued, no worker: it waits in the queue
+    run_env = {**os.environ, **env, "PYTHONPATH": str(PROGRAMS)}
+
+    def cli(*args: str) -> Any:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pynenc", "--app", "queued_app:app", *args],
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    state = cli("status")
+    assert state["counts"] == {"pending": 1} and state["queued"] == 1 and state["running"] == []
+    shown = cli("show", inv.invocation_id)
+    assert shown["task"] == "queued_app.chain" and shown["status"] == "pending"
+    assert shown["workflow_id"] == inv.invocation_id and shown["journal"] == []
+    missing = subprocess.run(
+        [sys.executable, "-m", "pynenc", "--app", "queued_app:app", "show", str(uuid.uuid4())],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1 and "no invocation" in missing.stderr

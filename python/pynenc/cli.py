@@ -1,4 +1,4 @@
-"""The `pynenc` command: `pynenc --app MODULE:ATTR worker [--concurrency N]`."""
+"""The `pynenc` command: `pynenc --app MODULE:ATTR {worker,recover,status,show}`."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import importlib
 import json
 import logging
 import sys
+from collections import Counter
+from typing import Any
 
 from pynenc.app import Pynenc
-from pynenc.errors import PynencError
+from pynenc.errors import InvalidArgumentError, PynencError
+from pynenc.invocation import InvocationStatus, format_id
 
-__all__ = ["load_app", "main"]
+__all__ = ["load_app", "main", "show", "status"]
 
 
 def load_app(spec: str) -> Pynenc:
@@ -31,6 +34,56 @@ def load_app(spec: str) -> Pynenc:
     return app
 
 
+def status(app: Pynenc) -> dict[str, Any]:
+    """Counts by status, the queue length, and who runs what."""
+    invocations = app.list_invocations()
+    leases = {
+        format_id(inv): (owner.decode(errors="replace"), expires)
+        for inv, owner, expires, _token in app.store.leases()
+    }
+    running = []
+    for inv in invocations:
+        if inv.status is InvocationStatus.RUNNING:
+            owner, expires = leases.get(inv.invocation_id, (inv.owner, None))
+            running.append(
+                {
+                    "invocation_id": inv.invocation_id,
+                    "task": inv.task_id,
+                    "workflow_id": inv.workflow.workflow_id,
+                    "owner": owner,
+                    "lease_expires_ms": expires,
+                }
+            )
+    return {
+        "store": app.config.store,
+        "counts": dict(sorted(Counter(inv.status.value for inv in invocations).items())),
+        "queued": len(app.store.queued()),
+        "running": running,
+    }
+
+
+def show(app: Pynenc, invocation_id: str) -> dict[str, Any]:
+    """An invocation's record and what it recorded."""
+    inv = app.get_invocation(invocation_id)
+    if inv is None:
+        raise InvalidArgumentError(f"no invocation {invocation_id} in {app.config.store}")
+    return {
+        "invocation_id": inv.invocation_id,
+        "task": inv.task_id,
+        "status": inv.status.value,
+        "workflow_id": inv.workflow.workflow_id,
+        "workflow_type": inv.workflow.workflow_type,
+        "parent_workflow_id": inv.workflow.parent_workflow_id,
+        "parent_invocation_id": inv.parent_invocation_id,
+        "attempt": inv.attempt,
+        "attempts": inv.attempts,
+        "journal": [
+            {"position": e.position, "operation": e.operation, "name": e.name, "value": e.value}
+            for e in app.journal(invocation_id)
+        ],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pynenc", description="pynenc-replay workers and tools")
     parser.add_argument("--app", required=True, help="the app to use, as MODULE:ATTR")
@@ -45,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds running invocations get to finish on SIGTERM (default 30)",
     )
     commands.add_parser("recover", help="resume invocations whose process died; print them")
+    commands.add_parser("status", help="count invocations by status; list who runs what")
+    show_cmd = commands.add_parser("show", help="one invocation: its record and its journal")
+    show_cmd.add_argument("invocation_id")
     opts = parser.parse_args(argv)
     logging.basicConfig(
         level=opts.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -55,13 +111,17 @@ def main(argv: list[str] | None = None) -> int:
             from pynenc.runner.worker import Worker
 
             Worker(app, concurrency=opts.concurrency, grace_seconds=opts.grace).run()
-        else:
+        elif opts.command == "recover":
             resumed = app.recover()
             print(
                 json.dumps(
                     [{"invocation_id": i.invocation_id, "status": i.status.value} for i in resumed]
                 )
             )
+        elif opts.command == "status":
+            print(json.dumps(status(app), indent=2))
+        else:
+            print(json.dumps(show(app, opts.invocation_id), indent=2, default=str))
     except PynencError as exc:
         print(f"pynenc: {exc}", file=sys.stderr)
         return 1

@@ -221,6 +221,11 @@ class Invocation(Generic[R]):
         return self._record.task_id
 
     @property
+    def owner(self) -> str | None:
+        """The process that last ran it (`host:pid:start`), or None if none has yet."""
+        return self._refresh().owner
+
+    @property
     def parent_invocation_id(self) -> str | None:
         """The invocation that dispatched this one, or None for a top-level call."""
         parent = self._record.parent_invocation_id
