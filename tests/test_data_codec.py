@@ -95,3 +95,18 @@ def test_values_written_by_the_python_codec_read_back_in_tasks(value: Any) -> No
     # ...read inside that workflow by the Rust fast path.
     execution = Execution(app.store, uuid.uuid4().bytes, wf_id, 0)
     assert same(execution.get_data("x"), value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(SCALARS)
+def test_scalar_bytes_are_the_codecs_bytes(value: Any) -> None:
+    """One value, one encoding: what set_data stores is exactly what pynenc.codec writes."""
+    app = Pynenc(store=f"lmdb://{tempfile.mkdtemp()}/s", sync=False)
+
+    @app.task
+    def job(v: Any) -> str:
+        job.wf.set_data("k", v)
+        return job.workflow.workflow_id
+
+    wf_id = job(value).result
+    assert app.store.get("data", uuid.UUID(wf_id).bytes + b"k") == codec.encode(value, what="v")

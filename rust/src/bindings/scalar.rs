@@ -37,6 +37,48 @@ fn head(out: &mut Vec<u8>, major: u8, n: u64) {
     }
 }
 
+/// The shortest of half, single and double precision that holds `f` exactly (NaN as the
+/// half-precision quiet NaN): the canonical form, byte for byte what `pynenc.codec` writes.
+fn encode_float(out: &mut Vec<u8>, f: f64) {
+    if let Some(h) = f16_exact(f) {
+        out.push(0xf9);
+        out.extend_from_slice(&h.to_be_bytes());
+    } else if f64::from(f as f32) == f {
+        out.push(0xfa);
+        out.extend_from_slice(&(f as f32).to_be_bytes());
+    } else {
+        out.push(0xfb);
+        out.extend_from_slice(&f.to_be_bytes());
+    }
+}
+
+/// `f` as IEEE 754 half-precision bits, when that loses nothing.
+fn f16_exact(f: f64) -> Option<u16> {
+    if f.is_nan() {
+        return Some(0x7e00);
+    }
+    let sign: u16 = if f.is_sign_negative() { 0x8000 } else { 0 };
+    let a = f.abs();
+    if a == 0.0 {
+        return Some(sign);
+    }
+    if a.is_infinite() {
+        return Some(sign | 0x7c00);
+    }
+    let bits = a.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32 - 1023;
+    let mantissa = bits & ((1u64 << 52) - 1);
+    if (-14..=15).contains(&exp) && mantissa & ((1u64 << 42) - 1) == 0 {
+        return Some(sign | (((exp + 15) as u16) << 10) | (mantissa >> 42) as u16);
+    }
+    // Subnormal halves: whole multiples of 2^-24 below 2^-14.
+    let m = a * 16_777_216.0;
+    if exp < -14 && m.fract() == 0.0 && m < 1024.0 {
+        return Some(sign | m as u16);
+    }
+    None
+}
+
 /// CBOR bytes of an exact scalar, or None when the Python codec must handle it.
 fn encode_scalar(value: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
     let py = value.py();
@@ -54,9 +96,7 @@ fn encode_scalar(value: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
             head(&mut out, 1, (-1 - n) as u64);
         }
     } else if ty.is(py.get_type::<PyFloat>()) {
-        let f: f64 = value.extract().ok()?;
-        out.push(0xfb);
-        out.extend_from_slice(&f.to_be_bytes());
+        encode_float(&mut out, value.extract().ok()?);
     } else if ty.is(py.get_type::<PyString>()) {
         let s = value.cast::<PyString>().ok()?.to_str().ok()?;
         head(&mut out, 3, s.len() as u64);
