@@ -50,12 +50,24 @@ VALUES = st.one_of(
 )
 
 
+def fits_i64(v: Any) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, list, tuple, dict)):
+        return True
+    if isinstance(v, int):
+        return -(2**63) <= v < 2**63
+    if isinstance(v, dict):
+        return all(fits_i64(k) and fits_i64(x) for k, x in v.items())
+    return all(fits_i64(x) for x in v)
+
+
 def same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return (math.isnan(a) and math.isnan(b)) or (
             a == b and math.copysign(1, a) == math.copysign(1, b)
         )
-    if isinstance(a, list) and isinstance(b, list):
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if type(a) is not type(b):
+            return False
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
@@ -110,3 +122,33 @@ def test_scalar_bytes_are_the_codecs_bytes(value: Any) -> None:
 
     wf_id = job(value).result
     assert app.store.get("data", uuid.UUID(wf_id).bytes + b"k") == codec.encode(value, what="v")
+
+
+PLAIN = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(
+            st.one_of(st.text(max_size=4), st.integers(-300, 300), st.booleans()), inner, max_size=4
+        ),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(PLAIN)
+def test_the_rust_fast_path_writes_and_reads_exactly_what_cbor2_does(value: Any) -> None:
+    from pynenc import _core
+    from pynenc.codec import _decode_cbor, _encode_cbor
+
+    reference = _encode_cbor(value, "v", codec.DEFAULT_LIMIT)
+    fast = _core.fast_encode(value, codec.DEFAULT_LIMIT)
+    if fits_i64(value):
+        assert fast == reference
+    else:  # big ints take the cbor2 path (bignum tags)
+        assert fast is None
+    done, decoded = _core.fast_decode(reference)
+    if done:
+        assert same(decoded, _decode_cbor(reference, "v"))

@@ -8,11 +8,21 @@ from datetime import datetime
 from os import PathLike
 from typing import Any, final
 
-__all__ = ["FORMAT_VERSION", "STORE_FORMAT_VERSION", "Execution", "Store", "journal_id"]
+__all__ = [
+    "FORMAT_VERSION",
+    "STORE_FORMAT_VERSION",
+    "Execution",
+    "Store",
+    "fast_decode",
+    "fast_encode",
+    "journal_id",
+]
 
 FORMAT_VERSION: int
 
 def journal_id(invocation: bytes, attempt: int) -> bytes: ...
+def fast_encode(value: object, limit: int) -> bytes | None: ...
+def fast_decode(data: bytes) -> tuple[bool, Any]: ...
 
 STORE_FORMAT_VERSION: int
 

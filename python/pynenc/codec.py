@@ -37,6 +37,7 @@ from uuid import UUID
 
 import cbor2
 
+from pynenc._core import fast_decode, fast_encode
 from pynenc.errors import (
     InvalidArgumentError,
     PayloadDecodeError,
@@ -145,6 +146,14 @@ def encode(value: object, *, what: str, limit: int = DEFAULT_LIMIT) -> bytes:
     """
     if type(limit) is not int or limit < 1:
         raise InvalidArgumentError(f"limit must be a positive number of bytes, not {limit!r}")
+    fast = fast_encode(value, limit)  # plain values, in Rust: the same canonical bytes
+    if fast is not None:
+        return fast
+    return _encode_cbor(value, what, limit)
+
+
+def _encode_cbor(value: object, what: str, limit: int) -> bytes:
+    """`encode` by cbor2 alone: the reference the Rust fast path must match byte for byte."""
     if not _shallow_plain(value, 2):
         problem = _find_unstorable(value, max_items=limit)
         if problem is not None:
@@ -176,6 +185,14 @@ def decode(data: bytes, *, what: str = "payload") -> Any:
         PayloadDecodeError: `data` is truncated, malformed, too deeply nested, has trailing
             bytes, or holds a tag or value `encode` never writes.
     """
+    done, fast = fast_decode(data)  # plain values, in Rust
+    if done:
+        return fast
+    return _decode_cbor(data, what)
+
+
+def _decode_cbor(data: bytes, what: str) -> Any:
+    """`decode` by cbor2 alone, with every strict check: the reference of the fast path."""
     stream = io.BytesIO(data)
     try:
         value = cbor2.CBORDecoder(

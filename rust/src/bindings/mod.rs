@@ -27,10 +27,33 @@ fn journal_id<'py>(
     ))
 }
 
+/// The codec's fast path: canonical CBOR of plain values (see `scalar.rs`), or None when
+/// `pynenc.codec` must encode it.
+#[pyfunction]
+fn fast_encode<'py>(
+    py: Python<'py>,
+    value: &Bound<'py, PyAny>,
+    limit: usize,
+) -> Option<Bound<'py, pyo3::types::PyBytes>> {
+    scalar::try_encode(value, limit).map(|b| pyo3::types::PyBytes::new(py, &b))
+}
+
+/// The codec's fast path: `(True, value)` for plain values, `(False, None)` when
+/// `pynenc.codec` must decode it.
+#[pyfunction]
+fn fast_decode<'py>(py: Python<'py>, data: &[u8]) -> (bool, Option<Bound<'py, PyAny>>) {
+    match scalar::try_decode(py, data) {
+        Some(v) => (true, Some(v)),
+        None => (false, None),
+    }
+}
+
 /// Register every class and function of `pynenc._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FORMAT_VERSION", crate::entry::SEGMENT_VERSION)?;
     m.add_function(wrap_pyfunction!(journal_id, m)?)?;
+    m.add_function(wrap_pyfunction!(fast_encode, m)?)?;
+    m.add_function(wrap_pyfunction!(fast_decode, m)?)?;
     store::register(m)?;
     execution::register(m)?;
     Ok(())

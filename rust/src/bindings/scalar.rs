@@ -1,12 +1,14 @@
-//! CBOR for plain scalars (int, float, str, bytes, bool, None), done here so the hot data
-//! operations never leave Rust. Anything else (containers, tags, big ints, subclasses) is
-//! handed to the Python codec (`pynenc.codec`), which owns the full format.
+//! The fast path of the payload codec: exact scalars (int, float, str, bytes, bool, None) and
+//! lists, tuples and dicts of them are encoded and decoded here, so hot operations never run
+//! Python code. Anything else (sets, datetimes, big ints, subclasses, foreign tags) is handed
+//! to the Python codec (`pynenc.codec`), which owns the full format and its strict checks.
 //!
-//! The bytes are ordinary CBOR, decodable by `pynenc.codec.decode` and any CBOR reader.
+//! The bytes are exactly those `pynenc.codec.encode` writes (canonical CBOR: shortest ints and
+//! floats, map keys sorted by their encoding), which a property test checks.
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 static CODEC: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
 
@@ -79,11 +81,22 @@ fn f16_exact(f: f64) -> Option<u16> {
     None
 }
 
-/// CBOR bytes of an exact scalar, or None when the Python codec must handle it.
-fn encode_scalar(value: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
+/// Private CBOR tag of the codec for tuples (see `pynenc/codec.py`).
+const TUPLE_TAG: u64 = 0x706E_0001;
+/// Deepest nesting handled here; deeper values go to the Python codec.
+const MAX_DEPTH: u32 = 32;
+
+/// Append the canonical CBOR of `value` (exact scalars, lists, tuples and dicts of them) to
+/// `out`, exactly the bytes `pynenc.codec.encode` writes; None when the Python codec must
+/// handle it (another type, a subclass, a big int, too deep, or over `limit` bytes).
+fn encode_into(
+    value: &Bound<'_, PyAny>,
+    out: &mut Vec<u8>,
+    depth: u32,
+    limit: usize,
+) -> Option<()> {
     let py = value.py();
     let ty = value.get_type();
-    let mut out = Vec::new();
     if value.is_none() {
         out.push(0xf6);
     } else if ty.is(py.get_type::<PyBool>()) {
@@ -91,33 +104,81 @@ fn encode_scalar(value: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
     } else if ty.is(py.get_type::<PyInt>()) {
         let n: i64 = value.extract().ok()?;
         if n >= 0 {
-            head(&mut out, 0, n as u64);
+            head(out, 0, n as u64);
         } else {
-            head(&mut out, 1, (-1 - n) as u64);
+            head(out, 1, (-1 - n) as u64);
         }
     } else if ty.is(py.get_type::<PyFloat>()) {
-        encode_float(&mut out, value.extract().ok()?);
+        encode_float(out, value.extract().ok()?);
     } else if ty.is(py.get_type::<PyString>()) {
         let s = value.cast::<PyString>().ok()?.to_str().ok()?;
-        head(&mut out, 3, s.len() as u64);
+        head(out, 3, s.len() as u64);
         out.extend_from_slice(s.as_bytes());
     } else if ty.is(py.get_type::<PyBytes>()) {
         let b = value.cast::<PyBytes>().ok()?.as_bytes();
-        head(&mut out, 2, b.len() as u64);
+        head(out, 2, b.len() as u64);
         out.extend_from_slice(b);
+    } else if depth == 0 {
+        return None;
+    } else if ty.is(py.get_type::<PyList>()) {
+        let list = value.cast::<PyList>().ok()?;
+        head(out, 4, list.len() as u64);
+        for item in list.iter() {
+            encode_into(&item, out, depth - 1, limit)?;
+            if out.len() > limit {
+                return None;
+            }
+        }
+    } else if ty.is(py.get_type::<PyTuple>()) {
+        let tuple = value.cast::<PyTuple>().ok()?;
+        head(out, 6, TUPLE_TAG);
+        head(out, 4, tuple.len() as u64);
+        for item in tuple.iter() {
+            encode_into(&item, out, depth - 1, limit)?;
+            if out.len() > limit {
+                return None;
+            }
+        }
+    } else if ty.is(py.get_type::<PyDict>()) {
+        let dict = value.cast::<PyDict>().ok()?;
+        // Canonical order: keys sorted by their encoding, shorter first, then bytewise.
+        let mut pairs = Vec::with_capacity(dict.len());
+        for (k, v) in dict.iter() {
+            let mut key = Vec::new();
+            encode_into(&k, &mut key, 0, limit)?;
+            let mut val = Vec::new();
+            encode_into(&v, &mut val, depth - 1, limit)?;
+            pairs.push((key, val));
+        }
+        pairs.sort_by(|a, b| (a.0.len(), &a.0).cmp(&(b.0.len(), &b.0)));
+        head(out, 5, pairs.len() as u64);
+        for (k, v) in pairs {
+            out.extend_from_slice(&k);
+            out.extend_from_slice(&v);
+            if out.len() > limit {
+                return None;
+            }
+        }
     } else {
         return None;
     }
+    (out.len() <= limit).then_some(())
+}
+
+/// The fast encoding of `value`, or None (see `encode_into`).
+pub fn try_encode(value: &Bound<'_, PyAny>, limit: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    encode_into(value, &mut out, MAX_DEPTH, limit)?;
     Some(out)
 }
 
-/// Encode a payload: scalars here, anything else (and any error) through `pynenc.codec`.
+/// Encode a payload: plain values here, anything else (and any error) through `pynenc.codec`.
 pub fn encode(
     value: &Bound<'_, PyAny>,
     what: impl FnOnce() -> String,
     limit: usize,
 ) -> PyResult<Vec<u8>> {
-    if let Some(bytes) = encode_scalar(value).filter(|b| b.len() <= limit) {
+    if let Some(bytes) = try_encode(value, limit) {
         return Ok(bytes);
     }
     let py = value.py();
@@ -160,51 +221,112 @@ fn f16_to_f64(h: u16) -> f64 {
     }
 }
 
-/// Decode a scalar payload here; None when it is anything else (the caller falls back).
-fn decode_scalar<'py>(py: Python<'py>, data: &[u8]) -> Option<Bound<'py, PyAny>> {
-    let first = *data.first()?;
+/// Decode one item at `*at` (scalars, arrays, maps with scalar keys, the tuple tag); None for
+/// anything else, which the caller hands to the Python codec (and its strict checks).
+fn decode_item<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    at: &mut usize,
+    depth: u32,
+) -> Option<Bound<'py, PyAny>> {
+    let rest = data.get(*at..)?;
+    let first = *rest.first()?;
     let (major, info) = (first >> 5, first & 0x1f);
-    let (arg, used) = if major == 7 {
-        (0, 1)
-    } else {
-        read_arg(data, info)?
-    };
-    let obj = match major {
-        0 if used == data.len() => i64::try_from(arg).ok()?.into_pyobject(py).ok()?.into_any(),
-        1 if used == data.len() => (-1 - i64::try_from(arg).ok()?)
-            .into_pyobject(py)
-            .ok()?
-            .into_any(),
-        2 | 3 => {
-            let end = used.checked_add(usize::try_from(arg).ok()?)?;
-            if end != data.len() {
-                return None;
+    if major == 7 {
+        let (obj, used) = match info {
+            20 => (PyBool::new(py, false).to_owned().into_any(), 1),
+            21 => (PyBool::new(py, true).to_owned().into_any(), 1),
+            22 => (py.None().into_bound(py), 1),
+            25 => {
+                let h = u16::from_be_bytes(rest.get(1..3)?.try_into().ok()?);
+                (PyFloat::new(py, f16_to_f64(h)).into_any(), 3)
             }
-            let body = &data[used..end];
-            if major == 2 {
+            26 => {
+                let f = f32::from_be_bytes(rest.get(1..5)?.try_into().ok()?);
+                (PyFloat::new(py, f64::from(f)).into_any(), 5)
+            }
+            27 => {
+                let f = f64::from_be_bytes(rest.get(1..9)?.try_into().ok()?);
+                (PyFloat::new(py, f).into_any(), 9)
+            }
+            _ => return None,
+        };
+        *at += used;
+        return Some(obj);
+    }
+    let (arg, used) = read_arg(rest, info)?;
+    *at += used;
+    match major {
+        0 => Some(i64::try_from(arg).ok()?.into_pyobject(py).ok()?.into_any()),
+        1 => Some(
+            (-1 - i64::try_from(arg).ok()?)
+                .into_pyobject(py)
+                .ok()?
+                .into_any(),
+        ),
+        2 | 3 => {
+            let end = at.checked_add(usize::try_from(arg).ok()?)?;
+            let body = data.get(*at..end)?;
+            *at = end;
+            Some(if major == 2 {
                 PyBytes::new(py, body).into_any()
             } else {
                 PyString::new(py, std::str::from_utf8(body).ok()?).into_any()
-            }
+            })
         }
-        7 => match (info, data.len()) {
-            (20, 1) => PyBool::new(py, false).to_owned().into_any(),
-            (21, 1) => PyBool::new(py, true).to_owned().into_any(),
-            (22, 1) => py.None().into_bound(py),
-            (25, 3) => {
-                PyFloat::new(py, f16_to_f64(u16::from_be_bytes([data[1], data[2]]))).into_any()
+        4 if depth > 0 => {
+            let items = decode_items(py, data, at, depth, arg)?;
+            Some(PyList::new(py, items).ok()?.into_any())
+        }
+        5 if depth > 0 => {
+            let dict = PyDict::new(py);
+            for _ in 0..arg {
+                let key = decode_item(py, data, at, 0)?;
+                let value = decode_item(py, data, at, depth - 1)?;
+                if dict.contains(&key).ok()? {
+                    return None; // duplicate keys: the strict codec refuses them
+                }
+                dict.set_item(key, value).ok()?;
             }
-            (26, 5) => PyFloat::new(
-                py,
-                f64::from(f32::from_be_bytes(data[1..5].try_into().ok()?)),
-            )
-            .into_any(),
-            (27, 9) => PyFloat::new(py, f64::from_be_bytes(data[1..9].try_into().ok()?)).into_any(),
-            _ => return None,
-        },
-        _ => return None,
-    };
-    Some(obj)
+            Some(dict.into_any())
+        }
+        6 if depth > 0 && arg == TUPLE_TAG => {
+            let inner = data.get(*at)?;
+            if inner >> 5 != 4 {
+                return None;
+            }
+            let (n, used) = read_arg(&data[*at..], inner & 0x1f)?;
+            *at += used;
+            let items = decode_items(py, data, at, depth, n)?;
+            Some(PyTuple::new(py, items).ok()?.into_any())
+        }
+        _ => None,
+    }
+}
+
+fn decode_items<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    at: &mut usize,
+    depth: u32,
+    n: u64,
+) -> Option<Vec<Bound<'py, PyAny>>> {
+    // Each item takes at least one byte: a count beyond the data is malformed.
+    if n > (data.len() - *at) as u64 {
+        return None;
+    }
+    let mut items = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        items.push(decode_item(py, data, at, depth - 1)?);
+    }
+    Some(items)
+}
+
+/// The fast decoding of `data`, or None when the Python codec must decode it.
+pub fn try_decode<'py>(py: Python<'py>, data: &[u8]) -> Option<Bound<'py, PyAny>> {
+    let mut at = 0;
+    let obj = decode_item(py, data, &mut at, MAX_DEPTH)?;
+    (at == data.len()).then_some(obj)
 }
 
 /// Decode a payload: scalars here, anything else through `pynenc.codec`.
@@ -213,7 +335,7 @@ pub fn decode<'py>(
     data: &[u8],
     what: impl FnOnce() -> String,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if let Some(obj) = decode_scalar(py, data) {
+    if let Some(obj) = try_decode(py, data) {
         return Ok(obj);
     }
     let kwargs = pyo3::types::PyDict::new(py);
