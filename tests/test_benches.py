@@ -95,8 +95,10 @@ def test_quick_run_reports_every_row(tmp_path: Path) -> None:
                 assert row["median"] is None and row["reason"].startswith("n/a"), row
                 continue
             assert row["status"] == "ok", row
-            assert isinstance(row["median"], (int, float)) and row["median"] > 0, row
-            assert all(x > 0 for x in row["samples"]), row
+            # Memory growth of a tiny replay can round to 0 MB; every other figure is positive.
+            floor_ok = (lambda x: x >= 0) if row["unit"] == "MB" else (lambda x: x > 0)
+            assert isinstance(row["median"], (int, float)) and floor_ok(row["median"]), row
+            assert all(floor_ok(x) for x in row["samples"]), row
     # The queued rows are measured when workers can run, else marked n/a; never missing.
     assert {rows[("queued", n)]["status"] for n in EXPECTED["queued"]} <= {"ok", "n/a"}
     # The table was printed: its title and a row of each group.
