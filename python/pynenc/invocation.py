@@ -138,10 +138,14 @@ class InvocationRecord:
     updated_at: float = field(default_factory=time.time)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     recoveries: int = 0
+    _id_str: str = field(default="", repr=False, compare=False)
 
     @property
     def id_str(self) -> str:
-        return format_id(self.invocation_id)
+        """The invocation id as a UUID string (formatted once)."""
+        if not self._id_str:
+            self._id_str = format_id(self.invocation_id)
+        return self._id_str
 
     def encode(self) -> bytes:
         return _dumps(
