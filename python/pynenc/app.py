@@ -305,9 +305,10 @@ class Pynenc:
                 stranded[record.invocation_id] = record
         roots = [r for r in stranded.values() if r.parent_invocation_id not in stranded]
         roots.sort(key=lambda r: r.created_at)
+        queued = set(self.store.queued())
         resumed: list[Invocation[Any]] = []
         for record in roots:
-            if record.invocation_id in self.store.queued():
+            if record.invocation_id in queued:
                 claim = self.store.claim_invocation(
                     record.invocation_id,
                     current_owner().encode(),

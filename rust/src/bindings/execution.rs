@@ -8,8 +8,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyTuple};
 
 use super::errors::{to_pyerr, IntoPy};
-use super::scalar;
 use super::store::PyStore;
+use super::{bytes16, scalar};
 use crate::error::Error;
 use crate::ids;
 use crate::recorder::Recorder;
@@ -35,24 +35,6 @@ pub struct PyExecution {
     divergence: Option<(u64, String, String)>,
 }
 
-fn digest16(d: &[u8]) -> PyResult<[u8; 16]> {
-    d.try_into().map_err(|_| {
-        to_pyerr(Error::InvalidArgument(format!(
-            "digest must be 16 bytes, got {}",
-            d.len()
-        )))
-    })
-}
-
-fn id16(id: &[u8]) -> PyResult<[u8; 16]> {
-    id.try_into().map_err(|_| {
-        to_pyerr(Error::InvalidArgument(format!(
-            "invocation id must be 16 bytes, got {}",
-            id.len()
-        )))
-    })
-}
-
 #[pymethods]
 impl PyExecution {
     /// Load the journal of `invocation_id` and start an execution over it.
@@ -66,7 +48,7 @@ impl PyExecution {
         replay_only: bool,
         max_payload_bytes: usize,
     ) -> PyResult<Self> {
-        let inv = id16(invocation_id)?;
+        let inv = bytes16("an invocation id", invocation_id)?;
         let data_prefix = ids::parse(&workflow_id).py_err()?;
         let store = Arc::clone(&store.inner);
         let journal_id = ids::journal_id(&inv, attempt);
@@ -144,7 +126,9 @@ impl PyExecution {
         task_id: &str,
         args_digest: &[u8],
     ) -> PyResult<(Bound<'py, PyBytes>, bool)> {
-        let r = self.recorder.child(task_id, digest16(args_digest)?);
+        let r = self
+            .recorder
+            .child(task_id, bytes16("an arguments digest", args_digest)?);
         let (id, replayed) = self.watch(r)?;
         Ok((PyBytes::new(py, &id), replayed))
     }
@@ -170,7 +154,9 @@ impl PyExecution {
 
     /// A data write; True when replayed (already durable: do not write again).
     fn data_write(&mut self, key: &str, value_digest: &[u8]) -> PyResult<bool> {
-        let r = self.recorder.data_write(key, digest16(value_digest)?);
+        let r = self
+            .recorder
+            .data_write(key, bytes16("a value digest", value_digest)?);
         self.watch(r)
     }
 

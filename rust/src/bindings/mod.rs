@@ -15,12 +15,7 @@ fn journal_id<'py>(
     invocation: &[u8],
     attempt: u32,
 ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
-    let inv: [u8; 16] = invocation.try_into().map_err(|_| {
-        errors::to_pyerr(crate::error::Error::InvalidArgument(format!(
-            "invocation id must be 16 bytes, got {}",
-            invocation.len()
-        )))
-    })?;
+    let inv = bytes16("an invocation id", invocation)?;
     Ok(pyo3::types::PyBytes::new(
         py,
         &crate::ids::journal_id(&inv, attempt),
@@ -46,6 +41,16 @@ fn fast_decode<'py>(py: Python<'py>, data: &[u8]) -> (bool, Option<Bound<'py, Py
         Some(v) => (true, Some(v)),
         None => (false, None),
     }
+}
+
+/// A 16-byte value (an id or a digest) crossing from Python; `what` names it in the error.
+pub(crate) fn bytes16(what: &str, bytes: &[u8]) -> PyResult<[u8; 16]> {
+    bytes.try_into().map_err(|_| {
+        errors::to_pyerr(crate::error::Error::InvalidArgument(format!(
+            "{what} is 16 bytes, got {}",
+            bytes.len()
+        )))
+    })
 }
 
 /// Register every class and function of `pynenc._core`.

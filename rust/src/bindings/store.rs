@@ -334,9 +334,7 @@ fn parse_table(name: &str) -> PyResult<Table> {
 }
 
 fn parse_id(bytes: &[u8]) -> PyResult<[u8; 16]> {
-    bytes
-        .try_into()
-        .map_err(|_| invalid(format!("an invocation id is 16 bytes, got {}", bytes.len())))
+    super::bytes16("an invocation id", bytes)
 }
 
 fn parse_fence(fence: Option<(Vec<u8>, u64)>) -> PyResult<Option<Fence>> {
