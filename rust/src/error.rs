@@ -7,7 +7,8 @@ use std::path::PathBuf;
 /// Result alias used throughout the core.
 pub type Result<T> = std::result::Result<T, Error>;
 
-#[derive(Debug, thiserror::Error)]
+/// Cloneable, so one failed group commit can be reported to every caller that shared it.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// Replayed code asked for something other than what the journal recorded.
     #[error(
@@ -66,7 +67,7 @@ pub enum Error {
         path: PathBuf,
         during: &'static str,
         #[source]
-        source: std::io::Error,
+        source: std::sync::Arc<std::io::Error>,
     },
 
     /// Any other LMDB failure.

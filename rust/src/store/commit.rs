@@ -130,7 +130,7 @@ struct Outcome {
     /// Sequence numbers `(after, upto]` this commit covered.
     after: u64,
     upto: u64,
-    result: std::result::Result<Vec<(Fence, u64)>, Arc<Error>>,
+    result: std::result::Result<Vec<(Fence, u64)>, Error>,
 }
 
 /// The staged-write buffer and its commit protocol.
@@ -217,7 +217,7 @@ impl GroupCommit {
             st.outcomes.push_back(Outcome {
                 after,
                 upto,
-                result: result.map(|r| r.rejected).map_err(Arc::new),
+                result: result.map(|r| r.rejected),
             });
             st.committed = upto;
             st.inflight = Arc::default();
@@ -233,7 +233,7 @@ impl GroupCommit {
         {
             match &o.result {
                 Ok(rejected) => report.rejected.extend(rejected.iter().copied()),
-                Err(e) => failure = failure.or_else(|| Some(Arc::clone(e))),
+                Err(e) => failure = failure.or_else(|| Some(e.clone())),
             }
         }
         if let Some(n) = st.waiters.get_mut(&from) {
@@ -248,87 +248,8 @@ impl GroupCommit {
         }
         drop(st);
         match failure {
-            Some(e) => Err(duplicate(&e)),
+            Some(e) => Err(e),
             None => Ok(report),
         }
-    }
-}
-
-/// A copy of an error for each caller that shares a failed commit.
-pub(crate) fn duplicate(e: &Error) -> Error {
-    match e {
-        Error::NonDeterminism {
-            workflow_id,
-            invocation_id,
-            position,
-            recorded,
-            requested,
-        } => Error::NonDeterminism {
-            workflow_id: workflow_id.clone(),
-            invocation_id: invocation_id.clone(),
-            position: *position,
-            recorded: recorded.clone(),
-            requested: requested.clone(),
-        },
-        Error::CorruptEntry {
-            path,
-            invocation_id,
-            position,
-            detail,
-        } => Error::CorruptEntry {
-            path: path.clone(),
-            invocation_id: invocation_id.clone(),
-            position: *position,
-            detail: detail.clone(),
-        },
-        Error::CorruptStore { path, detail } => Error::CorruptStore {
-            path: path.clone(),
-            detail: detail.clone(),
-        },
-        Error::FormatVersion {
-            path,
-            found,
-            supported,
-        } => Error::FormatVersion {
-            path: path.clone(),
-            found: *found,
-            supported: *supported,
-        },
-        Error::StoreAccess { path, detail } => Error::StoreAccess {
-            path: path.clone(),
-            detail: detail.clone(),
-        },
-        Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
-        Error::Io {
-            path,
-            during,
-            source,
-        } => Error::Io {
-            path: path.clone(),
-            during,
-            source: match source.raw_os_error() {
-                Some(code) => std::io::Error::from_raw_os_error(code),
-                None => std::io::Error::new(source.kind(), source.to_string()),
-            },
-        },
-        Error::Lmdb {
-            path,
-            during,
-            detail,
-        } => Error::Lmdb {
-            path: path.clone(),
-            during,
-            detail: detail.clone(),
-        },
-        Error::StaleLease {
-            invocation_id,
-            token,
-            current,
-        } => Error::StaleLease {
-            invocation_id: invocation_id.clone(),
-            token: *token,
-            current: *current,
-        },
-        Error::InvalidArgument(s) => Error::InvalidArgument(s.clone()),
     }
 }

@@ -225,7 +225,7 @@ pub(crate) fn map_io(dir: &Path, during: &'static str, e: io::Error) -> Error {
         _ => Error::Io {
             path: dir.to_path_buf(),
             during,
-            source: e,
+            source: std::sync::Arc::new(e),
         },
     }
 }
