@@ -11,6 +11,8 @@
 //! where the call site (present when `flags & 1`) is `file_len: ULEB128 | file (UTF-8) |
 //! line: ULEB128`, and the CRC32C covers every byte of the entry before it.
 
+use std::sync::Arc;
+
 /// Format version written at the start of every segment.
 pub const SEGMENT_VERSION: u8 = 1;
 
@@ -37,12 +39,13 @@ pub enum Op {
 }
 
 // The rare, larger operations are boxed so an entry stays 32 bytes in memory: a Recorder holds
-// the whole journal it replays, and a workflow may record a million draws.
+// the whole journal it replays, and a workflow may record a million draws. Names and keys are
+// shared strings: a loop writing one key records it many times but stores it once.
 
 /// The recorded result of a named side effect (codec bytes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SideEffect {
-    pub name: String,
+    pub name: Arc<str>,
     pub value: Vec<u8>,
 }
 
@@ -51,46 +54,46 @@ pub struct SideEffect {
 pub struct Child {
     pub child_id: [u8; 16],
     pub args_digest: [u8; 16],
-    pub task_id: String,
+    pub task_id: Arc<str>,
 }
 
 /// A read of workflow data: the value seen (codec bytes), or `None` when absent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataRead {
-    pub key: String,
+    pub key: Arc<str>,
     pub value: Option<Vec<u8>>,
 }
 
 /// A write of workflow data, by digest of the value written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataWrite {
-    pub key: String,
+    pub key: Arc<str>,
     pub value_digest: [u8; 16],
 }
 
 impl Op {
-    pub fn side_effect(name: &str, value: Vec<u8>) -> Op {
+    pub fn side_effect(name: impl Into<Arc<str>>, value: Vec<u8>) -> Op {
         Op::SideEffect(Box::new(SideEffect {
-            name: name.to_owned(),
+            name: name.into(),
             value,
         }))
     }
-    pub fn child(child_id: [u8; 16], args_digest: [u8; 16], task_id: &str) -> Op {
+    pub fn child(child_id: [u8; 16], args_digest: [u8; 16], task_id: impl Into<Arc<str>>) -> Op {
         Op::Child(Box::new(Child {
             child_id,
             args_digest,
-            task_id: task_id.to_owned(),
+            task_id: task_id.into(),
         }))
     }
-    pub fn data_read(key: &str, value: Option<Vec<u8>>) -> Op {
+    pub fn data_read(key: impl Into<Arc<str>>, value: Option<Vec<u8>>) -> Op {
         Op::DataRead(Box::new(DataRead {
-            key: key.to_owned(),
+            key: key.into(),
             value,
         }))
     }
-    pub fn data_write(key: &str, value_digest: [u8; 16]) -> Op {
+    pub fn data_write(key: impl Into<Arc<str>>, value_digest: [u8; 16]) -> Op {
         Op::DataWrite(Box::new(DataWrite {
-            key: key.to_owned(),
+            key: key.into(),
             value_digest,
         }))
     }
@@ -152,7 +155,7 @@ impl Op {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub op: Op,
-    pub call_site: Option<Box<(String, u32)>>,
+    pub call_site: Option<Box<(Arc<str>, u32)>>,
 }
 
 impl Entry {
@@ -184,6 +187,26 @@ pub fn put_uleb(out: &mut Vec<u8>, mut v: u64) {
 fn put_str(out: &mut Vec<u8>, s: &str) {
     put_uleb(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
+}
+
+fn uleb_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn str_len(s: &str) -> usize {
+    uleb_len(s.len() as u64) + s.len()
+}
+
+/// The length `encode_payload` writes, so an entry is encoded in place.
+fn payload_len(op: &Op) -> usize {
+    match op {
+        Op::Random(_) | Op::Time(_) => 8,
+        Op::Uuid(_) => 16,
+        Op::SideEffect(e) => str_len(&e.name) + e.value.len(),
+        Op::Child(c) => 32 + c.task_id.len(),
+        Op::DataRead(r) => str_len(&r.key) + 1 + r.value.as_ref().map_or(0, Vec::len),
+        Op::DataWrite(w) => str_len(&w.key) + 16,
+    }
 }
 
 fn encode_payload(op: &Op, out: &mut Vec<u8>) {
@@ -226,10 +249,16 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
     } else {
         0
     });
-    let mut payload = Vec::new();
-    encode_payload(&entry.op, &mut payload);
-    put_uleb(out, payload.len() as u64);
-    out.extend_from_slice(&payload);
+    let len = payload_len(&entry.op);
+    put_uleb(out, len as u64);
+    let payload_start = out.len();
+    encode_payload(&entry.op, out);
+    debug_assert_eq!(
+        out.len() - payload_start,
+        len,
+        "payload_len of {:?}",
+        entry.op
+    );
     if let Some((file, line)) = entry.call_site.as_deref() {
         put_str(out, file);
         put_uleb(out, u64::from(*line));
@@ -283,9 +312,9 @@ impl<'a> Reader<'a> {
         }
         None
     }
-    fn string(&mut self) -> Option<String> {
+    fn string(&mut self) -> Option<Arc<str>> {
         let n = usize::try_from(self.uleb()?).ok()?;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
+        std::str::from_utf8(self.take(n)?).ok().map(Arc::from)
     }
 }
 
@@ -317,7 +346,7 @@ fn decode_payload(kind_byte: u8, p: &[u8]) -> Result<Op, String> {
             if p.len() < 32 {
                 return Err(bad());
             }
-            let task_id = String::from_utf8(p[32..].to_vec()).map_err(|_| bad())?;
+            let task_id = Arc::from(std::str::from_utf8(&p[32..]).map_err(|_| bad())?);
             Op::Child(Box::new(Child {
                 child_id: p[..16].try_into().unwrap(),
                 args_digest: p[16..32].try_into().unwrap(),
@@ -410,16 +439,19 @@ mod tests {
             any::<[u8; 16]>().prop_map(Op::Uuid),
             any::<i64>().prop_map(Op::Time),
             (".{0,12}", proptest::collection::vec(any::<u8>(), 0..40))
-                .prop_map(|(name, value)| Op::side_effect(&name, value)),
-            (any::<[u8; 16]>(), any::<[u8; 16]>(), ".{0,20}")
-                .prop_map(|(c, d, t)| Op::child(c, d, &t)),
+                .prop_map(|(name, value)| Op::side_effect(name.as_str(), value)),
+            (any::<[u8; 16]>(), any::<[u8; 16]>(), ".{0,20}").prop_map(|(c, d, t)| Op::child(
+                c,
+                d,
+                t.as_str()
+            )),
             (
                 ".{0,12}",
                 proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40))
             )
-                .prop_map(|(key, value)| Op::data_read(&key, value)),
+                .prop_map(|(key, value)| Op::data_read(key.as_str(), value)),
             (".{0,12}", any::<[u8; 16]>())
-                .prop_map(|(key, value_digest)| Op::data_write(&key, value_digest)),
+                .prop_map(|(key, value_digest)| Op::data_write(key.as_str(), value_digest)),
         ]
     }
 
@@ -427,7 +459,8 @@ mod tests {
         (arb_op(), proptest::option::of((".{0,16}", any::<u32>()))).prop_map(|(op, call_site)| {
             Entry {
                 op,
-                call_site: call_site.map(Box::new),
+                call_site: call_site
+                    .map(|(file, line): (String, u32)| Box::new((file.into(), line))),
             }
         })
     }

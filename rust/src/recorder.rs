@@ -5,6 +5,9 @@
 //! the recorded entries run out it switches to recording: new entries are buffered until the
 //! caller takes them (`take_new`) to persist. It is storage-agnostic: it never touches a store.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use crate::clock::Clock;
 use crate::entry::{Entry, Op};
 use crate::error::{Error, Result};
@@ -32,7 +35,12 @@ pub struct Recorder {
     clock: Clock,
     /// Replay-only: running past the recorded entries is a divergence, not a resume.
     strict: bool,
+    /// Names and keys recorded lately, shared by the entries that repeat them.
+    names: HashSet<Arc<str>, foldhash::fast::RandomState>,
 }
+
+/// Most names kept for sharing; past it the set starts afresh (entries keep their own copies).
+const NAMES_KEPT: usize = 1024;
 
 impl Recorder {
     pub fn new(
@@ -55,6 +63,7 @@ impl Recorder {
             volatile_pending: false,
             clock: Clock::new(),
             strict: false,
+            names: HashSet::default(),
         }
     }
 
@@ -76,14 +85,16 @@ impl Recorder {
     }
 
     /// Past the recorded entries in strict mode: the code asks for more than was recorded.
-    fn past_end(&self, requested: String) -> Result<()> {
+    /// `requested` describes the operation; it is only formatted when it is reported.
+    #[inline]
+    fn past_end(&self, requested: impl FnOnce() -> String) -> Result<()> {
         if self.strict {
             return Err(Error::NonDeterminism {
                 workflow_id: self.workflow_id.clone(),
                 invocation_id: ids::format(&self.invocation_id),
                 position: self.position,
                 recorded: "the task returning (end of journal)".into(),
-                requested,
+                requested: requested(),
             });
         }
         Ok(())
@@ -136,6 +147,19 @@ impl Recorder {
         }
     }
 
+    /// `name` as a shared string, allocated once for all the entries that repeat it.
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.names.get(name) {
+            return Arc::clone(shared);
+        }
+        if self.names.len() >= NAMES_KEPT {
+            self.names.clear();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.names.insert(Arc::clone(&shared));
+        shared
+    }
+
     #[inline]
     fn record(&mut self, op: Op) {
         self.volatile_pending |= op.is_volatile();
@@ -156,7 +180,7 @@ impl Recorder {
                 ref other => Err(self.diverged(other, "random()".into())),
             };
         }
-        self.past_end("random()".into())?;
+        self.past_end(|| "random()".into())?;
         self.record(Op::Random(drawn));
         Ok(drawn)
     }
@@ -173,7 +197,7 @@ impl Recorder {
                 ref other => Err(self.diverged(other, "uuid()".into())),
             };
         }
-        self.past_end("uuid()".into())?;
+        self.past_end(|| "uuid()".into())?;
         self.record(Op::Uuid(drawn));
         Ok(drawn)
     }
@@ -191,7 +215,7 @@ impl Recorder {
                 ref other => Err(self.diverged(other, "utc_now()".into())),
             };
         }
-        self.past_end("utc_now()".into())?;
+        self.past_end(|| "utc_now()".into())?;
         let t = self.clock.tick();
         self.record(Op::Time(t));
         Ok(t)
@@ -202,12 +226,12 @@ impl Recorder {
     pub fn side_effect(&mut self, name: &str) -> Result<Option<Vec<u8>>> {
         match self.recorded_here() {
             None => self
-                .past_end(format!("side_effect({name:?})"))
+                .past_end(|| format!("side_effect({name:?})"))
                 .map(|_| None),
             Some(Entry {
                 op: Op::SideEffect(e),
                 ..
-            }) if e.name == name => {
+            }) if *e.name == *name => {
                 let v = e.value.clone();
                 self.position += 1;
                 Ok(Some(v))
@@ -217,6 +241,7 @@ impl Recorder {
     }
 
     pub fn record_side_effect(&mut self, name: &str, value: Vec<u8>) {
+        let name = self.intern(name);
         self.record(Op::side_effect(name, value));
     }
 
@@ -226,7 +251,7 @@ impl Recorder {
     pub fn child(&mut self, task_id: &str, args_digest: [u8; 16]) -> Result<([u8; 16], bool)> {
         if let Some(e) = self.recorded_here() {
             return match &e.op {
-                Op::Child(c) if c.task_id == task_id && c.args_digest == args_digest => {
+                Op::Child(c) if *c.task_id == *task_id && c.args_digest == args_digest => {
                     let id = c.child_id;
                     self.position += 1;
                     Ok((id, true))
@@ -237,8 +262,9 @@ impl Recorder {
                 }
             };
         }
-        self.past_end(format!("execute_task({task_id})"))?;
+        self.past_end(|| format!("execute_task({task_id})"))?;
         let child_id = ids::child_id(&self.invocation_id, self.attempt, self.position);
+        let task_id = self.intern(task_id);
         self.record(Op::child(child_id, args_digest, task_id));
         Ok((child_id, false))
     }
@@ -247,11 +273,11 @@ impl Recorder {
     /// the live value now and call `record_data_read`.
     pub fn data_read(&mut self, key: &str) -> Result<Option<Option<Vec<u8>>>> {
         match self.recorded_here() {
-            None => self.past_end(format!("get_data({key:?})")).map(|_| None),
+            None => self.past_end(|| format!("get_data({key:?})")).map(|_| None),
             Some(Entry {
                 op: Op::DataRead(r),
                 ..
-            }) if r.key == key => {
+            }) if *r.key == *key => {
                 let v = r.value.clone();
                 self.position += 1;
                 Ok(Some(v))
@@ -261,6 +287,7 @@ impl Recorder {
     }
 
     pub fn record_data_read(&mut self, key: &str, value: Option<Vec<u8>>) {
+        let key = self.intern(key);
         self.record(Op::data_read(key, value));
     }
 
@@ -268,7 +295,7 @@ impl Recorder {
     pub fn data_write(&mut self, key: &str, value_digest: [u8; 16]) -> Result<bool> {
         if let Some(e) = self.recorded_here() {
             return match &e.op {
-                Op::DataWrite(w) if w.key == key && w.value_digest == value_digest => {
+                Op::DataWrite(w) if *w.key == *key && w.value_digest == value_digest => {
                     self.position += 1;
                     Ok(true)
                 }
@@ -278,7 +305,8 @@ impl Recorder {
                 }
             };
         }
-        self.past_end(format!("set_data({key:?})"))?;
+        self.past_end(|| format!("set_data({key:?})"))?;
+        let key = self.intern(key);
         self.record(Op::data_write(key, value_digest));
         Ok(false)
     }
@@ -289,6 +317,16 @@ impl Recorder {
         let entries = std::mem::take(&mut self.new);
         self.new_first = first + entries.len() as u64;
         (first, entries)
+    }
+
+    /// Hand the buffered new entries to `f` with the position of the first of them; `f` drains
+    /// the buffer (which keeps its capacity for the next entries).
+    pub fn drain_new(&mut self, f: impl FnOnce(u64, &mut Vec<Entry>)) {
+        let n = self.new.len() as u64;
+        f(self.new_first, &mut self.new);
+        debug_assert!(self.new.is_empty(), "drain_new: the entries were not taken");
+        self.new.clear();
+        self.new_first += n;
     }
 
     /// Everything taken so far is durable now (the caller flushed it): no volatile value is
@@ -477,6 +515,18 @@ mod tests {
         let mut replay = Recorder::new("wf".into(), INV, 0, journal);
         assert_eq!(replay.time().unwrap(), t0);
         assert!(replay.time().unwrap() > t0);
+    }
+
+    #[test]
+    fn entries_repeating_a_key_share_one_copy_of_it() {
+        let mut rec = fresh();
+        rec.data_write("key", [0; 16]).unwrap();
+        rec.record_data_read("key", None);
+        let (_, entries) = rec.take_new();
+        let (Op::DataWrite(w), Op::DataRead(r)) = (&entries[0].op, &entries[1].op) else {
+            panic!("unexpected entries {entries:?}");
+        };
+        assert!(Arc::ptr_eq(&w.key, &r.key));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::{bytes16, scalar};
 use crate::error::Error;
 use crate::ids;
 use crate::recorder::Recorder;
-use crate::store::{Fence, Store, Table, WriteOp};
+use crate::store::{Fence, Store, Table};
 use crate::stream::u64_to_unit_f64;
 
 #[pyclass(name = "Execution", module = "pynenc._core")]
@@ -173,16 +173,17 @@ impl PyExecution {
             .try_into()
             .expect("16 bytes");
         let r = self.recorder.data_write(key, digest);
-        if self.watch(r)? {
+        if self.watch(r)? || self.replay_only {
             return Ok(());
         }
-        self.stage_entries();
-        self.store.stage(WriteOp::Put {
-            table: Table::Data,
-            key: data_key,
-            value: bytes,
-            fence: self.fence,
+        // The journal entry and the value are staged together, the entry first: a flush by any
+        // thread commits both or neither.
+        let mut staging = self.store.staging();
+        let (journal_id, fence) = (self.journal_id, self.fence);
+        self.recorder.drain_new(|first, entries| {
+            staging.journal(journal_id, first, entries, fence);
         });
+        staging.put(Table::Data, &data_key, bytes, fence);
         Ok(())
     }
 
@@ -196,17 +197,18 @@ impl PyExecution {
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let r = self.recorder.data_read(key);
-        let data = match self.watch(r)? {
-            Some(recorded) => recorded,
+        let decode = |data: &Option<Vec<u8>>| match data {
+            Some(bytes) => scalar::decode(py, bytes, || format!("workflow data '{key}'")),
+            None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
+        };
+        match self.watch(r)? {
+            Some(recorded) => decode(&recorded),
             None => {
                 let live = self.store.get(Table::Data, &self.data_key(key)?).py_err()?;
-                self.recorder.record_data_read(key, live.clone());
-                live
+                let value = decode(&live)?;
+                self.recorder.record_data_read(key, live);
+                Ok(value)
             }
-        };
-        match data {
-            Some(bytes) => scalar::decode(py, &bytes, || format!("workflow data '{key}'")),
-            None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
         }
     }
 
@@ -301,16 +303,22 @@ impl PyExecution {
 }
 
 impl PyExecution {
-    fn data_key(&self, key: &str) -> PyResult<Vec<u8>> {
-        if 16 + key.len() > 511 {
+    /// The store key of workflow data `key` (workflow id ‖ key), built on the stack.
+    fn data_key(&self, key: &str) -> PyResult<DataKey> {
+        let len = 16 + key.len();
+        if len > DataKey::MAX {
             return Err(to_pyerr(Error::InvalidArgument(format!(
-                "workflow data key is {} bytes, the longest accepted is 495",
-                key.len()
+                "workflow data key is {} bytes, the longest accepted is {}",
+                key.len(),
+                DataKey::MAX - 16
             ))));
         }
-        let mut k = Vec::with_capacity(16 + key.len());
-        k.extend_from_slice(&self.data_prefix);
-        k.extend_from_slice(key.as_bytes());
+        let mut k = DataKey {
+            buf: [0; DataKey::MAX],
+            len,
+        };
+        k.buf[..16].copy_from_slice(&self.data_prefix);
+        k.buf[16..len].copy_from_slice(key.as_bytes());
         Ok(k)
     }
 
@@ -331,17 +339,34 @@ impl PyExecution {
         r.py_err()
     }
 
+    /// Hand the new entries to the store's staging buffer (no I/O).
     fn stage_entries(&mut self) {
         if self.replay_only || self.recorder.pending_len() == 0 {
             return;
         }
-        let (first_position, entries) = self.recorder.take_new();
-        self.store.stage(WriteOp::Journal {
-            invocation: self.journal_id,
-            first_position,
-            entries,
-            fence: self.fence,
+        let mut staging = self.store.staging();
+        let (journal_id, fence) = (self.journal_id, self.fence);
+        self.recorder.drain_new(|first, entries| {
+            staging.journal(journal_id, first, entries, fence);
         });
+    }
+}
+
+/// A workflow data key in a fixed buffer: LMDB keys are at most 511 bytes, so no key needs
+/// the heap.
+struct DataKey {
+    buf: [u8; DataKey::MAX],
+    len: usize,
+}
+
+impl DataKey {
+    const MAX: usize = 511;
+}
+
+impl std::ops::Deref for DataKey {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 

@@ -417,27 +417,24 @@ fn op_tuple<'py>(py: Python<'py>, op: &crate::entry::Op) -> PyResult<Bound<'py, 
         Op::Uuid(u) => ("uuid", crate::ids::format(u)).into_pyobject(py),
         Op::Time(t) => ("utc_now", *t).into_pyobject(py),
         Op::SideEffect(e) => {
-            ("side_effect", e.name.as_str(), PyBytes::new(py, &e.value)).into_pyobject(py)
+            ("side_effect", &*e.name, PyBytes::new(py, &e.value)).into_pyobject(py)
         }
         Op::Child(c) => (
             "execute_task",
-            c.task_id.as_str(),
+            &*c.task_id,
             PyBytes::new(py, &c.child_id),
             PyBytes::new(py, &c.args_digest),
         )
             .into_pyobject(py),
         Op::DataRead(r) => (
             "get_data",
-            r.key.as_str(),
+            &*r.key,
             r.value.as_ref().map(|v| PyBytes::new(py, v)),
         )
             .into_pyobject(py),
-        Op::DataWrite(w) => (
-            "set_data",
-            w.key.as_str(),
-            PyBytes::new(py, &w.value_digest),
-        )
-            .into_pyobject(py),
+        Op::DataWrite(w) => {
+            ("set_data", &*w.key, PyBytes::new(py, &w.value_digest)).into_pyobject(py)
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use heed::{MdbError, RoTxn, RwTxn, WithoutTls};
 
-use super::commit::GroupCommit;
+use super::commit::{GroupCommit, Staging};
 use super::env::{self, Handle, MapEvent};
 use super::{apply, registry, Fence, WriteOp};
 use crate::error::{Error, Result};
@@ -129,13 +129,20 @@ impl Store {
 
     /// Stage one write (visible to this process's reads at once, durable after `flush`).
     pub fn stage(&self, op: WriteOp) {
-        self.stage_many(vec![op]);
+        self.stage_many([op]);
     }
 
-    /// Stage several writes, in order.
-    pub fn stage_many(&self, ops: Vec<WriteOp>) {
+    /// Stage several writes, in order, under one lock.
+    pub fn stage_many(&self, ops: impl IntoIterator<Item = WriteOp>) {
         self.check_fork();
         self.commit.stage(ops);
+    }
+
+    /// Hold the staging buffer to stage several writes together without building them first
+    /// (journal entries drained from the caller's buffer, a Put of a borrowed key).
+    pub fn staging(&self) -> Staging<'_> {
+        self.check_fork();
+        self.commit.staging()
     }
 
     /// Commit everything staged so far by any thread in one transaction (shared with

@@ -17,7 +17,8 @@
 //! ```ignore
 //! Store::open(path, StoreOptions) -> Result<Arc<Store>>  // one shared Store per canonical path per process
 //! store.path() -> &Path
-//! store.stage(WriteOp) / store.stage_many(Vec<WriteOp>)
+//! store.stage(WriteOp) / store.stage_many(impl IntoIterator<Item = WriteOp>)
+//! store.staging() -> Staging                             // hold the buffer: journal drain + put, in order
 //! store.flush() -> Result<FlushReport>                   // durable (fsync unless sync=false) on return
 //! store.journal(&inv) -> Result<Vec<Entry>>             // checksums verified; CorruptEntry names inv+position
 //! store.get(Table, key) -> Result<Option<Vec<u8>>>      // staged overlay first
@@ -39,6 +40,7 @@ mod registry;
 #[cfg(test)]
 mod tests;
 
+pub use commit::Staging;
 pub use env::FORMAT_VERSION;
 pub use lmdb::{Claim, FlushReport, Lease, Store, StoreOptions};
 

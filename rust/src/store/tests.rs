@@ -485,3 +485,29 @@ fn many_staged_writes_read_their_latest_value_and_journal_runs_merge() {
         Some(4999u32.to_be_bytes().to_vec())
     );
 }
+
+#[test]
+fn staging_a_journal_and_a_rewritten_key_commits_the_last_value_with_every_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for i in 0..500u32 {
+        let mut entries = vec![Entry::new(Op::Random(u64::from(i)))];
+        let mut staging = store.staging();
+        staging.journal(inv(4), u64::from(i), &mut entries, None);
+        staging.put(Table::Data, b"k", i.to_le_bytes().to_vec(), None);
+    }
+    assert_eq!(
+        store.get(Table::Data, b"k").unwrap(),
+        Some(499u32.to_le_bytes().to_vec())
+    );
+    store.flush().unwrap();
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(
+        store.get(Table::Data, b"k").unwrap(),
+        Some(499u32.to_le_bytes().to_vec())
+    );
+    let journal = store.journal(&inv(4)).unwrap();
+    assert_eq!(journal.len(), 500);
+    assert_eq!(journal[499].op, Op::Random(499));
+}
