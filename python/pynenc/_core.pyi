@@ -15,11 +15,13 @@ __all__ = [
     "Store",
     "fast_decode",
     "fast_encode",
+    "format_id",
     "journal_id",
 ]
 
 FORMAT_VERSION: int
 
+def format_id(id: bytes) -> str: ...
 def journal_id(invocation: bytes, attempt: int) -> bytes: ...
 def fast_encode(value: object, limit: int) -> bytes | None: ...
 def fast_decode(data: bytes) -> tuple[bool, Any]: ...

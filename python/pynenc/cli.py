@@ -10,9 +10,10 @@ import sys
 from collections import Counter
 from typing import Any
 
+from pynenc._core import format_id
 from pynenc.app import Pynenc
 from pynenc.errors import InvalidArgumentError, PynencError
-from pynenc.invocation import InvocationStatus, format_id
+from pynenc.invocation import InvocationStatus
 
 __all__ = ["load_app", "main", "show", "status"]
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import cbor2
 
 from pynenc import codec
-from pynenc._core import fast_decode, fast_encode
+from pynenc._core import fast_decode, fast_encode, format_id
 from pynenc.errors import CorruptEntryError, InvalidArgumentError, PayloadError, TaskError
 from pynenc.workflow.identity import WorkflowIdentity
 
@@ -40,7 +40,10 @@ class InvocationStatus(enum.StrEnum):
     @property
     def finished(self) -> bool:
         """True once the invocation has a result or an error that will not change."""
-        return self in (InvocationStatus.SUCCESS, InvocationStatus.FAILED)
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({InvocationStatus.SUCCESS, InvocationStatus.FAILED})
 
 
 @dataclass(slots=True)
@@ -100,12 +103,6 @@ def _dumps(record: dict[str, Any]) -> bytes:
     unless an exception's stored arguments are exotic), else through cbor2."""
     fast = fast_encode(record, 1 << 62)
     return fast if fast is not None else cbor2.dumps(record, canonical=True)
-
-
-def format_id(raw: bytes) -> str:
-    """A 16-byte id as a UUID string (what `str(uuid.UUID(bytes=raw))` gives, faster)."""
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _import_exception_type(module: str, qualname: str) -> type[BaseException] | None:

@@ -37,6 +37,8 @@ pub struct Recorder {
     strict: bool,
     /// Names and keys recorded lately, shared by the entries that repeat them.
     names: HashSet<Arc<str>, foldhash::fast::RandomState>,
+    /// The name interned last: loops repeat one name.
+    last_name: Option<Arc<str>>,
 }
 
 /// Most names kept for sharing; past it the set starts afresh (entries keep their own copies).
@@ -64,6 +66,7 @@ impl Recorder {
             clock: Clock::new(),
             strict: false,
             names: HashSet::default(),
+            last_name: None,
         }
     }
 
@@ -149,6 +152,15 @@ impl Recorder {
 
     /// `name` as a shared string, allocated once for all the entries that repeat it.
     fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(last) = self.last_name.as_ref().filter(|last| ***last == *name) {
+            return Arc::clone(last);
+        }
+        let shared = self.intern_slow(name);
+        self.last_name = Some(Arc::clone(&shared));
+        shared
+    }
+
+    fn intern_slow(&mut self, name: &str) -> Arc<str> {
         if let Some(shared) = self.names.get(name) {
             return Arc::clone(shared);
         }

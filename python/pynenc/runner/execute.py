@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pynenc import codec
-from pynenc._core import Execution
+from pynenc._core import Execution, format_id
 from pynenc.errors import (
     InvalidArgumentError,
     InvocationParkedError,
@@ -33,7 +33,6 @@ from pynenc.invocation import (
     Invocation,
     InvocationRecord,
     InvocationStatus,
-    format_id,
 )
 from pynenc.runner.owner import current_owner
 from pynenc.workflow.context import _CURRENT, WorkflowContext

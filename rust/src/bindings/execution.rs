@@ -30,6 +30,8 @@ pub struct PyExecution {
     data_prefix: [u8; 16],
     /// Largest encoded payload accepted.
     max_payload_bytes: usize,
+    /// Scratch buffer for data keys (see `data_key`).
+    key_buf: Vec<u8>,
     /// The first divergence seen, kept so user code that swallows the exception cannot hide
     /// it: the runner re-raises it when the task returns (`check_divergence`).
     divergence: Option<(u64, String, String)>,
@@ -68,6 +70,7 @@ impl PyExecution {
             replay_only,
             data_prefix,
             max_payload_bytes,
+            key_buf: Vec::new(),
             divergence: None,
         })
     }
@@ -184,6 +187,8 @@ impl PyExecution {
             staging.journal(journal_id, first, entries, fence);
         });
         staging.put(Table::Data, &data_key, bytes, fence);
+        drop(staging);
+        self.key_buf = data_key;
         Ok(())
     }
 
@@ -204,7 +209,10 @@ impl PyExecution {
         match self.watch(r)? {
             Some(recorded) => decode(&recorded),
             None => {
-                let live = self.store.get(Table::Data, &self.data_key(key)?).py_err()?;
+                let data_key = self.data_key(key)?;
+                let live = self.store.get(Table::Data, &data_key).py_err();
+                self.key_buf = data_key;
+                let live = live?;
                 let value = decode(&live)?;
                 self.recorder.record_data_read(key, live);
                 Ok(value)
@@ -303,27 +311,25 @@ impl PyExecution {
 }
 
 impl PyExecution {
-    /// The store key of workflow data `key` (workflow id ‖ key), built on the stack.
-    fn data_key(&self, key: &str) -> PyResult<DataKey> {
-        let len = 16 + key.len();
-        if len > DataKey::MAX {
+    /// The store key of workflow data `key` (workflow id ‖ key), built in a buffer this
+    /// execution reuses: hand it back with `self.key_buf = key` when done.
+    fn data_key(&mut self, key: &str) -> PyResult<Vec<u8>> {
+        if 16 + key.len() > MAX_KEY {
             return Err(to_pyerr(Error::InvalidArgument(format!(
                 "workflow data key is {} bytes, the longest accepted is {}",
                 key.len(),
-                DataKey::MAX - 16
+                MAX_KEY - 16
             ))));
         }
-        let mut k = DataKey {
-            buf: [0; DataKey::MAX],
-            len,
-        };
-        k.buf[..16].copy_from_slice(&self.data_prefix);
-        k.buf[16..len].copy_from_slice(key.as_bytes());
+        let mut k = std::mem::take(&mut self.key_buf);
+        k.clear();
+        k.extend_from_slice(&self.data_prefix);
+        k.extend_from_slice(key.as_bytes());
         Ok(k)
     }
 
     /// Convert a recorder result, remembering the first divergence.
-    #[inline]
+    #[inline(always)]
     fn watch<T>(&mut self, r: crate::error::Result<T>) -> PyResult<T> {
         if let Err(Error::NonDeterminism {
             position,
@@ -352,23 +358,8 @@ impl PyExecution {
     }
 }
 
-/// A workflow data key in a fixed buffer: LMDB keys are at most 511 bytes, so no key needs
-/// the heap.
-struct DataKey {
-    buf: [u8; DataKey::MAX],
-    len: usize,
-}
-
-impl DataKey {
-    const MAX: usize = 511;
-}
-
-impl std::ops::Deref for DataKey {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
+/// Longest LMDB key: a workflow data key is the 16-byte workflow id and the key's UTF-8.
+const MAX_KEY: usize = 511;
 
 static DATETIME: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
 

@@ -22,6 +22,12 @@ fn journal_id<'py>(
     ))
 }
 
+/// A 16-byte id as a UUID string (`str(uuid.UUID(bytes=id))`).
+#[pyfunction]
+fn format_id(id: &[u8]) -> PyResult<String> {
+    Ok(crate::ids::format(&bytes16("an id", id)?))
+}
+
 /// The codec's fast path: canonical CBOR of plain values (see `scalar.rs`), or None when
 /// `pynenc.codec` must encode it.
 #[pyfunction]
@@ -57,6 +63,7 @@ pub(crate) fn bytes16(what: &str, bytes: &[u8]) -> PyResult<[u8; 16]> {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FORMAT_VERSION", crate::entry::SEGMENT_VERSION)?;
     m.add_function(wrap_pyfunction!(journal_id, m)?)?;
+    m.add_function(wrap_pyfunction!(format_id, m)?)?;
     m.add_function(wrap_pyfunction!(fast_encode, m)?)?;
     m.add_function(wrap_pyfunction!(fast_decode, m)?)?;
     store::register(m)?;

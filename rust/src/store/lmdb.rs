@@ -5,7 +5,7 @@ use std::fs::{self, DirBuilder};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use heed::{MdbError, RoTxn, RwTxn, WithoutTls};
@@ -93,6 +93,9 @@ pub struct Store {
     handle: RwLock<Option<Handle>>,
     pub(crate) commit: GroupCommit,
     commits: AtomicU64,
+    /// The process whose environment `handle` holds: read without a lock on every operation
+    /// to notice a fork.
+    opened_pid: AtomicU32,
 }
 
 impl Store {
@@ -108,6 +111,7 @@ impl Store {
                 handle: RwLock::new(Some(handle)),
                 commit: GroupCommit::default(),
                 commits: AtomicU64::new(0),
+                opened_pid: AtomicU32::new(current_pid()),
             })
         })
     }
@@ -166,6 +170,9 @@ impl Store {
     /// After a fork the child starts with an empty staging buffer: the writes staged by the
     /// parent belong to the parent, which commits them itself.
     pub(crate) fn check_fork(&self) {
+        if self.opened_pid.load(Ordering::Relaxed) == current_pid() {
+            return;
+        }
         let stale = {
             let guard = self.handle.read().unwrap_or_else(PoisonError::into_inner);
             guard.as_ref().is_some_and(|h| h.pid != current_pid())
@@ -202,6 +209,7 @@ impl Store {
                     drop(inherited);
                 }
                 *guard = Some(env::open(&self.path, &self.options)?);
+                self.opened_pid.store(pid, Ordering::Relaxed);
             }
         }
     }
