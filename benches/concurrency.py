@@ -51,17 +51,21 @@ def aggregate_steps_per_second(threads: int, n_per_thread: int) -> float:
 
 def run(s: Settings) -> list[Row]:
     n = s.n(400, 20)
-    rows = []
-    for threads in THREADS:
-        rows.append(
-            Row(
-                GROUP,
-                _label(threads),
-                "steps/s",
-                [aggregate_steps_per_second(threads, n) for _ in range(s.reps)],
-                baseline=None if threads == 1 else _label(1),
-                target=Target(">=", 4) if threads == 16 else None,
-                note=f"{n} steps per thread",
-            )
+    # Each repetition runs 1, 4 and 16 threads back to back (paired with the one-thread run).
+    samples: dict[int, list[float]] = {threads: [] for threads in THREADS}
+    for _ in range(s.reps):
+        for threads in THREADS:
+            samples[threads].append(aggregate_steps_per_second(threads, n))
+    return [
+        Row(
+            GROUP,
+            _label(threads),
+            "steps/s",
+            samples[threads],
+            baseline=None if threads == 1 else _label(1),
+            target=Target(">=", 4) if threads == 16 else None,
+            note=f"{n} steps per thread",
+            paired=threads > 1,
         )
-    return rows
+        for threads in THREADS
+    ]

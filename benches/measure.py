@@ -50,8 +50,11 @@ class Target:
 class Row:
     """One measured figure: `samples` holds one value per repetition.
 
-    `baseline` names the row its ratio is taken against (row value / baseline value). `na` is
-    the reason when the figure could not be measured in this run.
+    `baseline` names the row its ratio is taken against (row value / baseline value). With
+    `paired`, sample i of the row and of its baseline were taken in the same repetition, one
+    right after the other, and the ratio is the median of the per-repetition ratios: a shared
+    machine that slows down for a while slows both sides of a pair alike. `na` is the reason
+    when the figure could not be measured in this run.
     """
 
     group: str
@@ -62,6 +65,7 @@ class Row:
     target: Target | None = None
     note: str = ""
     na: str | None = None
+    paired: bool = False
 
     @property
     def median(self) -> float | None:

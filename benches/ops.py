@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from benches import tasks
 from benches.baselines import NaiveJournal
 from benches.measure import Row, Settings, Target, temp_dir
+from pynenc import Pynenc
 
 __all__ = ["run"]
 
@@ -64,17 +65,12 @@ def _baseline(op: str, n: int) -> float:
     return (time.perf_counter_ns() - t0) / n
 
 
-def _record_and_replay(op: str, n: int, reps: int) -> tuple[list[float], list[float]]:
-    """ns/op of `op` on the first run and on replay, one sample of each per repetition."""
-    record, replay = [], []
-    with temp_dir("ops") as d:
-        app = tasks.fresh_app(d, sync=True)
-        for _ in range(reps):
-            inv = tasks.run_task(app, tasks.op_loop, op, n)
-            record.append(tasks.LAST["ns"] / n)
-            app.replay(inv.invocation_id)
-            replay.append(tasks.LAST["ns"] / n)
-    return record, replay
+def _record_and_replay(app: Pynenc, op: str, n: int) -> tuple[float, float]:
+    """ns/op of `op` on a first run and on its replay."""
+    inv = tasks.run_task(app, tasks.op_loop, op, n)
+    record = tasks.LAST["ns"] / n
+    app.replay(inv.invocation_id)
+    return record, tasks.LAST["ns"] / n
 
 
 def run(s: Settings) -> list[Row]:
@@ -84,13 +80,37 @@ def run(s: Settings) -> list[Row]:
         n = s.n(500, 20) if op == "side_effect" else s.n(200_000, 2_000)
         if op == "data":
             n = s.n(50_000, 1_000)
-        if not any(r.name == base_label for r in rows):
-            rows.append(Row(GROUP, base_label, "ns/op", [_baseline(op, n) for _ in range(s.reps)]))
-        record, replay = _record_and_replay(op, n, s.reps)
+        # Each repetition measures the baseline and the operation back to back (paired).
+        paired = not any(r.name == base_label for r in rows)
+        base: list[float] = []
+        record: list[float] = []
+        replay: list[float] = []
+        longer: list[float] = []
+        with temp_dir("ops") as d:
+            app = tasks.fresh_app(d, sync=True)
+            for _ in range(s.reps):
+                if paired:
+                    base.append(_baseline(op, n))
+                rec, rep = _record_and_replay(app, op, n)
+                record.append(rec)
+                replay.append(rep)
+                if op == "data":
+                    tasks.run_task(app, tasks.op_loop, op, 10 * n)
+                    longer.append(tasks.LAST["ns"] / (10 * n))
+        if paired:
+            rows.append(Row(GROUP, base_label, "ns/op", base))
         rows.append(
-            Row(GROUP, f"{label} record", "ns/op", record, baseline=base_label, target=target)
+            Row(
+                GROUP,
+                f"{label} record",
+                "ns/op",
+                record,
+                baseline=base_label,
+                target=target,
+                note=f"{n:,} per run",
+                paired=paired,
+            )
         )
-        rows[-1].note = f"{n:,} per run"
         rows.append(
             Row(
                 GROUP,
@@ -99,10 +119,10 @@ def run(s: Settings) -> list[Row]:
                 replay,
                 baseline=f"{label} record",
                 target=Target("<=", 1),
+                paired=True,
             )
         )
-        if op == "data":
-            longer, _ = _record_and_replay(op, 10 * n, s.reps)
+        if longer:
             rows.append(
                 Row(
                     GROUP,
@@ -111,6 +131,7 @@ def run(s: Settings) -> list[Row]:
                     longer,
                     baseline=f"{label} record",
                     note=f"{10 * n:,} per run",
+                    paired=True,
                 )
             )
     return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,16 @@ HIGHER_IS_BETTER = ("/s",)
 
 
 def ratio_of(row: Row, rows: list[Row]) -> float | None:
-    """The row's median over its baseline's median (same group), or None."""
+    """The row's ratio to its baseline (same group), or None: the median of the
+    per-repetition ratios for a paired row, else the ratio of the medians."""
     if row.baseline is None or row.median is None:
         return None
     for other in rows:
         if other.group == row.group and other.name == row.baseline and other.median:
+            if row.paired and len(other.samples) == len(row.samples):
+                return statistics.median(
+                    a / b for a, b in zip(row.samples, other.samples, strict=True)
+                )
             return row.median / other.median
     return None
 
