@@ -122,7 +122,16 @@ def _shallow_plain(value: object, depth: int) -> bool:
     return False
 
 
-def encode(value: object, *, what: str, limit: int = DEFAULT_LIMIT) -> bytes:
+#: What a payload is, for error messages: a string, or a function giving it (formatted only
+#: when an error needs it, so hot paths do not build messages they never show).
+What = str | Callable[[], str]
+
+
+def _what(what: What) -> str:
+    return what if isinstance(what, str) else what()
+
+
+def encode(value: object, *, what: What, limit: int = DEFAULT_LIMIT) -> bytes:
     """Encode a payload to canonical CBOR bytes.
 
     Pure: it writes nothing anywhere, so callers can encode before they persist anything.
@@ -130,7 +139,7 @@ def encode(value: object, *, what: str, limit: int = DEFAULT_LIMIT) -> bytes:
     Args:
         value: The plain-data value to encode.
         what: What the value is, for error messages, e.g. ``"argument 'order' of task
-            'shop.process'"``.
+            'shop.process'"``, or a function returning it.
         limit: Largest encoded size accepted, in bytes.
 
     Returns:
@@ -149,7 +158,7 @@ def encode(value: object, *, what: str, limit: int = DEFAULT_LIMIT) -> bytes:
     fast = fast_encode(value, limit)  # plain values, in Rust: the same canonical bytes
     if fast is not None:
         return fast
-    return _encode_cbor(value, what, limit)
+    return _encode_cbor(value, _what(what), limit)
 
 
 def _encode_cbor(value: object, what: str, limit: int) -> bytes:
@@ -171,12 +180,12 @@ def _encode_cbor(value: object, what: str, limit: int) -> bytes:
     return data
 
 
-def decode(data: bytes, *, what: str = "payload") -> Any:
+def decode(data: bytes, *, what: What = "payload") -> Any:
     """Decode bytes written by `encode`.
 
     Args:
         data: The encoded payload.
-        what: What the payload is, for error messages.
+        what: What the payload is, for error messages, or a function returning it.
 
     Returns:
         The decoded value.
@@ -188,7 +197,7 @@ def decode(data: bytes, *, what: str = "payload") -> Any:
     done, fast = fast_decode(data)  # plain values, in Rust
     if done:
         return fast
-    return _decode_cbor(data, what)
+    return _decode_cbor(data, _what(what))
 
 
 def _decode_cbor(data: bytes, what: str) -> Any:

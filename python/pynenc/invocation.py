@@ -147,21 +147,23 @@ class InvocationRecord:
     def encode(self) -> bytes:
         return _dumps(
             {
+                # In canonical order (shorter keys first, then bytewise): the encoder
+                # then has nothing to sort.
                 "v": RECORD_VERSION,
                 "id": self.invocation_id,
-                "task": self.task_id,
-                "args": self.args,
                 "wf": [
                     self.workflow.workflow_id,
                     self.workflow.workflow_type,
                     self.workflow.parent_workflow_id,
                 ],
+                "args": self.args,
+                "task": self.task_id,
+                "error": None if self.error is None else self.error.to_wire(),
+                "owner": self.owner,
                 "parent": self.parent_invocation_id,
+                "result": self.result,
                 "status": self.status.value,
                 "attempt": self.attempt,
-                "owner": self.owner,
-                "result": self.result,
-                "error": None if self.error is None else self.error.to_wire(),
                 "created": self.created_at,
                 "updated": self.updated_at,
                 "attempts": self.attempts,
@@ -295,5 +297,5 @@ class Invocation(Generic[R]):
             raise record.error.to_exception()
         if record.result is None:
             raise CorruptEntryError(f"invocation {self.invocation_id} succeeded without a result")
-        value: R = codec.decode(record.result, what=f"result of {self.invocation_id}")
+        value: R = codec.decode(record.result, what=lambda: f"result of {self.invocation_id}")
         return value

@@ -60,7 +60,7 @@ def encode_arguments(app: Pynenc, task: Task[..., Any], args: Any, kwargs: dict[
     try:
         return codec.encode(
             [list(args), kwargs],
-            what=f"arguments of task {task.task_id!r}",
+            what=lambda: f"arguments of task {task.task_id!r}",
             limit=app.config.max_payload_bytes,
         )
     except TypeError:
@@ -174,7 +174,7 @@ def run(
             try:
                 record.result = codec.encode(
                     value,
-                    what=f"result of task {task.task_id!r}",
+                    what=lambda: f"result of task {task.task_id!r}",
                     limit=app.config.max_payload_bytes,
                 )
             except Exception as exc:  # noqa: BLE001 - an unstorable result fails the task
@@ -205,7 +205,7 @@ def run(
 
 def _call(ctx: WorkflowContext, record: InvocationRecord) -> tuple[Any, BaseException | None]:
     """Run the task's function inside `ctx`: (value, None) or (None, the task's exception)."""
-    args, kwargs = codec.decode(record.args, what=f"arguments of {record.id_str}")
+    args, kwargs = codec.decode(record.args, what=lambda: f"arguments of {record.id_str}")
     token = _CURRENT.set(ctx)
     try:
         return ctx.task.func(*args, **kwargs), None

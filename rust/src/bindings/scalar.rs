@@ -141,23 +141,29 @@ fn encode_into(
         }
     } else if ty.is(py.get_type::<PyDict>()) {
         let dict = value.cast::<PyDict>().ok()?;
-        // Canonical order: keys sorted by their encoding, shorter first, then bytewise.
-        let mut pairs = Vec::with_capacity(dict.len());
+        // Canonical order: keys sorted by their encoding, shorter first, then bytewise. Every
+        // pair is encoded into one scratch buffer, then copied out in that order.
+        let mut scratch = Vec::new();
+        // (key start, key end, value end) in `scratch`
+        let mut spans = Vec::with_capacity(dict.len());
         for (k, v) in dict.iter() {
-            let mut key = Vec::new();
-            encode_into(&k, &mut key, 0, limit)?;
-            let mut val = Vec::new();
-            encode_into(&v, &mut val, depth - 1, limit)?;
-            pairs.push((key, val));
+            let key_start = scratch.len();
+            encode_into(&k, &mut scratch, 0, limit)?;
+            let key_end = scratch.len();
+            encode_into(&v, &mut scratch, depth - 1, limit)?;
+            spans.push((key_start, key_end, scratch.len()));
         }
-        pairs.sort_by(|a, b| (a.0.len(), &a.0).cmp(&(b.0.len(), &b.0)));
-        head(out, 5, pairs.len() as u64);
-        for (k, v) in pairs {
-            out.extend_from_slice(&k);
-            out.extend_from_slice(&v);
-            if out.len() > limit {
-                return None;
-            }
+        let key = |&(start, end, _): &(usize, usize, usize)| (end - start, &scratch[start..end]);
+        // Dicts built in canonical order (the invocation record is) skip the sort.
+        if !spans.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
+            spans.sort_by(|a, b| key(a).cmp(&key(b)));
+        }
+        head(out, 5, spans.len() as u64);
+        for &(start, _, end) in &spans {
+            out.extend_from_slice(&scratch[start..end]);
+        }
+        if out.len() > limit {
+            return None;
         }
     } else {
         return None;
