@@ -62,3 +62,48 @@ def test_sigkill_in_second_child_then_recover(tmp_path: Path, store_url: str) ->
     # Nothing is left to recover.
     third = run(tmp_path, store_url, "recover", crash=True)
     assert json.loads(third.stdout) == []
+
+
+LAZY = Path(__file__).parent / "programs" / "lazy_dispatch.py"
+
+
+def run_lazy(
+    tmp_path: Path, store_url: str, command: str, shift: int = 0
+) -> subprocess.CompletedProcess[str]:
+    env = dict(
+        os.environ,
+        PYNENC_STORE=store_url,
+        STEP_LOG=str(tmp_path / "steps.log"),
+        STEP_SHIFT=str(shift),
+    )
+    return subprocess.run(
+        [sys.executable, str(LAZY), command], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_child_durable_before_the_dispatch_that_led_to_it_is_found_again(
+    tmp_path: Path, store_url: str
+) -> None:
+    """Killed after an inline child finished, before the workflow's own entries (a draw, the
+    dispatch) were flushed: the resumed workflow regenerates the draw, finds the finished child
+    at the same position and does not run it again."""
+    assert run_lazy(tmp_path, store_url, "start").returncode == -signal.SIGKILL
+    assert (tmp_path / "steps.log").read_text().split() == ["1"]
+    journal = run_lazy(tmp_path, store_url, "journal")
+    assert journal.stdout.strip() == "0", journal.stderr  # nothing of the workflow's own
+    recovered = run_lazy(tmp_path, store_url, "recover")
+    assert recovered.returncode == 0, recovered.stderr
+    [result] = json.loads(recovered.stdout)
+    assert (tmp_path / "steps.log").read_text().split() == ["1", "2"], "step 1 ran once"
+    assert result["first"]["x"] == 1 and result["second"]["x"] == 2
+
+
+def test_a_resumed_workflow_calling_the_stored_child_with_other_arguments_diverges(
+    tmp_path: Path, store_url: str
+) -> None:
+    assert run_lazy(tmp_path, store_url, "start").returncode == -signal.SIGKILL
+    recovered = run_lazy(tmp_path, store_url, "recover", shift=5)
+    assert recovered.returncode != 0
+    assert "NonDeterminismError" in recovered.stderr, recovered.stderr
+    assert "execute_task" in recovered.stderr and "position 1" in recovered.stderr
+    assert (tmp_path / "steps.log").read_text().split() == ["1"], "no child ran again"

@@ -1,0 +1,45 @@
+"""A workflow killed with SIGKILL right after an inline child finished, before the workflow's own
+journal entries (a random draw and the dispatch) were flushed: the child's record is durable, the
+entries that led to it are not.
+
+`python lazy_dispatch.py start` runs until killed; `journal` prints how many entries the
+interrupted workflow's journal holds; `recover` prints the recovered results as JSON. STEP_SHIFT (default 0) is added to the child's argument: a resumed
+run that calls the child with another argument than the stored one has diverged. Every run of
+the child appends a line to the file named by STEP_LOG.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from pynenc import Pynenc
+
+app = Pynenc("lazy-dispatch-test")
+
+
+@app.task
+def step(x: int) -> dict[str, object]:
+    with open(os.environ["STEP_LOG"], "a") as f:
+        f.write(f"{x}\n")
+    return {"x": x, "id": step.wf.uuid()}
+
+
+@app.task
+def workflow() -> dict[str, object]:
+    drawn = workflow.wf.random()
+    first = workflow.wf.execute_task(step, 1 + int(os.environ.get("STEP_SHIFT", "0"))).result
+    second = workflow.wf.execute_task(step, 2).result
+    return {"drawn": drawn, "first": first, "second": second}
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "start":
+        os.environ["PYNENC_CRASH_AFTER"] = "step"  # SIGKILL once the first step is durable
+        workflow()
+    elif sys.argv[1] == "journal":  # entries of the interrupted workflow's journal
+        [running] = app.list_invocations(task_id=workflow.task_id, status="running")
+        print(len(app.journal(running.invocation_id)))
+    else:
+        print(json.dumps([inv.result for inv in app.recover()]))
