@@ -89,8 +89,21 @@ def test_a_child_durable_before_the_dispatch_that_led_to_it_is_found_again(
     at the same position and does not run it again."""
     assert run_lazy(tmp_path, store_url, "start").returncode == -signal.SIGKILL
     assert (tmp_path / "steps.log").read_text().split() == ["1"]
-    journal = run_lazy(tmp_path, store_url, "journal")
-    assert journal.stdout.strip() == "0", journal.stderr  # nothing of the workflow's own
+    running = run_lazy(tmp_path, store_url, "running").stdout.strip()
+    shown = subprocess.run(
+        [sys.executable, "-m", "pynenc", "--app", "lazy_dispatch:app", "show", running],
+        env=dict(os.environ, PYNENC_STORE=store_url, PYTHONPATH=str(LAZY.parent)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    state = json.loads(shown.stdout)
+    # Nothing of the workflow's own journal is durable yet; its finished child is.
+    assert state["status"] == "running" and state["journal"] == []
+    assert [(c["task"].rsplit(".")[-1], c["status"]) for c in state["children"]] == [
+        ("step", "success")
+    ]
     recovered = run_lazy(tmp_path, store_url, "recover")
     assert recovered.returncode == 0, recovered.stderr
     [result] = json.loads(recovered.stdout)

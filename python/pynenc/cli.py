@@ -64,7 +64,8 @@ def status(app: Pynenc) -> dict[str, Any]:
 
 
 def show(app: Pynenc, invocation_id: str) -> dict[str, Any]:
-    """An invocation's record and what it recorded."""
+    """An invocation's record, what it recorded, and the children it dispatched (an
+    interrupted invocation's journal may end before its last finished children)."""
     inv = app.get_invocation(invocation_id)
     if inv is None:
         raise InvalidArgumentError(f"no invocation {invocation_id} in {app.config.store}")
@@ -81,6 +82,10 @@ def show(app: Pynenc, invocation_id: str) -> dict[str, Any]:
         "journal": [
             {"position": e.position, "operation": e.operation, "name": e.name, "value": e.value}
             for e in app.journal(invocation_id)
+        ],
+        "children": [
+            {"invocation_id": c.invocation_id, "task": c.task_id, "status": c.status.value}
+            for c in app.list_invocations(parent_invocation_id=inv.invocation_id)
         ],
     }
 
@@ -100,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands.add_parser("recover", help="resume invocations whose process died; print them")
     commands.add_parser("status", help="count invocations by status; list who runs what")
-    show_cmd = commands.add_parser("show", help="one invocation: its record and its journal")
+    show_cmd = commands.add_parser(
+        "show", help="one invocation: its record, its journal and its children"
+    )
     show_cmd.add_argument("invocation_id")
     opts = parser.parse_args(argv)
     logging.basicConfig(

@@ -2,8 +2,8 @@
 journal entries (a random draw and the dispatch) were flushed: the child's record is durable, the
 entries that led to it are not.
 
-`python lazy_dispatch.py start` runs until killed; `journal` prints how many entries the
-interrupted workflow's journal holds; `recover` prints the recovered results as JSON. STEP_SHIFT (default 0) is added to the child's argument: a resumed
+`python lazy_dispatch.py start` runs until killed; `running` prints the id of the interrupted
+workflow; `recover` prints the recovered results as JSON. STEP_SHIFT (default 0) is added to the child's argument: a resumed
 run that calls the child with another argument than the stored one has diverged. Every run of
 the child appends a line to the file named by STEP_LOG.
 """
@@ -38,8 +38,8 @@ if __name__ == "__main__":
     if sys.argv[1] == "start":
         os.environ["PYNENC_CRASH_AFTER"] = "step"  # SIGKILL once the first step is durable
         workflow()
-    elif sys.argv[1] == "journal":  # entries of the interrupted workflow's journal
+    elif sys.argv[1] == "running":  # the id of the interrupted workflow
         [running] = app.list_invocations(task_id=workflow.task_id, status="running")
-        print(len(app.journal(running.invocation_id)))
+        print(running.invocation_id)
     else:
         print(json.dumps([inv.result for inv in app.recover()]))
