@@ -95,32 +95,31 @@ fn encode_into(
     depth: u32,
     limit: usize,
 ) -> Option<()> {
-    let py = value.py();
-    let ty = value.get_type();
+    // Exact type checks: a subclass (an IntEnum, a str subclass) goes to the Python codec.
     if value.is_none() {
         out.push(0xf6);
-    } else if ty.is(py.get_type::<PyBool>()) {
+    } else if value.is_exact_instance_of::<PyBool>() {
         out.push(if value.is_truthy().ok()? { 0xf5 } else { 0xf4 });
-    } else if ty.is(py.get_type::<PyInt>()) {
+    } else if value.is_exact_instance_of::<PyInt>() {
         let n: i64 = value.extract().ok()?;
         if n >= 0 {
             head(out, 0, n as u64);
         } else {
             head(out, 1, (-1 - n) as u64);
         }
-    } else if ty.is(py.get_type::<PyFloat>()) {
+    } else if value.is_exact_instance_of::<PyFloat>() {
         encode_float(out, value.extract().ok()?);
-    } else if ty.is(py.get_type::<PyString>()) {
+    } else if value.is_exact_instance_of::<PyString>() {
         let s = value.cast::<PyString>().ok()?.to_str().ok()?;
         head(out, 3, s.len() as u64);
         out.extend_from_slice(s.as_bytes());
-    } else if ty.is(py.get_type::<PyBytes>()) {
+    } else if value.is_exact_instance_of::<PyBytes>() {
         let b = value.cast::<PyBytes>().ok()?.as_bytes();
         head(out, 2, b.len() as u64);
         out.extend_from_slice(b);
     } else if depth == 0 {
         return None;
-    } else if ty.is(py.get_type::<PyList>()) {
+    } else if value.is_exact_instance_of::<PyList>() {
         let list = value.cast::<PyList>().ok()?;
         head(out, 4, list.len() as u64);
         for item in list.iter() {
@@ -129,7 +128,7 @@ fn encode_into(
                 return None;
             }
         }
-    } else if ty.is(py.get_type::<PyTuple>()) {
+    } else if value.is_exact_instance_of::<PyTuple>() {
         let tuple = value.cast::<PyTuple>().ok()?;
         head(out, 6, TUPLE_TAG);
         head(out, 4, tuple.len() as u64);
@@ -139,7 +138,7 @@ fn encode_into(
                 return None;
             }
         }
-    } else if ty.is(py.get_type::<PyDict>()) {
+    } else if value.is_exact_instance_of::<PyDict>() {
         let dict = value.cast::<PyDict>().ok()?;
         // Canonical order: keys sorted by their encoding, shorter first, then bytewise. Every
         // pair is encoded into one scratch buffer, then copied out in that order.
