@@ -30,8 +30,10 @@ pub struct Recorder {
     new_first: u64,
     /// Whether `new` holds a value that cannot be regenerated (time, data read, side effect).
     volatile_pending: bool,
-    random: Stream,
-    uuid: Stream,
+    /// The streams, keyed on first use: deriving a key costs BLAKE3 compressions, and many
+    /// invocations never draw.
+    random: Option<Stream>,
+    uuid: Option<Stream>,
     clock: Clock,
     /// Replay-only: running past the recorded entries is a divergence, not a resume.
     strict: bool,
@@ -54,8 +56,8 @@ impl Recorder {
         let first_new = recorded.len() as u64;
         Recorder {
             workflow_id,
-            random: Stream::new(&invocation_id, attempt, RANDOM_STREAM),
-            uuid: Stream::new(&invocation_id, attempt, UUID_STREAM),
+            random: None,
+            uuid: None,
             invocation_id,
             attempt,
             recorded,
@@ -182,7 +184,11 @@ impl Recorder {
     /// A raw 64-bit draw of the random stream.
     #[inline]
     pub fn random_u64(&mut self) -> Result<u64> {
-        let drawn = self.random.next_u64();
+        let (inv, attempt) = (self.invocation_id, self.attempt);
+        let drawn = self
+            .random
+            .get_or_insert_with(|| Stream::new(&inv, attempt, RANDOM_STREAM))
+            .next_u64();
         if let Some(e) = self.recorded_here() {
             return match e.op {
                 Op::Random(v) => {
@@ -199,7 +205,11 @@ impl Recorder {
 
     /// A version-4 UUID from the uuid stream.
     pub fn uuid(&mut self) -> Result<[u8; 16]> {
-        let drawn = self.uuid.next_uuid();
+        let (inv, attempt) = (self.invocation_id, self.attempt);
+        let drawn = self
+            .uuid
+            .get_or_insert_with(|| Stream::new(&inv, attempt, UUID_STREAM))
+            .next_uuid();
         if let Some(e) = self.recorded_here() {
             return match e.op {
                 Op::Uuid(v) => {
