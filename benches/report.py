@@ -128,6 +128,7 @@ def _row_json(row: Row, rows: list[Row]) -> dict[str, Any]:
         "q3": None if q is None else q[1],
         "samples": row.samples,
         "baseline": row.baseline,
+        "paired": row.paired,
         "ratio": ratio,
         "target": None if row.target is None else str(row.target),
         "target_met": None if row.target is None else row.target.met(row.median, ratio),

@@ -44,6 +44,10 @@ class InvocationStatus(enum.StrEnum):
 
 
 _FINISHED = frozenset({InvocationStatus.SUCCESS, InvocationStatus.FAILED})
+# Stored form <-> member, by dict: `InvocationStatus(value)` and `.value` go through the enum
+# machinery, ten times slower, and a record is encoded on every step.
+_STATUS_OF = {s.value: s for s in InvocationStatus}
+_VALUE_OF = {s: s.value for s in InvocationStatus}
 
 
 @dataclass(slots=True)
@@ -162,7 +166,7 @@ class InvocationRecord:
                 "owner": self.owner,
                 "parent": self.parent_invocation_id,
                 "result": self.result,
-                "status": self.status.value,
+                "status": _VALUE_OF[self.status],
                 "attempt": self.attempt,
                 "created": self.created_at,
                 "updated": self.updated_at,
@@ -184,7 +188,7 @@ class InvocationRecord:
                 args=d["args"],
                 workflow=WorkflowIdentity(wf[0], wf[1], wf[2]),
                 parent_invocation_id=d["parent"],
-                status=InvocationStatus(d["status"]),
+                status=_STATUS_OF[d["status"]],
                 attempt=d["attempt"],
                 owner=d["owner"],
                 result=d["result"],

@@ -140,29 +140,32 @@ fn encode_into(
         }
     } else if value.is_exact_instance_of::<PyDict>() {
         let dict = value.cast::<PyDict>().ok()?;
-        // Canonical order: keys sorted by their encoding, shorter first, then bytewise. Every
-        // pair is encoded into one scratch buffer, then copied out in that order.
-        let mut scratch = Vec::new();
-        // (key start, key end, value end) in `scratch`
+        // Canonical order: keys sorted by their encoding, shorter first, then bytewise. The
+        // pairs are encoded in place; only a dict not built in that order (the invocation
+        // record is) is then rewritten in order.
+        head(out, 5, dict.len() as u64);
+        let base = out.len();
+        // (key start, key end, value end), relative to `base`
         let mut spans = Vec::with_capacity(dict.len());
         for (k, v) in dict.iter() {
-            let key_start = scratch.len();
-            encode_into(&k, &mut scratch, 0, limit)?;
-            let key_end = scratch.len();
-            encode_into(&v, &mut scratch, depth - 1, limit)?;
-            spans.push((key_start, key_end, scratch.len()));
+            let key_start = out.len() - base;
+            encode_into(&k, out, 0, limit)?;
+            let key_end = out.len() - base;
+            encode_into(&v, out, depth - 1, limit)?;
+            spans.push((key_start, key_end, out.len() - base));
         }
-        let key = |&(start, end, _): &(usize, usize, usize)| (end - start, &scratch[start..end]);
-        // Dicts built in canonical order (the invocation record is) skip the sort.
-        if !spans.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
+        let in_order = {
+            let pairs = &out[base..];
+            let key = |&(start, end, _): &(usize, usize, usize)| (end - start, &pairs[start..end]);
+            spans.windows(2).all(|w| key(&w[0]) <= key(&w[1]))
+        };
+        if !in_order {
+            let pairs = out.split_off(base);
+            let key = |&(start, end, _): &(usize, usize, usize)| (end - start, &pairs[start..end]);
             spans.sort_by(|a, b| key(a).cmp(&key(b)));
-        }
-        head(out, 5, spans.len() as u64);
-        for &(start, _, end) in &spans {
-            out.extend_from_slice(&scratch[start..end]);
-        }
-        if out.len() > limit {
-            return None;
+            for &(start, _, end) in &spans {
+                out.extend_from_slice(&pairs[start..end]);
+            }
         }
     } else {
         return None;
@@ -172,7 +175,7 @@ fn encode_into(
 
 /// The fast encoding of `value`, or None (see `encode_into`).
 pub fn try_encode(value: &Bound<'_, PyAny>, limit: usize) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(64);
     encode_into(value, &mut out, MAX_DEPTH, limit)?;
     Some(out)
 }
