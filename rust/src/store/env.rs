@@ -74,7 +74,9 @@ fn open_env(dir: &Path, options: &StoreOptions) -> Result<Env<WithoutTls>> {
         .max_dbs(MAX_DBS)
         .max_readers(options.max_readers.max(1));
     // SAFETY: NO_SYNC only drops the fsync at commit: a process crash loses nothing (the OS
-    // keeps the written pages), a power loss may lose the last commits. The caller chose it.
+    // keeps the written pages); a power loss may lose the last commits or, on a filesystem that
+    // does not keep writes in order, corrupt the store (LMDB's documented risk). The caller
+    // chose it, and the documentation says so.
     if !options.sync {
         unsafe { builder.flags(EnvFlags::NO_SYNC) };
     }
