@@ -292,7 +292,9 @@ class Invocation(Generic[R]):
     @property
     def result(self) -> R:
         """The task's return value; re-raises the task's exception if it failed."""
-        record = self.wait()._record
+        record = self._record
+        if record.status is not InvocationStatus.SUCCESS:
+            record = self.wait()._record
         if record.status is InvocationStatus.FAILED:
             if record.error is None:
                 raise InvalidArgumentError(

@@ -94,6 +94,21 @@ class WorkflowContext:
         deterministic: The reference API's namespace (`_deterministic_operation`).
     """
 
+    __slots__ = (
+        "_execution",
+        "_fence",
+        "_replay_only",
+        "app",
+        "deterministic",
+        "get_data",
+        "random",
+        "record",
+        "set_data",
+        "task",
+        "utc_now",
+        "uuid",
+    )
+
     random: Callable[[], float]
     uuid: Callable[[], str]
     utc_now: Callable[[], datetime]
