@@ -64,10 +64,10 @@ def test_sigkill_in_second_child_then_recover(tmp_path: Path, store_url: str) ->
     assert json.loads(third.stdout) == []
 
 
-LAZY = Path(__file__).parent / "programs" / "lazy_dispatch.py"
+ORDER = Path(__file__).parent / "programs" / "dispatch_order.py"
 
 
-def run_lazy(
+def run_order(
     tmp_path: Path, store_url: str, command: str, shift: int = 0
 ) -> subprocess.CompletedProcess[str]:
     env = dict(
@@ -77,45 +77,47 @@ def run_lazy(
         STEP_SHIFT=str(shift),
     )
     return subprocess.run(
-        [sys.executable, str(LAZY), command], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, str(ORDER), command], env=env, capture_output=True, text=True, timeout=60
     )
 
 
-def test_a_child_durable_before_the_dispatch_that_led_to_it_is_found_again(
+def test_a_durable_child_comes_with_the_dispatch_that_led_to_it(
     tmp_path: Path, store_url: str
 ) -> None:
-    """Killed after an inline child finished, before the workflow's own entries (a draw, the
-    dispatch) were flushed: the resumed workflow regenerates the draw, finds the finished child
-    at the same position and does not run it again."""
-    assert run_lazy(tmp_path, store_url, "start").returncode == -signal.SIGKILL
+    """Killed right after an inline child finished: the workflow's draw and dispatch are durable
+    with the child (causal order), `pynenc show` lists both, and the resumed workflow replays
+    them and does not run the child again."""
+    assert run_order(tmp_path, store_url, "start").returncode == -signal.SIGKILL
     assert (tmp_path / "steps.log").read_text().split() == ["1"]
-    running = run_lazy(tmp_path, store_url, "running").stdout.strip()
+    running = run_order(tmp_path, store_url, "running").stdout.strip()
     shown = subprocess.run(
-        [sys.executable, "-m", "pynenc", "--app", "lazy_dispatch:app", "show", running],
-        env=dict(os.environ, PYNENC_STORE=store_url, PYTHONPATH=str(LAZY.parent)),
+        [sys.executable, "-m", "pynenc", "--app", "dispatch_order:app", "show", running],
+        env=dict(os.environ, PYNENC_STORE=store_url, PYTHONPATH=str(ORDER.parent)),
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert shown.returncode == 0, shown.stderr
     state = json.loads(shown.stdout)
-    # Nothing of the workflow's own journal is durable yet; its finished child is.
-    assert state["status"] == "running" and state["journal"] == []
-    assert [(c["task"].rsplit(".")[-1], c["status"]) for c in state["children"]] == [
-        ("step", "success")
-    ]
-    recovered = run_lazy(tmp_path, store_url, "recover")
+    assert state["status"] == "running"
+    assert [e["operation"] for e in state["journal"]] == ["random", "execute_task"]
+    [child] = state["children"]
+    assert child["task"].endswith(".step") and child["status"] == "success"
+    assert state["journal"][1]["value"] == child["invocation_id"]
+
+    recovered = run_order(tmp_path, store_url, "recover")
     assert recovered.returncode == 0, recovered.stderr
     [result] = json.loads(recovered.stdout)
     assert (tmp_path / "steps.log").read_text().split() == ["1", "2"], "step 1 ran once"
+    assert result["drawn"] == state["journal"][0]["value"]
     assert result["first"]["x"] == 1 and result["second"]["x"] == 2
 
 
-def test_a_resumed_workflow_calling_the_stored_child_with_other_arguments_diverges(
+def test_a_resumed_workflow_calling_the_recorded_child_with_other_arguments_diverges(
     tmp_path: Path, store_url: str
 ) -> None:
-    assert run_lazy(tmp_path, store_url, "start").returncode == -signal.SIGKILL
-    recovered = run_lazy(tmp_path, store_url, "recover", shift=5)
+    assert run_order(tmp_path, store_url, "start").returncode == -signal.SIGKILL
+    recovered = run_order(tmp_path, store_url, "recover", shift=5)
     assert recovered.returncode != 0
     assert "NonDeterminismError" in recovered.stderr, recovered.stderr
     assert "execute_task" in recovered.stderr and "position 1" in recovered.stderr

@@ -30,7 +30,7 @@ def test_order_processing_demo_crashes_and_resumes_identically(tmp_path: Path) -
     out = proc.stdout
     assert "exited with -9" in out
     for check in (
-        "the resumed dispatch found run 1's payment",
+        "tracking number identical",
         "payment id and timestamp identical",
         "payment not run again",
         "replay of the finished workflow identical",

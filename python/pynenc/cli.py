@@ -64,8 +64,7 @@ def status(app: Pynenc) -> dict[str, Any]:
 
 
 def show(app: Pynenc, invocation_id: str) -> dict[str, Any]:
-    """An invocation's record, what it recorded, and the children it dispatched (an
-    interrupted invocation's journal may end before its last finished children)."""
+    """An invocation's record, what it recorded, and the children it dispatched."""
     inv = app.get_invocation(invocation_id)
     if inv is None:
         raise InvalidArgumentError(f"no invocation {invocation_id} in {app.config.store}")

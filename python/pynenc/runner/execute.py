@@ -6,10 +6,7 @@ The durability rules of the design live here:
 - a flush happens before a side effect runs if unflushed values could not be regenerated (a
   clock reading, a data read), after it records its value, before a child is dispatched in
   that same case, and when a result or exception is stored;
-- random and uuid values never cost a flush of their own: they are regenerated identically;
-- nor does an inline child's dispatch: the child's record, stored with its outcome under an id
-  derived from (parent, attempt, position), is found again by a resumed parent, which checks it
-  is the same call (`_check_same_call`).
+- random and uuid values never cost a flush of their own: they are regenerated identically.
 """
 
 from __future__ import annotations
@@ -292,13 +289,8 @@ def dispatch_child(
     app = ctx.app
     args_bytes = encode_arguments(app, task, args, kwargs)
     execution = ctx._execution
-    args_digest = codec.digest(args_bytes)
-    child_id, replayed = execution.child(task.task_id, args_digest)
+    child_id, _replayed = execution.child(task.task_id, codec.digest(args_bytes))
     record = app._load_record(child_id)
-    if record is not None and not replayed:
-        # Stored by a run whose journal entry for this position never became durable (an
-        # inline step's entry waits for the parent's next flush): it must be the same call.
-        _check_same_call(execution, record, task, args_digest)
     if record is None:
         if ctx._replay_only:
             raise InvalidArgumentError(
@@ -306,13 +298,15 @@ def dispatch_child(
                 "never stored (the invocation did not finish); use app.recover() instead"
             )
         record = new_record(task, child_id, args_bytes, ctx)
+        # The parent's entries up to this dispatch are staged before anything of the child:
+        # no flush, by any thread, can then make the child durable without them.
+        execution.stage()
         if app.config.execution == "queued":
             _put(app, record, ctx._fence)
             app.store.enqueue(child_id)
-        # The child may act on values drawn so far: make those durable first unless they can
-        # be regenerated identically after a crash. Otherwise the parent's entries wait for
-        # its next flush: the inline child's record, stored with its outcome under an id
-        # derived from (parent, attempt, position), is what a resumed parent finds here.
+        # Inline, the child's record is staged with its outcome (see `run`). The child may act
+        # on values drawn so far: make those durable first unless they can be regenerated
+        # identically after a crash.
         if execution.volatile_pending or app.config.execution == "queued":
             execution.flush()
     if record.status.finished or ctx._replay_only:
@@ -321,19 +315,6 @@ def dispatch_child(
         return Invocation(app, record)
     run(app, record)
     return Invocation(app, record)
-
-
-def _check_same_call(
-    execution: Execution, record: InvocationRecord, task: Task[..., Any], args_digest: bytes
-) -> None:
-    """Raise `NonDeterminismError` (remembered by `execution`) when the stored child at this
-    position was called with another task or other arguments than the code asks for now."""
-    if record.task_id == task.task_id and codec.digest(record.args) == args_digest:
-        return
-    execution.child_diverged(
-        f"execute_task({record.task_id}, args digest {codec.digest(record.args)[:4].hex()})",
-        f"execute_task({task.task_id}, args digest {args_digest[:4].hex()})",
-    )
 
 
 def side_effect(ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:

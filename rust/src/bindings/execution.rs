@@ -251,21 +251,6 @@ impl PyExecution {
         Ok(())
     }
 
-    /// The child dispatched at the last position was found already stored, with a journal
-    /// entry that was never made durable, and under another task or other arguments: the code
-    /// diverged. Remembered like any divergence (see `check_divergence`) and raised.
-    fn child_diverged(&mut self, recorded: String, requested: String) -> PyResult<()> {
-        let position = self.recorder.position().saturating_sub(1);
-        let r = Err(Error::NonDeterminism {
-            workflow_id: self.workflow_id.clone(),
-            invocation_id: ids::format(self.recorder.invocation_id()),
-            position,
-            recorded,
-            requested,
-        });
-        self.watch(r)
-    }
-
     /// In replay-only mode, check that the code consumed every recorded entry.
     fn finish(&mut self) -> PyResult<()> {
         let r = self.recorder.finish();

@@ -1,11 +1,11 @@
-"""A workflow killed with SIGKILL right after an inline child finished, before the workflow's own
-journal entries (a random draw and the dispatch) were flushed: the child's record is durable, the
-entries that led to it are not.
+"""A workflow killed with SIGKILL right after an inline child finished, for the causal-order
+tests: the child's record is durable, and so must be the workflow's entries that led to it (a
+random draw and the dispatch).
 
-`python lazy_dispatch.py start` runs until killed; `running` prints the id of the interrupted
-workflow; `recover` prints the recovered results as JSON. STEP_SHIFT (default 0) is added to the child's argument: a resumed
-run that calls the child with another argument than the stored one has diverged. Every run of
-the child appends a line to the file named by STEP_LOG.
+`python dispatch_order.py start` runs until killed; `running` prints the id of the interrupted
+workflow; `recover` prints the recovered results as JSON. STEP_SHIFT (default 0) is added to the
+child's argument: a resumed run that calls the child with another argument than the recorded
+one has diverged. Every run of the child appends a line to the file named by STEP_LOG.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 
 from pynenc import Pynenc
 
-app = Pynenc("lazy-dispatch-test")
+app = Pynenc("dispatch-order-test")
 
 
 @app.task
