@@ -124,9 +124,6 @@ fn encode_into(
         head(out, 4, list.len() as u64);
         for item in list.iter() {
             encode_into(&item, out, depth - 1, limit)?;
-            if out.len() > limit {
-                return None;
-            }
         }
     } else if value.is_exact_instance_of::<PyTuple>() {
         let tuple = value.cast::<PyTuple>().ok()?;
@@ -134,9 +131,6 @@ fn encode_into(
         head(out, 4, tuple.len() as u64);
         for item in tuple.iter() {
             encode_into(&item, out, depth - 1, limit)?;
-            if out.len() > limit {
-                return None;
-            }
         }
     } else if value.is_exact_instance_of::<PyDict>() {
         let dict = value.cast::<PyDict>().ok()?;
