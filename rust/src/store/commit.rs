@@ -54,10 +54,13 @@ impl Batch {
             None => return,
             Some(op) => op,
         };
-        let op = match self.overwrite(op) {
-            None => return,
-            Some(op) => op,
-        };
+        if let Some(op) = self.overwrite(op) {
+            self.append(op);
+        }
+    }
+
+    /// Add `op` at the end and index it (no merging or folding).
+    fn append(&mut self, op: WriteOp) {
         let at = self.ops.len();
         match &op {
             WriteOp::Put { table, key, .. } | WriteOp::Delete { table, key, .. } => {
@@ -114,21 +117,25 @@ impl Batch {
         }
     }
 
-    /// Stage a Put of a borrowed key: the key is copied only when no staged write of it can
-    /// take the new value (see `overwrite`).
+    /// Stage a Put of a borrowed key, folded like `overwrite` does; the key is copied only when
+    /// it is not already staged as a Put that takes the new value.
     fn put(&mut self, table: Table, key: &[u8], value: Vec<u8>, fence: Option<Fence>) {
-        if let Some(at) = self.foldable(table, key, fence) {
-            if let WriteOp::Put { value: v, .. } = &mut self.ops[at] {
-                *v = value;
-                return;
+        match self.foldable(table, key, fence).map(|at| &mut self.ops[at]) {
+            Some(WriteOp::Put { value: v, .. }) => *v = value,
+            // A staged Delete of the key (or nothing to fold into): a Put with its own key.
+            folded => {
+                let op = WriteOp::Put {
+                    table,
+                    key: key.to_vec(),
+                    value,
+                    fence,
+                };
+                match folded {
+                    Some(slot) => *slot = op,
+                    None => self.append(op),
+                }
             }
         }
-        self.push(WriteOp::Put {
-            table,
-            key: key.to_vec(),
-            value,
-            fence,
-        });
     }
 
     /// The position of the staged Put/Delete of `key` that a new write with `fence` may replace
@@ -431,6 +438,29 @@ mod tests {
         assert_eq!(b.ops.len(), 1);
         assert_eq!(b.latest(Table::Data, b"k"), Some(Some(b"last".to_vec())));
         assert_eq!(b.latest(Table::Invocations, b"k"), None, "tables are apart");
+        b.push(WriteOp::Delete {
+            table: Table::Data,
+            key: b"k".to_vec(),
+            fence: Some(Fence {
+                invocation: [1; 16],
+                token: 7,
+            }),
+        });
+        b.put(
+            Table::Data,
+            b"k",
+            b"again".to_vec(),
+            Some(Fence {
+                invocation: [1; 16],
+                token: 7,
+            }),
+        );
+        assert_eq!(
+            b.ops.len(),
+            1,
+            "a Put folds into a staged Delete of the key"
+        );
+        assert_eq!(b.latest(Table::Data, b"k"), Some(Some(b"again".to_vec())));
     }
 
     #[test]
