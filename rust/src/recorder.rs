@@ -346,7 +346,7 @@ impl Recorder {
     pub fn drain_new(&mut self, f: impl FnOnce(u64, &mut Vec<Entry>)) {
         let n = self.new.len() as u64;
         f(self.new_first, &mut self.new);
-        debug_assert!(self.new.is_empty(), "drain_new: the entries were not taken");
+        assert!(self.new.is_empty(), "drain_new: the entries were not taken");
         self.new.clear();
         self.new_first += n;
     }
