@@ -40,29 +40,37 @@ def test_garbage_data_file(store_path: Path) -> None:
     expect_error(open_in_child(store_path), "CorruptStoreError", store_path)
 
 
-def test_truncated_data_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sync", [False, True])
+def test_truncated_data_file(tmp_path: Path, sync: bool) -> None:
     for keep in (0, 100, 4096 * 2 + 10, None):
         path = tmp_path / f"store-{keep}"
-        filled_store_in_child(path)
+        filled_store_in_child(path, sync=sync)
         data = path / "data.mdb"
-        size = data.stat().st_size
+        # Half the pages the store uses. Without sync the file is as long as the map (the
+        # store writes through a writable map), so its length says nothing of what is used.
+        with lmdb.open(str(path), lock=False, readonly=True) as env:
+            used = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+        length = used // 2 if keep is None else keep
         with open(data, "r+b") as f:
-            f.truncate(size // 2 if keep is None else keep)
+            f.truncate(length)
         expect_error(open_in_child(path), "CorruptStoreError", path)
+        assert data.stat().st_size == length, "a refused store must be left as it was"
 
 
-def filled_store_in_child(path: Path) -> None:
+def filled_store_in_child(path: Path, *, sync: bool = False) -> None:
     run_python(
         """
         import json, os, sys
         from pynenc.store.lmdb import LmdbStore, StoreOptions
-        store = LmdbStore(sys.argv[1], StoreOptions(sync=False, map_size=1 << 20))
+        sync = sys.argv[2] == "True"
+        store = LmdbStore(sys.argv[1], StoreOptions(sync=sync, map_size=1 << 20))
         for i in range(50):
             store.put("data", f"k{i}".encode(), os.urandom(4000))
         store.flush()
         print(json.dumps({}))
         """,
         str(path),
+        str(sync),
     )
 
 

@@ -129,13 +129,16 @@ def test_one_store_per_path_in_a_process(tmp_path: Path) -> None:
     b.flush()
 
 
-def test_two_processes_write_at_once_and_nothing_is_lost(store_path: Path) -> None:
+@pytest.mark.parametrize("beta_sync", [False, True], ids=["both-unsynced", "mixed-sync"])
+def test_two_processes_write_at_once_and_nothing_is_lost(store_path: Path, beta_sync: bool) -> None:
+    # Without sync a store writes through a writable map, with sync through `pwrite`; the
+    # map starts at 1 MiB, so both processes also grow it while the other writes.
     LmdbStore(store_path, FAST)
     script = """
     import json, sys
     from pynenc.store.lmdb import LmdbStore, StoreOptions
-    path, tag = sys.argv[1], sys.argv[2].encode()
-    store = LmdbStore(path, StoreOptions(sync=False, map_size=1 << 20))
+    path, tag, sync = sys.argv[1], sys.argv[2].encode(), sys.argv[3] == "True"
+    store = LmdbStore(path, StoreOptions(sync=sync, map_size=1 << 20))
     inv = tag.ljust(16, b"-")
     for i in range(2000):
         store._core._append_journal(inv, i, [(1, i.to_bytes(8, "little"))])
@@ -151,11 +154,11 @@ def test_two_processes_write_at_once_and_nothing_is_lost(store_path: Path) -> No
 
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(script), str(store_path), tag],
+            [sys.executable, "-c", textwrap.dedent(script), str(store_path), tag, str(sync)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        for tag in ("alpha", "beta")
+        for tag, sync in (("alpha", False), ("beta", beta_sync))
     ]
     for p in procs:
         _, err = p.communicate(timeout=120)

@@ -28,8 +28,8 @@ class PynencConfig:
         max_payload_bytes: Largest encoded argument/result/data value accepted (env
             `PYNENC_MAX_PAYLOAD_BYTES`, default 16 MiB).
         sync: fsync every commit (env `PYNENC_SYNC=0` turns it off: a process crash still
-            loses nothing; a power loss may lose the last commits or, on a filesystem that
-            does not keep writes in order, leave the store unreadable).
+            loses nothing; a power loss may lose the last commits or leave the store
+            unreadable).
         lease_seconds: How long a claim on a queued invocation lasts without renewal (env
             `PYNENC_LEASE_SECONDS`, default 30); running invocations renew it every third.
         max_recoveries: How many times an invocation is resumed after its process died before

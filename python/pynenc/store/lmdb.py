@@ -39,7 +39,9 @@ class StoreOptions:
 
     Attributes:
         sync: fsync every commit. Off, a process crash still loses nothing (the OS keeps the
-            pages); a power loss may lose the last commits.
+            pages); a power loss may lose the last commits or leave the store unreadable.
+            Off, commits also write through a writable map and `data.mdb` is as long as
+            the map (sparse).
         map_size: initial size of the memory map in bytes; it doubles whenever it is full.
         max_readers: most read transactions open at once, across all processes.
     """

@@ -18,7 +18,8 @@ use crate::error::{Error, Result};
 /// Options of a store; mirrored by `pynenc.store.lmdb.StoreOptions` in Python.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// fsync on every commit (default true). Off: a process crash still loses nothing.
+    /// fsync on every commit (default true). Off: a process crash still loses nothing, and
+    /// commits write through a writable map (`MDB_WRITEMAP`).
     pub sync: bool,
     /// Initial map size in bytes; the map grows automatically when full.
     pub map_size: usize,

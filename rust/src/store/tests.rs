@@ -360,22 +360,81 @@ fn unusable_paths_are_typed_errors() {
     ));
 }
 
+/// The bytes of `data.mdb` LMDB's newest meta page says are in use.
+fn used_bytes(store: &Store) -> u64 {
+    store
+        .read("test", |h, _| {
+            let page = h.env.unnamed_database_stat().page_size as u64;
+            Ok((h.env.info().last_page_number as u64 + 1) * page)
+        })
+        .unwrap()
+}
+
 #[test]
-fn truncated_data_file_is_corrupt_not_a_crash() {
+fn truncated_data_file_is_corrupt_not_a_crash_and_is_left_as_it_was() {
+    for sync in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions { sync, ..options() };
+        let used = {
+            let store = Store::open(dir.path(), options.clone()).unwrap();
+            store.stage(put(b"k", &vec![1; 256 * 1024]));
+            store.flush().unwrap();
+            used_bytes(&store)
+        };
+        let data = dir.path().join("data.mdb");
+        let file = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
+        file.set_len(used / 2).unwrap();
+        match Store::open(dir.path(), options) {
+            Err(Error::CorruptStore { detail, .. }) => {
+                assert!(detail.contains("truncated"), "{detail}")
+            }
+            other => panic!("sync={sync}: expected CorruptStore, got {:?}", other.err()),
+        }
+        // Refused before LMDB could extend the file (it does, with WRITE_MAP).
+        assert_eq!(std::fs::metadata(&data).unwrap().len(), used / 2);
+    }
+}
+
+#[test]
+fn the_meta_page_claims_what_lmdb_reports() {
+    for sync in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions { sync, ..options() }).unwrap();
+        for i in 0..40u32 {
+            store.stage(put(&i.to_be_bytes(), &vec![7; 3000]));
+            store.flush().unwrap();
+        }
+        let claimed = super::env::claimed_len(&dir.path().join("data.mdb")).unwrap();
+        assert_eq!(claimed, Some(used_bytes(&store)), "sync={sync}");
+    }
+}
+
+#[test]
+fn stores_with_and_without_sync_share_one_directory() {
+    // A store without sync writes through a writable map (WRITE_MAP), one with sync through
+    // `pwrite`: processes may open the same store either way and see each other's commits.
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(&dir);
-        store.stage(put(b"k", &vec![1; 256 * 1024]));
+    for round in 0..4u32 {
+        let store = Store::open(
+            dir.path(),
+            StoreOptions {
+                sync: round % 2 == 1,
+                ..options()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            store.scan(Table::Data, b"").unwrap().len(),
+            round as usize * 50
+        );
+        for i in 0..50u32 {
+            store.stage(put(
+                &[round.to_be_bytes(), i.to_be_bytes()].concat(),
+                &[9; 900],
+            ));
+        }
         store.flush().unwrap();
     }
-    let data = dir.path().join("data.mdb");
-    let len = std::fs::metadata(&data).unwrap().len();
-    let file = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
-    file.set_len(len / 2).unwrap();
-    assert!(matches!(
-        Store::open(dir.path(), options()),
-        Err(Error::CorruptStore { .. })
-    ));
 }
 
 #[test]
