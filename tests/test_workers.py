@@ -20,6 +20,7 @@ import pytest
 from conftest import WorkerPool
 
 from pynenc import InvocationParkedError, InvocationStatus
+from pynenc.runner.owner import current_owner, owner_is_dead
 
 PROGRAMS = Path(__file__).parent / "programs"
 
@@ -260,3 +261,22 @@ def test_status_and_show_commands(qapp: ModuleType, env: dict[str, str]) -> None
         timeout=60,
     )
     assert missing.returncode == 1 and "no invocation" in missing.stderr
+
+
+def test_a_forked_process_is_another_owner() -> None:
+    # The owner string is cached per process: a fork must not inherit the parent's, or its
+    # leases and records would name a process that is alive while the child is dead.
+    parent = current_owner()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write_end, current_owner().encode())
+        os._exit(0)
+    os.close(write_end)
+    child = os.read(read_end, 1024).decode()
+    os.waitpid(pid, 0)
+    assert child != parent
+    assert child.split(":")[1] == str(pid)
+    assert owner_is_dead(child) is True
+    assert owner_is_dead(parent) is False
+    assert current_owner() == parent

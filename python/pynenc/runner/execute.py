@@ -80,11 +80,12 @@ def new_record(
     parent: WorkflowContext | None,
 ) -> InvocationRecord:
     """The record of a new invocation, placed in its workflow by the membership rules."""
-    id_str = format_id(invocation_id)
     if parent is None:
-        workflow = WorkflowIdentity(id_str, task.task_id, None)
+        workflow = WorkflowIdentity(format_id(invocation_id), task.task_id, None)
     elif task.options.force_new_workflow:
-        workflow = WorkflowIdentity(id_str, task.task_id, parent.workflow.workflow_id)
+        workflow = WorkflowIdentity(
+            format_id(invocation_id), task.task_id, parent.workflow.workflow_id
+        )
     else:
         workflow = parent.workflow
     return InvocationRecord(
@@ -107,6 +108,7 @@ def run(
     *,
     replay_only: bool = False,
     fence_token: int | None = None,
+    fresh: bool = False,
 ) -> Any:
     """Execute `record`'s task over its journal, store its outcome and flush.
 
@@ -115,7 +117,8 @@ def run(
     `replay_only`, nothing is written: the journal of the final attempt must match the code
     exactly and the outcome is returned (or raised) instead of stored. With `fence_token`
     (a claimed, queued invocation), every write carries the lease token and the invocation
-    leaves the queue when it finishes.
+    leaves the queue when it finishes. `fresh` says its dispatch was recorded just now, so
+    it has no journal to read yet.
 
     Returns:
         The task's return value (only meaningful with `replay_only`).
@@ -142,7 +145,9 @@ def run(
             record.attempt,
             replay_only,
             app.config.max_payload_bytes,
+            fresh,
         )
+        fresh = False  # a retry's journal is read as usual
         if fence_token is not None:
             execution.set_fence(fence_token)
         if not replay_only:
@@ -315,7 +320,7 @@ def dispatch_child(
         return Invocation(app, record)
     if app.config.execution == "queued":
         return Invocation(app, record)
-    run(app, record)
+    run(app, record, fresh=not replayed)
     return Invocation(app, record)
 
 

@@ -29,16 +29,25 @@ def _host() -> str:
     return socket.gethostname()
 
 
-_owner: tuple[int, str] | None = None
+_owner: str | None = None
+
+
+def _forget_owner() -> None:
+    global _owner
+    _owner = None
+
+
+# A forked child is another owner: it computes its own string on first use.
+os.register_at_fork(after_in_child=_forget_owner)
 
 
 def current_owner() -> str:
     """The owner string of this process (recomputed after a fork)."""
     global _owner
-    pid = os.getpid()
-    if _owner is None or _owner[0] != pid:
-        _owner = (pid, f"{_host()}:{pid}:{_start_ticks(pid) or 0}")
-    return _owner[1]
+    if _owner is None:
+        pid = os.getpid()
+        _owner = f"{_host()}:{pid}:{_start_ticks(pid) or 0}"
+    return _owner
 
 
 def owner_is_dead(owner: str) -> bool | None:

@@ -39,9 +39,11 @@ pub struct PyExecution {
 
 #[pymethods]
 impl PyExecution {
-    /// Load the journal of `invocation_id` and start an execution over it.
+    /// Load the journal of `invocation_id` and start an execution over it. With `fresh`, the
+    /// caller knows no journal can exist yet (a child whose dispatch was recorded just now:
+    /// causal order makes a child's entries durable only with that dispatch), and none is read.
     #[new]
-    #[pyo3(signature = (store, invocation_id, workflow_id, attempt, replay_only = false, max_payload_bytes = 16 << 20))]
+    #[pyo3(signature = (store, invocation_id, workflow_id, attempt, replay_only = false, max_payload_bytes = 16 << 20, fresh = false))]
     fn new(
         store: &PyStore,
         invocation_id: &[u8],
@@ -49,6 +51,7 @@ impl PyExecution {
         attempt: u32,
         replay_only: bool,
         max_payload_bytes: usize,
+        fresh: bool,
     ) -> PyResult<Self> {
         let inv = bytes16("an invocation id", invocation_id)?;
         let data_prefix = ids::parse(&workflow_id).py_err()?;
@@ -56,7 +59,11 @@ impl PyExecution {
         let journal_id = ids::journal_id(&inv, attempt);
         // A read never waits on a lock (LMDB readers are lock-free), so it keeps the GIL:
         // releasing it for microseconds would only make this thread queue to get it back.
-        let journal = store.journal(&journal_id).py_err()?;
+        let journal = if fresh {
+            Vec::new()
+        } else {
+            store.journal(&journal_id).py_err()?
+        };
         let mut recorder = Recorder::new(workflow_id.clone(), inv, attempt, journal);
         if replay_only {
             recorder = recorder.strict();
