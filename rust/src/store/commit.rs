@@ -408,15 +408,20 @@ mod tests {
     use super::*;
     use crate::entry::Op;
 
+    /// A fence of invocation `[1; 16]` with `token`.
+    fn fence(token: u64) -> Option<Fence> {
+        Some(Fence {
+            invocation: [1; 16],
+            token,
+        })
+    }
+
     fn put(key: &[u8], value: &[u8], token: Option<u64>) -> WriteOp {
         WriteOp::Put {
             table: Table::Data,
             key: key.to_vec(),
             value: value.to_vec(),
-            fence: token.map(|token| Fence {
-                invocation: [1; 16],
-                token,
-            }),
+            fence: token.and_then(fence),
         }
     }
 
@@ -426,35 +431,16 @@ mod tests {
         for i in 0..1000u32 {
             b.push(put(b"k", &i.to_le_bytes(), Some(7)));
         }
-        b.put(
-            Table::Data,
-            b"k",
-            b"last".to_vec(),
-            Some(Fence {
-                invocation: [1; 16],
-                token: 7,
-            }),
-        );
+        b.put(Table::Data, b"k", b"last".to_vec(), fence(7));
         assert_eq!(b.ops.len(), 1);
         assert_eq!(b.latest(Table::Data, b"k"), Some(Some(b"last".to_vec())));
         assert_eq!(b.latest(Table::Invocations, b"k"), None, "tables are apart");
         b.push(WriteOp::Delete {
             table: Table::Data,
             key: b"k".to_vec(),
-            fence: Some(Fence {
-                invocation: [1; 16],
-                token: 7,
-            }),
+            fence: fence(7),
         });
-        b.put(
-            Table::Data,
-            b"k",
-            b"again".to_vec(),
-            Some(Fence {
-                invocation: [1; 16],
-                token: 7,
-            }),
-        );
+        b.put(Table::Data, b"k", b"again".to_vec(), fence(7));
         assert_eq!(
             b.ops.len(),
             1,

@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Once, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use heed::{MdbError, RoTxn, RwTxn, WithoutTls};
 
@@ -372,17 +372,17 @@ fn prepare_dir(path: &Path) -> Result<PathBuf> {
         .map_err(|e| env::map_io(path, "opening the store directory", e))
 }
 
-static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-static FORGET_PID_IN_CHILD: std::sync::Once = std::sync::Once::new();
+static PID: AtomicU32 = AtomicU32::new(0);
+static FORGET_PID_IN_CHILD: Once = Once::new();
 
 extern "C" fn forget_pid() {
-    PID.store(0, std::sync::atomic::Ordering::Relaxed);
+    PID.store(0, Ordering::Relaxed);
 }
 
 /// This process's id, without a system call on every store operation (glibc does not cache
 /// `getpid`): cached, and forgotten in the child of every `fork` by an atfork handler.
 pub(crate) fn current_pid() -> u32 {
-    let cached = PID.load(std::sync::atomic::Ordering::Relaxed);
+    let cached = PID.load(Ordering::Relaxed);
     if cached != 0 {
         return cached;
     }
@@ -394,6 +394,6 @@ pub(crate) fn current_pid() -> u32 {
         }
     });
     let pid = std::process::id();
-    PID.store(pid, std::sync::atomic::Ordering::Relaxed);
+    PID.store(pid, Ordering::Relaxed);
     pid
 }

@@ -31,6 +31,12 @@ fn journal(invocation: [u8; 16], first_position: u64, ops: Vec<Op>) -> WriteOp {
     }
 }
 
+/// The operations of `invocation`'s journal, staged and committed, in position order.
+fn journal_ops(store: &Store, invocation: [u8; 16]) -> Vec<Op> {
+    let entries = store.journal(&invocation).unwrap();
+    entries.into_iter().map(|e| e.op).collect()
+}
+
 fn put(key: &[u8], value: &[u8]) -> WriteOp {
     WriteOp::Put {
         table: Table::Data,
@@ -73,13 +79,10 @@ fn journal_round_trips_committed_and_staged_in_position_order() {
     store.stage(journal(inv(2), 0, vec![Op::Random(9)]));
     store.flush().unwrap();
     store.stage(journal(inv(1), 2, vec![Op::Uuid([3; 16])]));
-    let ops: Vec<Op> = store
-        .journal(&inv(1))
-        .unwrap()
-        .into_iter()
-        .map(|e| e.op)
-        .collect();
-    assert_eq!(ops, vec![Op::Random(1), Op::Time(2), Op::Uuid([3; 16])]);
+    assert_eq!(
+        journal_ops(&store, inv(1)),
+        vec![Op::Random(1), Op::Time(2), Op::Uuid([3; 16])]
+    );
     assert_eq!(store.journal_len(&inv(2)).unwrap(), 1);
     assert_eq!(store.journal_len(&inv(3)).unwrap(), 0);
 }
@@ -504,40 +507,24 @@ fn many_staged_writes_read_their_latest_value_and_journal_runs_merge() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     for i in 0..5000u32 {
-        store.stage(WriteOp::Put {
-            table: Table::Data,
-            key: b"k".to_vec(),
-            value: i.to_be_bytes().to_vec(),
-            fence: None,
-        });
+        store.stage(put(b"k", &i.to_be_bytes()));
     }
     assert_eq!(
         store.get(Table::Data, b"k").unwrap(),
         Some(4999u32.to_be_bytes().to_vec())
     );
     for first in [0u64, 2, 4] {
-        store.stage(WriteOp::Journal {
-            invocation: inv(7),
-            first_position: first,
-            entries: vec![
-                crate::entry::Entry::new(crate::entry::Op::Random(first)),
-                crate::entry::Entry::new(crate::entry::Op::Random(first + 1)),
-            ],
-            fence: None,
-        });
+        store.stage(journal(
+            inv(7),
+            first,
+            vec![Op::Random(first), Op::Random(first + 1)],
+        ));
     }
-    let staged: Vec<_> = store.journal(&inv(7)).unwrap();
-    assert_eq!(staged.len(), 6);
+    assert_eq!(store.journal(&inv(7)).unwrap().len(), 6);
     store.flush().unwrap();
-    let ops: Vec<_> = store
-        .journal(&inv(7))
-        .unwrap()
-        .into_iter()
-        .map(|e| e.op)
-        .collect();
     assert_eq!(
-        ops,
-        (0..6).map(crate::entry::Op::Random).collect::<Vec<_>>()
+        journal_ops(&store, inv(7)),
+        (0..6).map(Op::Random).collect::<Vec<_>>()
     );
     assert_eq!(
         store.get(Table::Data, b"k").unwrap(),
