@@ -109,6 +109,37 @@ def test_claim_renew_release_complete(store_path: Path) -> None:
     assert store.flush() == [(first, token, taken[1])]
 
 
+
+def test_a_stale_owner_learns_of_its_rejected_writes_when_another_thread_committed_them(
+    store_path: Path,
+) -> None:
+    """A worker's threads share commits: the one whose fenced writes a flush of another thread
+    rejected still gets `LeaseLostError` at its own flush, which then finds nothing to commit."""
+    store = LmdbStore(store_path, FAST)
+    job = inv()
+    store.enqueue(job)
+    store.flush()
+    claim = store.claim(b"w1", 1000, 0)
+    assert claim is not None
+    stale_token = claim[1]
+    taken = store.claim(b"w2", 1000, 5000)  # the lease expired; another worker took it
+    assert taken is not None and taken[1] > stale_token
+    execution = _core.Execution(store._core, job, str(uuid.UUID(bytes=job)), 0)
+    execution.set_fence(stale_token)
+    execution.random()
+    execution.stage()
+    # Another thread's flush commits (and rejects) the stale owner's staged journal entry...
+    assert store.flush() == [(job, stale_token, taken[1])]
+    # ...and the stale owner still finds out at its own flush.
+    with pytest.raises(LeaseLostError) as info:
+        execution.flush()
+    assert info.value.current == taken[1]  # type: ignore[attr-defined]
+    # The owner holding the current token is not affected.
+    current = _core.Execution(store._core, job, str(uuid.UUID(bytes=job)), 1)
+    current.set_fence(taken[1])
+    current.random()
+    current.flush()
+
 def test_permissions_are_private(store_path: Path) -> None:
     LmdbStore(store_path, FAST)
     assert stat.S_IMODE(store_path.stat().st_mode) == 0o700

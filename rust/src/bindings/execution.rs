@@ -240,18 +240,16 @@ impl PyExecution {
         }
         let store = Arc::clone(&self.store);
         // The commit waits on fsync and on other threads' commits: release the GIL.
-        let report = py.detach(|| store.flush()).py_err()?;
+        py.detach(|| store.flush()).py_err()?;
         self.recorder.mark_durable();
+        // Another thread's flush may have committed (and rejected) this execution's writes,
+        // so ask the store rather than this flush's report.
         if let Some(own) = self.fence {
-            if let Some((fence, current)) = report
-                .rejected
-                .iter()
-                .find(|(f, _)| f.invocation == own.invocation)
-            {
+            if let Some(current) = store.stale_fence(own) {
                 return Err(to_pyerr(Error::StaleLease {
-                    invocation_id: ids::format(&fence.invocation),
-                    token: fence.token,
-                    current: *current,
+                    invocation_id: ids::format(&own.invocation),
+                    token: own.token,
+                    current,
                 }));
             }
         }

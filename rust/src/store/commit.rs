@@ -269,6 +269,10 @@ struct State {
     outcomes: VecDeque<Outcome>,
     /// `committed` at the start of each waiting flush (value → number of waiters).
     waiters: BTreeMap<u64, usize>,
+    /// Per invocation, the newest fencing token a commit rejected and the token current then.
+    /// Tokens only grow, so a rejected token stays stale: kept for the writer, whose writes
+    /// another thread's flush may have committed before its own flush found nothing left.
+    stale: Map<[u8; 16], (u64, u64)>,
 }
 
 struct Outcome {
@@ -335,6 +339,14 @@ impl GroupCommit {
         out
     }
 
+    /// The current token, if a commit of this process rejected a write fenced with `fence`
+    /// or with a newer token of the same invocation (whichever thread's flush committed it).
+    pub fn stale(&self, fence: Fence) -> Option<u64> {
+        let st = self.lock();
+        let &(token, current) = st.stale.get(&fence.invocation)?;
+        (fence.token <= token).then_some(current)
+    }
+
     /// Make everything staged so far durable, committing with `commit` when leading.
     /// A panic inside `commit` is turned into the error `panicked()` so followers never wait on
     /// a leader that is gone.
@@ -363,6 +375,10 @@ impl GroupCommit {
             let result = catch_unwind(AssertUnwindSafe(|| commit(&batch.ops)))
                 .unwrap_or_else(|_| Err(panicked()));
             st = self.lock();
+            for (fence, current) in result.iter().flat_map(|r| &r.rejected) {
+                let seen = st.stale.entry(fence.invocation).or_default();
+                *seen = (*seen).max((fence.token, *current));
+            }
             st.outcomes.push_back(Outcome {
                 after,
                 upto,

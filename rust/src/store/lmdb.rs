@@ -168,6 +168,12 @@ impl Store {
         )
     }
 
+    /// The current lease token, if a flush of this process rejected a write fenced with
+    /// `fence` (or with a newer token of the same invocation): its writer lost the lease.
+    pub fn stale_fence(&self, fence: Fence) -> Option<u64> {
+        self.commit.stale(fence)
+    }
+
     /// After a fork the child starts with an empty staging buffer: the writes staged by the
     /// parent belong to the parent, which commits them itself.
     pub(crate) fn check_fork(&self) {

@@ -202,6 +202,16 @@ fn stale_fenced_writes_are_rejected_and_reported() {
         store.get(Table::Data, b"free").unwrap(),
         Some(b"z".to_vec())
     );
+    // The rejection outlives the flush that saw it: a writer whose writes another thread's
+    // flush committed asks the store, not its own (empty) report.
+    assert!(store.flush().unwrap().rejected.is_empty());
+    let stale = fence(inv(1), first.token).unwrap();
+    assert_eq!(store.stale_fence(stale), Some(second.token));
+    assert_eq!(
+        store.stale_fence(fence(inv(1), second.token).unwrap()),
+        None
+    );
+    assert_eq!(store.stale_fence(fence(inv(2), 42).unwrap()), None);
 }
 
 #[test]
