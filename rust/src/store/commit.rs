@@ -10,12 +10,15 @@
 //!
 //! Each flush returns the combined outcome of the commits that covered its range of sequence
 //! numbers: a report is shared between the callers of one commit (rejected fenced writes are
-//! listed for all of them), and a failed commit is reported to every caller whose writes it
-//! held. A failed batch is dropped: its writes are not retried behind the caller's back.
+//! listed for all of them), and a failed commit is reported to every thread whose writes it
+//! held, at that thread's next flush even when the commit was another thread's (the range of a
+//! flush starts at its thread's first write since its previous flush). A failed batch is
+//! dropped: its writes are not retried behind the caller's back.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, ThreadId};
 
 use super::{Fence, FlushReport, Table, WriteOp};
 use crate::entry::Entry;
@@ -225,12 +228,27 @@ impl Batch {
 /// The staging buffer, held: writes staged through it are contiguous and in order.
 pub struct Staging<'a> {
     st: MutexGuard<'a, State>,
+    /// The staging thread, once it is marked as having unflushed writes.
+    marked: bool,
 }
 
 impl Staging<'_> {
+    /// Count one staged write, noting the first one of this thread since its last flush.
+    fn bump(&mut self) {
+        self.st.staged += 1;
+        if !self.marked {
+            self.marked = true;
+            let seq = self.st.staged;
+            self.st
+                .unflushed
+                .entry(thread::current().id())
+                .or_insert(seq);
+        }
+    }
+
     pub fn push(&mut self, op: WriteOp) {
         self.st.pending.push(op);
-        self.st.staged += 1;
+        self.bump();
     }
 
     /// Stage `entries` (drained) as the continuation of `invocation`'s journal.
@@ -244,13 +262,13 @@ impl Staging<'_> {
         self.st
             .pending
             .append_journal(invocation, first_position, entries, fence);
-        self.st.staged += 1;
+        self.bump();
     }
 
     /// Stage a Put; the key is copied only when no staged write of it takes the value.
     pub fn put(&mut self, table: Table, key: &[u8], value: Vec<u8>, fence: Option<Fence>) {
         self.st.pending.put(table, key, value, fence);
-        self.st.staged += 1;
+        self.bump();
     }
 }
 
@@ -265,10 +283,14 @@ struct State {
     /// Sequence number of the last write whose commit finished (successfully or not).
     committed: u64,
     leader: bool,
-    /// Outcomes of recent commits, kept while a waiting flush may still need them.
+    /// Outcomes of recent commits that failed or rejected writes (the others have nothing to
+    /// tell), kept while a flush may still need them.
     outcomes: VecDeque<Outcome>,
-    /// `committed` at the start of each waiting flush (value → number of waiters).
+    /// The start of the range of each waiting flush (value → number of waiters).
     waiters: BTreeMap<u64, usize>,
+    /// Per thread, the sequence number of its first write staged since its last flush: that
+    /// flush hears about every commit that held its writes, including other threads' commits.
+    unflushed: Map<ThreadId, u64>,
     /// Per invocation, the newest fencing token a commit rejected and the token current then.
     /// Tokens only grow, so a rejected token stays stale: kept for the writer, whose writes
     /// another thread's flush may have committed before its own flush found nothing left.
@@ -303,7 +325,10 @@ impl GroupCommit {
 
     /// Hold the buffer to stage several writes together, in order (one lock for all).
     pub fn staging(&self) -> Staging<'_> {
-        Staging { st: self.lock() }
+        Staging {
+            st: self.lock(),
+            marked: false,
+        }
     }
 
     /// Forget writes inherited from the parent process after a fork: the parent commits them.
@@ -357,7 +382,10 @@ impl GroupCommit {
     ) -> Result<FlushReport> {
         let mut st = self.lock();
         let target = st.staged;
-        let from = st.committed;
+        let from = match st.unflushed.remove(&thread::current().id()) {
+            Some(first) => st.committed.min(first - 1),
+            None => st.committed,
+        };
         if target == from {
             return Ok(FlushReport::default());
         }
@@ -379,11 +407,13 @@ impl GroupCommit {
                 let seen = st.stale.entry(fence.invocation).or_default();
                 *seen = (*seen).max((fence.token, *current));
             }
-            st.outcomes.push_back(Outcome {
-                after,
-                upto,
-                result: result.map(|r| r.rejected),
-            });
+            if result.as_ref().map_or(true, |r| !r.rejected.is_empty()) {
+                st.outcomes.push_back(Outcome {
+                    after,
+                    upto,
+                    result: result.map(|r| r.rejected),
+                });
+            }
             st.committed = upto;
             st.inflight = Arc::default();
             st.leader = false;
@@ -407,7 +437,12 @@ impl GroupCommit {
                 st.waiters.remove(&from);
             }
         }
-        let keep_after = st.waiters.keys().next().copied().unwrap_or(st.committed);
+        let keep_after = st
+            .unflushed
+            .values()
+            .map(|first| first - 1)
+            .chain(st.waiters.keys().copied())
+            .fold(st.committed, u64::min);
         while st.outcomes.front().is_some_and(|o| o.upto <= keep_after) {
             st.outcomes.pop_front();
         }
@@ -497,5 +532,36 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!((out[0].0, out[0].1.len()), (0, 3));
         assert_eq!((out[1].0, out[1].1.len()), (7, 1));
+    }
+    #[test]
+    fn a_failed_commit_reaches_every_thread_whose_writes_it_held() {
+        let gc = GroupCommit::default();
+        let failing = |_: &[WriteOp]| -> Result<FlushReport> {
+            Err(Error::InvalidArgument("the disk is gone".into()))
+        };
+        let never = || Error::InvalidArgument("panicked".into());
+        let ok = |_: &[WriteOp]| Ok(FlushReport::default());
+        let step = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            let other = s.spawn(|| {
+                gc.stage([put(b"theirs", b"1", None)]);
+                step.wait(); // the main thread's commit, holding these writes, fails
+                step.wait();
+                // Nothing is left to commit, yet this thread hears its writes were lost.
+                let late = gc.flush(ok, never);
+                // Once told, its next flush is about its new writes only.
+                gc.stage([put(b"theirs", b"3", None)]);
+                (late, gc.flush(ok, never))
+            });
+            step.wait();
+            gc.stage([put(b"mine", b"2", None)]);
+            assert!(gc.flush(failing, never).is_err());
+            step.wait();
+            let (late, next) = other.join().unwrap();
+            assert!(late.is_err(), "its writes were lost");
+            assert!(next.is_ok());
+        });
+        // A thread that staged nothing has nothing to hear.
+        assert!(gc.flush(failing, never).is_ok());
     }
 }
