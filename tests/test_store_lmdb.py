@@ -4,9 +4,12 @@ multi-process behaviours (several processes at once, fork, sharing within a proc
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import threading
+import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -206,7 +209,8 @@ def test_two_processes_write_at_once_and_nothing_is_lost(store_path: Path, beta_
 
 
 def test_forked_child_reopens_and_parent_keeps_its_staged_writes(store_path: Path) -> None:
-    store = LmdbStore(store_path, FAST)
+    # No background flusher: the parent's staged write must stay uncommitted across the fork.
+    store = LmdbStore(store_path, replace(FAST, flush_interval_ms=0))
     store.put("data", b"before-fork", b"committed")
     store.flush()
     store.put("data", b"parent-staged", b"p")  # not flushed when forking
@@ -237,6 +241,66 @@ def test_forked_child_reopens_and_parent_keeps_its_staged_writes(store_path: Pat
     )
     assert seen == ["before-fork", "from-child", "parent-staged"]
 
+
+
+def test_forks_while_the_background_flusher_commits_never_deadlock(store_path: Path) -> None:
+    """A fork waits until the store's flusher thread holds no lock, so every child can use
+    the store; the parent's writes staged meanwhile are committed by the flusher, once."""
+    store = LmdbStore(store_path, replace(FAST, flush_interval_ms=1))
+    stop = threading.Event()
+
+    def stage_without_flushing() -> None:
+        n = 0
+        while not stop.is_set():
+            store.put("data", b"parent-%06d" % n, b"p")
+            n += 1
+            time.sleep(0.0002)
+
+    writer = threading.Thread(target=stage_without_flushing)
+    writer.start()
+    children = []
+    try:
+        for i in range(20):
+            time.sleep(0.003)
+            pid = os.fork()
+            if pid == 0:  # child: the store must be usable at once
+                code = 1
+                try:
+                    store.put("data", b"child-%02d" % i, b"c")
+                    store.flush()
+                    code = 0
+                finally:
+                    os._exit(code)
+            children.append(pid)
+        deadline = time.monotonic() + 30
+        while children:
+            pid = children[0]
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                children.pop(0)
+                assert os.waitstatus_to_exitcode(status) == 0
+            elif time.monotonic() > deadline:
+                for p in children:
+                    os.kill(p, signal.SIGKILL)
+                    os.waitpid(p, 0)
+                pytest.fail(f"{len(children)} forked children hung on a lock held at fork time")
+            else:
+                time.sleep(0.01)
+    finally:
+        stop.set()
+        writer.join()
+    # The parent never flushed: its background flusher committed what it staged.
+    reader = run_python(
+        """
+        import json, sys
+        from pynenc.store.lmdb import LmdbStore
+        s = LmdbStore(sys.argv[1])
+        keys = [k.decode() for k, _ in s.scan("data", b"")]
+        print(json.dumps([len([k for k in keys if k.startswith(p)]) for p in ("child-", "parent-")]))
+        """,
+        str(store_path),
+    )
+    assert reader[0] == 20 and reader[1] > 0
 
 def test_flushes_from_many_threads_share_commits(store_path: Path) -> None:
     store = LmdbStore(store_path, StoreOptions(sync=True, map_size=1 << 20))

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
+import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -135,3 +139,52 @@ def test_unknown_ids_are_clear_errors(app: Pynenc) -> None:
     assert app.get_invocation(str(uuid.uuid4())) is None
     with pytest.raises(InvalidArgumentError, match="no invocation"):
         app.replay(str(uuid.uuid4()))
+
+
+DATA_WRITER = """
+import sys, time
+from pathlib import Path
+from pynenc import Pynenc
+
+app = Pynenc("writer", store=sys.argv[1], sync=False)
+release = Path(sys.argv[2])
+
+@app.task
+def long_task() -> None:
+    long_task.wf.set_data("progress", 50)
+    print(long_task.workflow.workflow_id, flush=True)
+    # Runs on with no effect boundary until the test has seen the value from outside.
+    deadline = time.monotonic() + 60
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("released" if release.exists() else "timed out", flush=True)
+
+long_task()
+"""
+
+
+def test_data_reaches_other_processes_while_its_writer_runs_on(
+    store_url: str, tmp_path: Path
+) -> None:
+    """`set_data` is committed within a few ms even while the task runs on without flushing."""
+    release = tmp_path / "release"
+    with subprocess.Popen(
+        [sys.executable, "-c", DATA_WRITER, store_url, str(release)],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as writer:
+        try:
+            assert writer.stdout is not None
+            workflow_id = writer.stdout.readline().strip()
+            reader = Pynenc("reader", store=store_url, sync=False)
+            deadline = time.monotonic() + 10
+            while reader.get_workflow_data(workflow_id, "progress") != 50:
+                assert time.monotonic() < deadline, "the value never left the writing process"
+                time.sleep(0.005)
+            assert writer.poll() is None, "seen while the task still runs"
+            release.touch()
+            assert writer.stdout.readline().strip() == "released"
+        finally:
+            release.touch()
+            writer.wait(30)
+    assert writer.returncode == 0

@@ -44,11 +44,15 @@ class StoreOptions:
             the map (sparse).
         map_size: initial size of the memory map in bytes; it doubles whenever it is full.
         max_readers: most read transactions open at once, across all processes.
+        flush_interval_ms: longest a staged write waits for its writer's next flush before a
+            background thread of the store commits it (so workflow data reaches other
+            processes while its task runs on); 0 turns the thread off.
     """
 
     sync: bool = True
     map_size: int = 1 << 30
     max_readers: int = 512
+    flush_interval_ms: int = 5
 
 
 class LmdbStore:
@@ -70,6 +74,7 @@ class LmdbStore:
             sync=opts.sync,
             map_size=opts.map_size,
             max_readers=opts.max_readers,
+            flush_interval_ms=opts.flush_interval_ms,
         )
 
     @property

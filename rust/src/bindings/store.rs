@@ -30,18 +30,20 @@ type Rejected<'py> = (Bound<'py, PyBytes>, u64, u64);
 #[pymethods]
 impl PyStore {
     #[new]
-    #[pyo3(signature = (path, sync = true, map_size = 1 << 30, max_readers = 512))]
+    #[pyo3(signature = (path, sync = true, map_size = 1 << 30, max_readers = 512, flush_interval_ms = 5))]
     fn new(
         py: Python<'_>,
         path: PathBuf,
         sync: bool,
         map_size: usize,
         max_readers: u32,
+        flush_interval_ms: u64,
     ) -> PyResult<Self> {
         let options = StoreOptions {
             sync,
             map_size,
             max_readers,
+            flush_interval: Duration::from_millis(flush_interval_ms),
         };
         // Opening may create files and run a write transaction: don't hold the GIL.
         let inner = py.detach(|| Store::open(&path, options)).py_err()?;

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
 
 use super::{Fence, FlushReport, Table, WriteOp};
 use crate::entry::Entry;
@@ -236,6 +237,9 @@ impl Staging<'_> {
     /// Count one staged write, noting the first one of this thread since its last flush.
     fn bump(&mut self) {
         self.st.staged += 1;
+        if self.st.pending_since.is_none() {
+            self.st.pending_since = Some(Instant::now());
+        }
         if !self.marked {
             self.marked = true;
             let seq = self.st.staged;
@@ -276,6 +280,8 @@ impl Staging<'_> {
 struct State {
     /// Staged, not yet taken by a leader.
     pending: Batch,
+    /// When the oldest write of `pending` was staged.
+    pending_since: Option<Instant>,
     /// Taken by the current leader, not yet committed: still visible to reads.
     inflight: Arc<Batch>,
     /// Sequence number of the last staged write.
@@ -332,6 +338,11 @@ impl GroupCommit {
     }
 
     /// Forget writes inherited from the parent process after a fork: the parent commits them.
+    /// How long the oldest staged write has waited for a flush to take it.
+    pub fn pending_age(&self) -> Option<Duration> {
+        self.lock().pending_since.map(|t| t.elapsed())
+    }
+
     pub fn reset_after_fork(&self) {
         *self.lock() = State::default();
     }
@@ -398,6 +409,7 @@ impl GroupCommit {
             st.leader = true;
             let (after, upto) = (st.committed, st.staged);
             st.inflight = Arc::new(std::mem::take(&mut st.pending));
+            st.pending_since = None;
             let batch = Arc::clone(&st.inflight);
             drop(st);
             let result = catch_unwind(AssertUnwindSafe(|| commit(&batch.ops)))

@@ -5,14 +5,17 @@ use std::fs::{self, DirBuilder};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Once, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{
+    Arc, Once, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
+};
+use std::time::Duration;
 
 use heed::{MdbError, RoTxn, RwTxn, WithoutTls};
 
 use super::commit::{GroupCommit, Staging};
 use super::env::{self, Handle, MapEvent};
-use super::{apply, registry, Fence, WriteOp};
+use super::{apply, registry, ticker, Fence, WriteOp};
 use crate::error::{Error, Result};
 
 /// Options of a store; mirrored by `pynenc.store.lmdb.StoreOptions` in Python.
@@ -25,6 +28,9 @@ pub struct StoreOptions {
     pub map_size: usize,
     /// Maximum concurrent read transactions across all processes.
     pub max_readers: u32,
+    /// Longest a staged write waits for its writer's flush before a background thread of
+    /// the store commits it (`ticker.rs`); zero: no background thread, writes wait for a flush.
+    pub flush_interval: Duration,
 }
 
 impl Default for StoreOptions {
@@ -33,6 +39,7 @@ impl Default for StoreOptions {
             sync: true,
             map_size: 1 << 30,
             max_readers: 512,
+            flush_interval: ticker::FLUSH_INTERVAL,
         }
     }
 }
@@ -97,6 +104,10 @@ pub struct Store {
     /// The process whose environment `handle` holds: read without a lock on every operation
     /// to notice a fork.
     opened_pid: AtomicU32,
+    /// This store, weakly: handed to the background flusher (`ticker.rs`).
+    me: OnceLock<Weak<Store>>,
+    /// Whether this process runs the store's background flusher.
+    pub(crate) ticking: AtomicBool,
 }
 
 impl Store {
@@ -104,7 +115,7 @@ impl Store {
     /// process already has open there.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Arc<Store>> {
         let canonical = prepare_dir(path)?;
-        registry::shared(canonical, |canonical| {
+        let store = registry::shared(canonical, |canonical| {
             let handle = env::open(&canonical, &options)?;
             Ok(Store {
                 path: canonical,
@@ -113,8 +124,12 @@ impl Store {
                 commit: GroupCommit::default(),
                 commits: AtomicU64::new(0),
                 opened_pid: AtomicU32::new(current_pid()),
+                me: OnceLock::new(),
+                ticking: AtomicBool::new(false),
             })
-        })
+        })?;
+        store.me.get_or_init(|| Arc::downgrade(&store));
+        Ok(store)
     }
 
     /// The canonical path of the store directory.
@@ -140,6 +155,7 @@ impl Store {
     /// Stage several writes, in order, under one lock.
     pub fn stage_many(&self, ops: impl IntoIterator<Item = WriteOp>) {
         self.check_fork();
+        self.start_ticker();
         self.commit.stage(ops);
     }
 
@@ -147,7 +163,19 @@ impl Store {
     /// (journal entries drained from the caller's buffer, a Put of a borrowed key).
     pub fn staging(&self) -> Staging<'_> {
         self.check_fork();
+        self.start_ticker();
         self.commit.staging()
+    }
+
+    /// Make sure staged writes are committed within `ticker::FLUSH_TICK` even if their writer
+    /// does not flush for a while.
+    fn start_ticker(&self) {
+        if self.ticking.load(Ordering::Relaxed) || self.options.flush_interval.is_zero() {
+            return;
+        }
+        if let Some(me) = self.me.get().and_then(Weak::upgrade) {
+            ticker::ensure(&me, &self.ticking);
+        }
     }
 
     /// Commit everything staged so far by any thread in one transaction (shared with
@@ -207,6 +235,7 @@ impl Store {
             if !guard.as_ref().is_some_and(|h| h.pid == pid) {
                 if let Some(inherited) = guard.take() {
                     self.commit.reset_after_fork();
+                    self.ticking.store(false, Ordering::Relaxed);
                     // The parent's handle is closed in the child: heed keeps a per-process
                     // registry of open paths and refuses to open the path again while the
                     // inherited handle is alive. Closing it only releases the child's copies:

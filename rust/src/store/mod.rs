@@ -8,7 +8,7 @@
 //!
 //! Files: `lmdb.rs` (the `Store`, fork safety, transaction helpers with map growth), `env.rs`
 //! (the one `unsafe` open, named databases, format version, error mapping), `commit.rs`
-//! (group commit), `apply.rs` (a batch inside one transaction, fencing), `read.rs` (reads with
+//! (group commit), `ticker.rs` (the background flusher), `apply.rs` (a batch inside one transaction, fencing), `read.rs` (reads with
 //! the staged overlay), `queue.rs` (claims and leases), `registry.rs` (one store per path per
 //! process), `keys.rs` (byte layouts). The on-disk layout is in `docs/journal-format.md`.
 //!
@@ -39,6 +39,7 @@ mod read;
 mod registry;
 #[cfg(test)]
 mod tests;
+mod ticker;
 
 pub use commit::Staging;
 pub use env::FORMAT_VERSION;

@@ -1,6 +1,7 @@
 //! Unit tests of the store (each on its own temporary directory).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::*;
 use crate::entry::{Entry, Op};
@@ -11,6 +12,7 @@ fn options() -> StoreOptions {
         sync: false,
         map_size: 1 << 20,
         max_readers: 64,
+        ..StoreOptions::default()
     }
 }
 
@@ -566,4 +568,26 @@ fn staging_a_journal_and_a_rewritten_key_commits_the_last_value_with_every_entry
     let journal = store.journal(&inv(4)).unwrap();
     assert_eq!(journal.len(), 500);
     assert_eq!(journal[499].op, Op::Random(499));
+}
+
+#[test]
+fn writes_left_staged_are_committed_in_the_background_unless_turned_off() {
+    let commits_after_waiting = |flush_interval: Duration| {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            flush_interval,
+            ..options()
+        };
+        let store = Store::open(dir.path(), options).unwrap();
+        store.stage(put(b"left", b"staged"));
+        let start = Instant::now();
+        while store.commit_count() == 0 && start.elapsed() < Duration::from_millis(500) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let value = store.get(Table::Data, b"left").unwrap();
+        assert_eq!(value, Some(b"staged".to_vec()), "read back either way");
+        store.commit_count()
+    };
+    assert_eq!(commits_after_waiting(Duration::from_millis(2)), 1);
+    assert_eq!(commits_after_waiting(Duration::ZERO), 0);
 }
