@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benches import concurrency, core, ops, queued, report, scale, steps
+from benches import concurrency, core, disk, ops, queued, report, scale, steps
 from benches.measure import Row, Settings
 
 GROUPS: dict[str, Callable[[Settings], list[Row]]] = {
@@ -17,6 +17,7 @@ GROUPS: dict[str, Callable[[Settings], list[Row]]] = {
     "concurrency": concurrency.run,
     "queued": queued.run,
     "scale": scale.run,
+    "disk": disk.run,
 }
 
 

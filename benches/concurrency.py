@@ -5,6 +5,7 @@ commit (group commit), so threads can share an fsync.
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 
@@ -21,8 +22,9 @@ def _label(threads: int) -> str:
     return f"durable steps, {threads} thread{'s' if threads > 1 else ''}"
 
 
-def aggregate_steps_per_second(threads: int, n_per_thread: int) -> float:
-    """Steps/s of `threads` workflows of `n_per_thread` steps each, run at once."""
+def aggregate_steps_per_second(threads: int, n_per_thread: int) -> tuple[float, float]:
+    """Steps/s of `threads` workflows of `n_per_thread` steps each, run at once, and the
+    steps each commit held on average."""
     with temp_dir("threads") as d:
         app = tasks.fresh_app(d, sync=True)
         steps = app.get_task(tasks.steps.task_id)
@@ -39,23 +41,29 @@ def aggregate_steps_per_second(threads: int, n_per_thread: int) -> float:
         workers = [threading.Thread(target=work) for _ in range(threads)]
         for w in workers:
             w.start()
+        commits = app.store.commit_count()
         start.wait()
         t0 = time.perf_counter_ns()
         for w in workers:
             w.join()
         elapsed = time.perf_counter_ns() - t0
+        commits = app.store.commit_count() - commits
         if errors:
             raise errors[0]
-        return threads * n_per_thread * 1e9 / elapsed
+        steps = threads * n_per_thread
+        return steps * 1e9 / elapsed, steps / max(commits, 1)
 
 
 def run(s: Settings) -> list[Row]:
     n = s.n(400, 20)
     # Each repetition runs 1, 4 and 16 threads back to back (paired with the one-thread run).
     samples: dict[int, list[float]] = {threads: [] for threads in THREADS}
+    per_commit: dict[int, list[float]] = {threads: [] for threads in THREADS}
     for _ in range(s.reps):
         for threads in THREADS:
-            samples[threads].append(aggregate_steps_per_second(threads, n))
+            rate, steps_a_commit = aggregate_steps_per_second(threads, n)
+            samples[threads].append(rate)
+            per_commit[threads].append(steps_a_commit)
     return [
         Row(
             GROUP,
@@ -64,7 +72,7 @@ def run(s: Settings) -> list[Row]:
             samples[threads],
             baseline=None if threads == 1 else _label(1),
             target=Target(">=", 4) if threads == 16 else None,
-            note=f"{n} steps per thread",
+            note=f"{n} steps per thread, {statistics.median(per_commit[threads]):.1f} a commit",
             paired=threads > 1,
         )
         for threads in THREADS

@@ -70,6 +70,11 @@ EXPECTED = {
         "replay of the 10^3-op workflow",
         "peak RSS of the 10^3-op replay",
     ],
+    "disk": [
+        "write 1 page + fdatasync",
+        "write 16 contiguous pages + fdatasync",
+        "write 16 scattered pages + fdatasync",
+    ],
 }
 
 
