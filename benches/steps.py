@@ -1,11 +1,13 @@
 """Group `steps`: durable child steps, `wf.execute_task(child).result` of a trivial child run
 inline, beside the physical limit measured in the same run: one fsync'd LMDB write transaction
-per step with the raw `lmdb` package and no engine. Without fsync both write through a writable
-map (`writemap`), as the store does.
+per step with the raw `lmdb` package and no engine, writing one small value, and again writing
+what a step writes (so the gap between the two is the layout's, the rest the engine's). Without
+fsync both write through a writable map (`writemap`), as the store does.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import lmdb
@@ -18,6 +20,7 @@ __all__ = ["run", "steps_per_second"]
 GROUP = "steps"
 RAW_FSYNC = "raw LMDB commit, fsync (lmdb package)"
 RAW_NOSYNC = "raw LMDB commit, no fsync (lmdb package)"
+RAW_SHAPED = "raw LMDB commit shaped like a step, fsync (lmdb package)"
 
 
 def steps_per_second(n: int, *, sync: bool) -> float:
@@ -43,14 +46,34 @@ def raw_commits_per_second(n: int, *, sync: bool) -> float:
         return n * 1e9 / elapsed
 
 
+def raw_step_shaped_commits_per_second(n: int) -> float:
+    """Fsync'd write transactions/s, each writing what a durable step writes, straight on LMDB:
+    a record under a random 16-byte id in one named database and an entry under its parent's
+    id and position in another. No engine: what the layout costs on this disk."""
+    with temp_dir("steps") as d:
+        env = lmdb.open(str(d), sync=True, map_size=1 << 30, max_dbs=4)
+        records, journal = env.open_db(b"invocations"), env.open_db(b"journal")
+        parent = os.urandom(16)
+        record, entry = bytes(180), bytes(40)
+        t0 = time.perf_counter_ns()
+        for i in range(n):
+            with env.begin(write=True) as txn:
+                txn.put(os.urandom(16), record, db=records)
+                txn.put(parent + i.to_bytes(8, "big"), entry, db=journal)
+        elapsed = time.perf_counter_ns() - t0
+        env.close()
+        return n * 1e9 / elapsed
+
+
 def run(s: Settings) -> list[Row]:
     n_sync = s.n(2_000, 50)
     n_nosync = s.n(10_000, 200)
     # Each repetition measures the raw commit and the engine's step back to back (paired).
-    raw_sync, steps_sync, raw_nosync, steps_nosync = [], [], [], []
+    raw_sync, shaped, steps_sync, raw_nosync, steps_nosync = [], [], [], [], []
     for _ in range(s.reps):
         raw_sync.append(raw_commits_per_second(n_sync, sync=True))
         steps_sync.append(steps_per_second(n_sync, sync=True))
+        shaped.append(raw_step_shaped_commits_per_second(n_sync))
         raw_nosync.append(raw_commits_per_second(n_nosync, sync=False))
         steps_nosync.append(steps_per_second(n_nosync, sync=False))
     return [
@@ -63,6 +86,15 @@ def run(s: Settings) -> list[Row]:
             baseline=RAW_FSYNC,
             target=Target(">=", 0.66),
             paired=True,
+        ),
+        Row(
+            GROUP,
+            RAW_SHAPED,
+            "commits/s",
+            shaped,
+            baseline=RAW_FSYNC,
+            paired=True,
+            note="a random-id record and a journal entry in two named databases",
         ),
         Row(GROUP, RAW_NOSYNC, "commits/s", raw_nosync),
         Row(

@@ -53,6 +53,7 @@ EXPECTED = {
     "steps": [
         "raw LMDB commit, fsync (lmdb package)",
         "durable steps, fsync",
+        "raw LMDB commit shaped like a step, fsync (lmdb package)",
         "raw LMDB commit, no fsync (lmdb package)",
         "durable steps, no fsync",
     ],
