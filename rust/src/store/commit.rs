@@ -17,7 +17,8 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
@@ -229,6 +230,7 @@ impl Batch {
 /// The staging buffer, held: writes staged through it are contiguous and in order.
 pub struct Staging<'a> {
     st: MutexGuard<'a, State>,
+    waiting: &'a Waiting,
     /// The staging thread, once it is marked as having unflushed writes.
     marked: bool,
 }
@@ -237,8 +239,9 @@ impl Staging<'_> {
     /// Count one staged write, noting the first one of this thread since its last flush.
     fn bump(&mut self) {
         self.st.staged += 1;
-        if self.st.pending_since.is_none() {
-            self.st.pending_since = Some(Instant::now());
+        if !self.st.pending_timed {
+            self.st.pending_timed = true;
+            self.waiting.since_us.store(now_us(), Ordering::Relaxed);
         }
         if !self.marked {
             self.marked = true;
@@ -280,8 +283,8 @@ impl Staging<'_> {
 struct State {
     /// Staged, not yet taken by a leader.
     pending: Batch,
-    /// When the oldest write of `pending` was staged.
-    pending_since: Option<Instant>,
+    /// Whether `waiting.since_us` holds the time the oldest write of `pending` was staged.
+    pending_timed: bool,
     /// Taken by the current leader, not yet committed: still visible to reads.
     inflight: Arc<Batch>,
     /// Sequence number of the last staged write.
@@ -315,6 +318,33 @@ struct Outcome {
 pub(crate) struct GroupCommit {
     state: Mutex<State>,
     done: Condvar,
+    /// Read by the background flusher without a lock and without holding the store.
+    pub waiting: Arc<Waiting>,
+}
+
+/// How long staged writes have waited, readable without the state lock (`ticker.rs`).
+#[derive(Default)]
+pub(crate) struct Waiting {
+    /// When the oldest write not yet taken by a flush was staged (`now_us`), 0 when none is.
+    since_us: AtomicU64,
+    /// Whether a background flusher runs for the store.
+    pub running: AtomicBool,
+}
+
+impl Waiting {
+    /// How long the oldest staged write has waited for a flush to take it.
+    pub fn age(&self) -> Option<Duration> {
+        match self.since_us.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(Duration::from_micros(now_us().saturating_sub(since))),
+        }
+    }
+}
+
+/// Microseconds since the first call in this process, never 0.
+fn now_us() -> u64 {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    u64::try_from(START.elapsed().as_micros()).unwrap_or(u64::MAX) + 1
 }
 
 impl GroupCommit {
@@ -333,18 +363,17 @@ impl GroupCommit {
     pub fn staging(&self) -> Staging<'_> {
         Staging {
             st: self.lock(),
+            waiting: &self.waiting,
             marked: false,
         }
     }
 
     /// Forget writes inherited from the parent process after a fork: the parent commits them.
     /// How long the oldest staged write has waited for a flush to take it.
-    pub fn pending_age(&self) -> Option<Duration> {
-        self.lock().pending_since.map(|t| t.elapsed())
-    }
-
     pub fn reset_after_fork(&self) {
         *self.lock() = State::default();
+        self.waiting.since_us.store(0, Ordering::Relaxed);
+        self.waiting.running.store(false, Ordering::Relaxed);
     }
 
     /// Staged and in-flight writes, oldest first, filtered and mapped by `f`.
@@ -409,7 +438,8 @@ impl GroupCommit {
             st.leader = true;
             let (after, upto) = (st.committed, st.staged);
             st.inflight = Arc::new(std::mem::take(&mut st.pending));
-            st.pending_since = None;
+            st.pending_timed = false;
+            self.waiting.since_us.store(0, Ordering::Relaxed);
             let batch = Arc::clone(&st.inflight);
             drop(st);
             let result = catch_unwind(AssertUnwindSafe(|| commit(&batch.ops)))

@@ -5,7 +5,7 @@ use std::fs::{self, DirBuilder};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{
     Arc, Once, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
 };
@@ -106,8 +106,6 @@ pub struct Store {
     opened_pid: AtomicU32,
     /// This store, weakly: handed to the background flusher (`ticker.rs`).
     me: OnceLock<Weak<Store>>,
-    /// Whether this process runs the store's background flusher.
-    pub(crate) ticking: AtomicBool,
 }
 
 impl Store {
@@ -125,7 +123,6 @@ impl Store {
                 commits: AtomicU64::new(0),
                 opened_pid: AtomicU32::new(current_pid()),
                 me: OnceLock::new(),
-                ticking: AtomicBool::new(false),
             })
         })?;
         store.me.get_or_init(|| Arc::downgrade(&store));
@@ -170,11 +167,12 @@ impl Store {
     /// Make sure staged writes are committed within `ticker::FLUSH_TICK` even if their writer
     /// does not flush for a while.
     fn start_ticker(&self) {
-        if self.ticking.load(Ordering::Relaxed) || self.options.flush_interval.is_zero() {
+        let running = &self.commit.waiting.running;
+        if running.load(Ordering::Relaxed) || self.options.flush_interval.is_zero() {
             return;
         }
-        if let Some(me) = self.me.get().and_then(Weak::upgrade) {
-            ticker::ensure(&me, &self.ticking);
+        if let Some(me) = self.me.get() {
+            ticker::ensure(me, &self.commit.waiting, self.options.flush_interval);
         }
     }
 
@@ -235,7 +233,6 @@ impl Store {
             if !guard.as_ref().is_some_and(|h| h.pid == pid) {
                 if let Some(inherited) = guard.take() {
                     self.commit.reset_after_fork();
-                    self.ticking.store(false, Ordering::Relaxed);
                     // The parent's handle is closed in the child: heed keeps a per-process
                     // registry of open paths and refuses to open the path again while the
                     // inherited handle is alive. Closing it only releases the child's copies:

@@ -591,3 +591,23 @@ fn writes_left_staged_are_committed_in_the_background_unless_turned_off() {
     assert_eq!(commits_after_waiting(Duration::from_millis(2)), 1);
     assert_eq!(commits_after_waiting(Duration::ZERO), 0);
 }
+
+#[test]
+fn a_dropped_store_closes_at_once_though_its_flusher_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..50u8 {
+        let store = open(&dir);
+        store.stage(put(b"round", &[round]));
+        store.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+        let weak = Arc::downgrade(&store);
+        drop(store);
+        // Nothing else holds it: a reopen gets a new store on the files now at the path.
+        assert!(
+            weak.upgrade().is_none(),
+            "round {round}: the store outlived its last user"
+        );
+    }
+    let store = open(&dir);
+    assert_eq!(store.get(Table::Data, b"round").unwrap(), Some(vec![49]));
+}

@@ -4,9 +4,10 @@
 //! long time reaches other processes within a few ms, not at the task's next effect boundary.
 //!
 //! The thread starts with the first write staged and exits after `IDLE` with nothing staged,
-//! so an idle process has no thread of the store. It holds the store weakly: it never keeps a
-//! store open. A flush error is not lost with it: every thread whose writes the commit held
-//! hears of it at its own next flush (`commit.rs`).
+//! so an idle process has no thread of the store. It watches the store's `Waiting` (atomics,
+//! no lock) and takes the store itself only to flush, so it never keeps a dropped store open
+//! (a dropped store commits what it staged while closing). A flush error is not lost with it:
+//! every thread whose writes the commit held hears of it at its own next flush (`commit.rs`).
 //!
 //! Fork safety: a fork while this thread holds one of the store's locks would leave the child
 //! with a lock nobody can release. So the thread takes no lock while a fork is under way, and
@@ -17,6 +18,7 @@ use std::sync::{Arc, Once, Weak};
 use std::thread;
 use std::time::Duration;
 
+use super::commit::Waiting;
 use super::Store;
 
 /// How long a staged write may wait for its writer's own flush, by default.
@@ -25,9 +27,9 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 /// How long the thread stays with nothing staged before it exits.
 const IDLE: Duration = Duration::from_millis(500);
 
-/// Start the flusher of `store` unless it runs (`running` is the store's flag).
-pub(crate) fn ensure(store: &Arc<Store>, running: &AtomicBool) {
-    if running.load(Ordering::Relaxed) || running.swap(true, Ordering::AcqRel) {
+/// Start the flusher of `store` (whose staging state is `waiting`) unless one runs.
+pub(crate) fn ensure(store: &Weak<Store>, waiting: &Arc<Waiting>, tick: Duration) {
+    if waiting.running.swap(true, Ordering::AcqRel) {
         return;
     }
     ON_FORK.call_once(|| {
@@ -37,31 +39,30 @@ pub(crate) fn ensure(store: &Arc<Store>, running: &AtomicBool) {
             libc::pthread_atfork(Some(prepare), Some(parent), Some(child));
         }
     });
-    let weak = Arc::downgrade(store);
-    let tick = store.options().flush_interval;
+    let (store, watched) = (store.clone(), Arc::clone(waiting));
     let spawned = thread::Builder::new()
         .name("pynenc-flush".into())
-        .spawn(move || run(weak, tick));
+        .spawn(move || run(&store, &watched, tick));
     if spawned.is_err() {
         // No thread: writes still become durable at their writers' flushes.
-        running.store(false, Ordering::Release);
+        waiting.running.store(false, Ordering::Release);
     }
 }
 
-fn run(store: Weak<Store>, tick: Duration) {
+fn run(store: &Weak<Store>, waiting: &Waiting, tick: Duration) {
     let mut idle = Duration::ZERO;
-    loop {
+    while store.strong_count() > 0 {
         thread::sleep(tick);
-        let Some(store) = store.upgrade() else {
-            return;
-        };
-        let Some(_busy) = Busy::enter() else {
-            continue;
-        };
-        match store.commit.pending_age() {
+        match waiting.age() {
             Some(age) => {
                 idle = Duration::ZERO;
-                if age >= tick {
+                if age < tick {
+                    continue;
+                }
+                let Some(_busy) = Busy::enter() else {
+                    continue;
+                };
+                if let Some(store) = store.upgrade() {
                     // An error reaches the writers at their own flushes.
                     let _ = store.flush();
                 }
@@ -70,10 +71,8 @@ fn run(store: Weak<Store>, tick: Duration) {
                 idle += tick;
                 if idle >= IDLE {
                     // Exit, unless a write was staged while the flag still said "running".
-                    store.ticking.store(false, Ordering::Release);
-                    if store.commit.pending_age().is_none()
-                        || store.ticking.swap(true, Ordering::AcqRel)
-                    {
+                    waiting.running.store(false, Ordering::Release);
+                    if waiting.age().is_none() || waiting.running.swap(true, Ordering::AcqRel) {
                         return;
                     }
                     idle = Duration::ZERO;
@@ -81,6 +80,7 @@ fn run(store: Weak<Store>, tick: Duration) {
             }
         }
     }
+    waiting.running.store(false, Ordering::Release);
 }
 
 static ON_FORK: Once = Once::new();
