@@ -147,6 +147,8 @@ def test_bad_configuration_is_refused(tmp_path: Path) -> None:
         Pynenc().task(retries=3)  # type: ignore[call-overload]
     with pytest.raises(InvalidArgumentError, match="max_retries"):
         Pynenc().task(max_retries=-1)
+    with pytest.raises(InvalidArgumentError, match="flush_interval_ms must be >= 0"):
+        Pynenc(flush_interval_ms=-1)
 
 
 def test_async_functions_are_refused_at_decoration(app: Pynenc) -> None:

@@ -164,27 +164,46 @@ long_task()
 
 
 def test_data_reaches_other_processes_while_its_writer_runs_on(
-    store_url: str, tmp_path: Path
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`set_data` is committed within a few ms even while the task runs on without flushing."""
+    """`set_data` is committed within a few ms even while the task runs on without flushing;
+    with the background flush turned off, only at the task's next flush (here: its end)."""
     release = tmp_path / "release"
-    with subprocess.Popen(
-        [sys.executable, "-c", DATA_WRITER, store_url, str(release)],
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as writer:
-        try:
-            assert writer.stdout is not None
-            workflow_id = writer.stdout.readline().strip()
-            reader = Pynenc("reader", store=store_url, sync=False)
-            deadline = time.monotonic() + 10
-            while reader.get_workflow_data(workflow_id, "progress") != 50:
-                assert time.monotonic() < deadline, "the value never left the writing process"
-                time.sleep(0.005)
-            assert writer.poll() is None, "seen while the task still runs"
-            release.touch()
-            assert writer.stdout.readline().strip() == "released"
-        finally:
-            release.touch()
-            writer.wait(30)
-    assert writer.returncode == 0
+    reader = Pynenc("reader", store=store_url, sync=False)
+
+    def run_writer(interval_ms: str) -> tuple[str, subprocess.Popen[str]]:
+        monkeypatch.setenv("PYNENC_FLUSH_INTERVAL_MS", interval_ms)
+        release.unlink(missing_ok=True)
+        writer = subprocess.Popen(
+            [sys.executable, "-c", DATA_WRITER, store_url, str(release)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert writer.stdout is not None
+        return writer.stdout.readline().strip(), writer
+
+    def finish(writer: subprocess.Popen[str]) -> None:
+        release.touch()
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "released"
+        assert writer.wait(30) == 0
+        writer.stdout.close()
+
+    workflow_id, writer = run_writer("5")
+    try:
+        deadline = time.monotonic() + 10
+        while reader.get_workflow_data(workflow_id, "progress") != 50:
+            assert time.monotonic() < deadline, "the value never left the writing process"
+            time.sleep(0.005)
+        assert writer.poll() is None, "seen while the task still runs"
+    finally:
+        finish(writer)
+
+    workflow_id, writer = run_writer("0")
+    try:
+        time.sleep(0.3)  # 60 intervals of the default
+        assert reader.get_workflow_data(workflow_id, "progress") is None
+        assert writer.poll() is None
+    finally:
+        finish(writer)
+    assert reader.get_workflow_data(workflow_id, "progress") == 50

@@ -42,6 +42,8 @@ class Pynenc:
         lease_seconds: Lease time of a claimed queued invocation (default 30 s).
         max_recoveries: Resumptions after a dead process before an invocation is parked as
             failed (default 5).
+        flush_interval_ms: Longest a write waits for its task's next flush before the store
+            commits it in the background (default 5; 0: never in the background).
     """
 
     def __init__(
@@ -54,9 +56,17 @@ class Pynenc:
         sync: bool | None = None,
         lease_seconds: float | None = None,
         max_recoveries: int | None = None,
+        flush_interval_ms: int | None = None,
     ) -> None:
         self.config = PynencConfig.resolve(
-            app_id, store, execution, max_payload_bytes, sync, lease_seconds, max_recoveries
+            app_id,
+            store,
+            execution,
+            max_payload_bytes,
+            sync,
+            lease_seconds,
+            max_recoveries,
+            flush_interval_ms,
         )
         self._tasks: dict[str, Task[..., Any]] = {}
         self._store: Store | None = None
@@ -72,7 +82,11 @@ class Pynenc:
     def store(self) -> Store:
         """The store, opened on first use (so defining an app writes nothing)."""
         if self._store is None:
-            self._store = open_store(self.config.store, sync=self.config.sync)
+            self._store = open_store(
+                self.config.store,
+                sync=self.config.sync,
+                flush_interval_ms=self.config.flush_interval_ms,
+            )
         return self._store
 
     def _lease_keeper(self) -> LeaseKeeper:

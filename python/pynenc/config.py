@@ -34,6 +34,10 @@ class PynencConfig:
             `PYNENC_LEASE_SECONDS`, default 30); running invocations renew it every third.
         max_recoveries: How many times an invocation is resumed after its process died before
             it is parked as failed (env `PYNENC_MAX_RECOVERIES`, default 5).
+        flush_interval_ms: Longest a staged write waits for its writer's next flush before a
+            background thread of the store commits it, so workflow data reaches other
+            processes while its task runs on (env `PYNENC_FLUSH_INTERVAL_MS`, default 5; 0
+            turns the thread off).
     """
 
     app_id: str
@@ -43,6 +47,7 @@ class PynencConfig:
     sync: bool
     lease_seconds: float = 30.0
     max_recoveries: int = 5
+    flush_interval_ms: int = 5
 
     @classmethod
     def resolve(
@@ -54,6 +59,7 @@ class PynencConfig:
         sync: bool | None,
         lease_seconds: float | None = None,
         max_recoveries: int | None = None,
+        flush_interval_ms: int | None = None,
     ) -> PynencConfig:
         env = os.environ
         mode = execution or env.get("PYNENC_EXECUTION") or "inline"
@@ -88,7 +94,16 @@ class PynencConfig:
             )
         if max_recoveries < 0:
             raise InvalidArgumentError(f"max_recoveries must be >= 0, got {max_recoveries}")
+        if flush_interval_ms is None:
+            flush_interval_ms = _parse_int(
+                "PYNENC_FLUSH_INTERVAL_MS", env.get("PYNENC_FLUSH_INTERVAL_MS", "5")
+            )
+        if flush_interval_ms < 0:
+            raise InvalidArgumentError(
+                f"flush_interval_ms must be >= 0 (0: no background flush), got {flush_interval_ms}"
+            )
         return cls(
+            flush_interval_ms=flush_interval_ms,
             lease_seconds=lease_seconds,
             max_recoveries=max_recoveries,
             app_id=app_id or "pynenc",

@@ -15,7 +15,7 @@ from pynenc.store.lmdb import LmdbStore, StoreOptions
 __all__ = ["LmdbStore", "StoreOptions", "open_store"]
 
 
-def open_store(url: str, *, sync: bool = True) -> Store:
+def open_store(url: str, *, sync: bool = True, flush_interval_ms: int = 5) -> Store:
     """Open the store named by `url` (the raw store the engine drives; `LmdbStore` is its
     typed face for direct use).
 
@@ -28,5 +28,5 @@ def open_store(url: str, *, sync: bool = True) -> Store:
             f"store URL {url!r} is not of the form lmdb://PATH (e.g. lmdb://.pynenc)"
         )
     if scheme == "lmdb":
-        return Store(Path(rest).expanduser(), sync=sync)
+        return Store(Path(rest).expanduser(), sync=sync, flush_interval_ms=flush_interval_ms)
     raise InvalidArgumentError(f"unsupported store scheme {scheme!r} in {url!r}: use lmdb://PATH")
