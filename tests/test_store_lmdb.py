@@ -112,7 +112,6 @@ def test_claim_renew_release_complete(store_path: Path) -> None:
     assert store.flush() == [(first, token, taken[1])]
 
 
-
 def test_a_stale_owner_learns_of_its_rejected_writes_when_another_thread_committed_them(
     store_path: Path,
 ) -> None:
@@ -242,7 +241,6 @@ def test_forked_child_reopens_and_parent_keeps_its_staged_writes(store_path: Pat
     assert seen == ["before-fork", "from-child", "parent-staged"]
 
 
-
 def test_forks_while_the_background_flusher_commits_never_deadlock(store_path: Path) -> None:
     """A fork waits until the store's flusher thread holds no lock, so every child can use
     the store; the parent's writes staged meanwhile are committed by the flusher, once."""
@@ -258,34 +256,8 @@ def test_forks_while_the_background_flusher_commits_never_deadlock(store_path: P
 
     writer = threading.Thread(target=stage_without_flushing)
     writer.start()
-    children = []
     try:
-        for i in range(20):
-            time.sleep(0.003)
-            pid = os.fork()
-            if pid == 0:  # child: the store must be usable at once
-                code = 1
-                try:
-                    store.put("data", b"child-%02d" % i, b"c")
-                    store.flush()
-                    code = 0
-                finally:
-                    os._exit(code)
-            children.append(pid)
-        deadline = time.monotonic() + 30
-        while children:
-            pid = children[0]
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                children.pop(0)
-                assert os.waitstatus_to_exitcode(status) == 0
-            elif time.monotonic() > deadline:
-                for p in children:
-                    os.kill(p, signal.SIGKILL)
-                    os.waitpid(p, 0)
-                pytest.fail(f"{len(children)} forked children hung on a lock held at fork time")
-            else:
-                time.sleep(0.01)
+        _fork_children_that_write(store, 20)
     finally:
         stop.set()
         writer.join()
@@ -301,6 +273,68 @@ def test_forks_while_the_background_flusher_commits_never_deadlock(store_path: P
         str(store_path),
     )
     assert reader[0] == 20 and reader[1] > 0
+
+
+def test_forks_while_other_threads_commit_and_read_never_deadlock(store_path: Path) -> None:
+    """A fork waits until no thread of the process is inside a store call, so a child never
+    inherits a store lock that nobody will release."""
+    store = LmdbStore(store_path, FAST)
+    stop = threading.Event()
+
+    def busy(me: int) -> None:
+        n = 0
+        while not stop.is_set():
+            store.put("data", b"t%d-%06d" % (me, n), b"x")
+            store.flush()
+            store.get("data", b"t%d-%06d" % (me, n))
+            n += 1
+
+    workers = [threading.Thread(target=busy, args=(k,)) for k in range(3)]
+    for w in workers:
+        w.start()
+    try:
+        _fork_children_that_write(store, 20)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+    assert len(store.scan("data", b"child-")) == 20
+
+
+def _fork_children_that_write(store: LmdbStore, n: int) -> None:
+    """Fork `n` children a few ms apart; each must write, commit and read back at once (only
+    the forking thread lives on in a child)."""
+    children = []
+    for i in range(n):
+        time.sleep(0.003)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                store.put("data", b"child-%02d" % i, b"c")
+                store.flush()
+                code = 0 if store.get("data", b"child-%02d" % i) == b"c" else 2
+            finally:
+                os._exit(code)
+        children.append(pid)
+    _wait_for_children(children)
+
+
+def _wait_for_children(children: list[int], timeout: float = 30) -> None:
+    """Reap every child, each with exit status 0; kill them all and fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while children:
+        done, status = os.waitpid(children[0], os.WNOHANG)
+        if done:
+            children.pop(0)
+            assert os.waitstatus_to_exitcode(status) == 0
+        elif time.monotonic() > deadline:
+            for p in children:
+                os.kill(p, signal.SIGKILL)
+                os.waitpid(p, 0)
+            pytest.fail(f"{len(children)} forked children hung on a lock held at fork time")
+        else:
+            time.sleep(0.01)
 
 def test_flushes_from_many_threads_share_commits(store_path: Path) -> None:
     store = LmdbStore(store_path, StoreOptions(sync=True, map_size=1 << 20))

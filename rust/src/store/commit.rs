@@ -19,9 +19,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
+use super::fork_gate::Busy;
 use super::{Fence, FlushReport, Table, WriteOp};
 use crate::entry::Entry;
 use crate::error::{Error, Result};
@@ -230,6 +230,8 @@ impl Batch {
 /// The staging buffer, held: writes staged through it are contiguous and in order.
 pub struct Staging<'a> {
     st: MutexGuard<'a, State>,
+    /// Declared after `st`, so the lock is released before the section closes.
+    _busy: Busy,
     waiting: &'a Waiting,
     /// The staging thread, once it is marked as having unflushed writes.
     marked: bool,
@@ -246,10 +248,7 @@ impl Staging<'_> {
         if !self.marked {
             self.marked = true;
             let seq = self.st.staged;
-            self.st
-                .unflushed
-                .entry(thread::current().id())
-                .or_insert(seq);
+            self.st.unflushed.entry(thread_key()).or_insert(seq);
         }
     }
 
@@ -299,7 +298,7 @@ struct State {
     waiters: BTreeMap<u64, usize>,
     /// Per thread, the sequence number of its first write staged since its last flush: that
     /// flush hears about every commit that held its writes, including other threads' commits.
-    unflushed: Map<ThreadId, u64>,
+    unflushed: Map<u64, u64>,
     /// Per invocation, the newest fencing token a commit rejected and the token current then.
     /// Tokens only grow, so a rejected token stays stale: kept for the writer, whose writes
     /// another thread's flush may have committed before its own flush found nothing left.
@@ -341,6 +340,16 @@ impl Waiting {
     }
 }
 
+/// A number for the calling thread, unique in the process (cheaper than `ThreadId`, which
+/// clones the thread's handle).
+fn thread_key() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static KEY: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    KEY.with(|k| *k)
+}
+
 /// Microseconds since the first call in this process, never 0.
 fn now_us() -> u64 {
     static START: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -361,7 +370,9 @@ impl GroupCommit {
 
     /// Hold the buffer to stage several writes together, in order (one lock for all).
     pub fn staging(&self) -> Staging<'_> {
+        let busy = Busy::enter();
         Staging {
+            _busy: busy,
             st: self.lock(),
             waiting: &self.waiting,
             marked: false,
@@ -378,6 +389,7 @@ impl GroupCommit {
 
     /// Staged and in-flight writes, oldest first, filtered and mapped by `f`.
     pub fn overlay<T>(&self, mut f: impl FnMut(&WriteOp) -> Option<T>) -> Vec<T> {
+        let _busy = Busy::enter();
         let st = self.lock();
         st.inflight
             .ops
@@ -389,6 +401,7 @@ impl GroupCommit {
 
     /// The latest staged or in-flight write of one key (see `Batch::latest`).
     pub fn latest(&self, table: Table, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        let _busy = Busy::enter();
         let st = self.lock();
         st.pending
             .latest(table, key)
@@ -397,6 +410,7 @@ impl GroupCommit {
 
     /// Staged and in-flight journal segments of one journal id, oldest first.
     pub fn journal(&self, invocation: &[u8; 16]) -> Vec<(u64, Vec<Entry>)> {
+        let _busy = Busy::enter();
         let st = self.lock();
         let mut out = Vec::new();
         st.inflight.journal(invocation, &mut out);
@@ -407,6 +421,7 @@ impl GroupCommit {
     /// The current token, if a commit of this process rejected a write fenced with `fence`
     /// or with a newer token of the same invocation (whichever thread's flush committed it).
     pub fn stale(&self, fence: Fence) -> Option<u64> {
+        let _busy = Busy::enter();
         let st = self.lock();
         let &(token, current) = st.stale.get(&fence.invocation)?;
         (fence.token <= token).then_some(current)
@@ -420,9 +435,10 @@ impl GroupCommit {
         commit: impl Fn(&[WriteOp]) -> Result<FlushReport>,
         panicked: impl Fn() -> Error,
     ) -> Result<FlushReport> {
+        let _busy = Busy::enter();
         let mut st = self.lock();
         let target = st.staged;
-        let from = match st.unflushed.remove(&thread::current().id()) {
+        let from = match st.unflushed.remove(&thread_key()) {
             Some(first) => st.committed.min(first - 1),
             None => st.committed,
         };

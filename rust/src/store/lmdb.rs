@@ -15,6 +15,7 @@ use heed::{MdbError, RoTxn, RwTxn, WithoutTls};
 
 use super::commit::{GroupCommit, Staging};
 use super::env::{self, Handle, MapEvent};
+use super::fork_gate::{self, Busy};
 use super::{apply, registry, ticker, Fence, WriteOp};
 use crate::error::{Error, Result};
 
@@ -112,6 +113,8 @@ impl Store {
     /// Open the store in directory `path` (created 0700 if missing), or share the one this
     /// process already has open there.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Arc<Store>> {
+        fork_gate::install();
+        let _busy = Busy::enter();
         let canonical = prepare_dir(path)?;
         let store = registry::shared(canonical, |canonical| {
             let handle = env::open(&canonical, &options)?;
@@ -206,6 +209,7 @@ impl Store {
         if self.opened_pid.load(Ordering::Relaxed) == current_pid() {
             return;
         }
+        let _busy = Busy::enter();
         let stale = {
             let guard = self.handle.read().unwrap_or_else(PoisonError::into_inner);
             guard.as_ref().is_some_and(|h| h.pid != current_pid())
@@ -254,6 +258,7 @@ impl Store {
         during: &'static str,
         f: impl Fn(&Handle, &RoTxn<'_, WithoutTls>) -> TxnResult<T>,
     ) -> Result<T> {
+        let _busy = Busy::enter();
         let mut cleared = false;
         loop {
             let guard = self.handle()?;
@@ -292,6 +297,7 @@ impl Store {
         during: &'static str,
         mut f: impl FnMut(&Handle, &mut RwTxn<'_>) -> TxnResult<T>,
     ) -> Result<T> {
+        let _busy = Busy::enter();
         loop {
             let guard = self.handle()?;
             let h = self.current(&guard)?;
@@ -325,6 +331,7 @@ impl Store {
 
     /// Set the map size (0: adopt the size another process gave the environment).
     fn resize(&self, during: &'static str, size: usize) -> Result<()> {
+        let _busy = Busy::enter();
         let guard = self.write_lock();
         let Some(h) = guard.as_ref() else {
             return Ok(());
@@ -356,6 +363,7 @@ impl Drop for Store {
         // Writes staged but never flushed are committed on close rather than lost (a failure
         // here has no caller left to report to). A forked child's inherited copy has nothing
         // of its own to commit.
+        let _busy = Busy::enter();
         let pid = current_pid();
         let handle = self
             .handle

@@ -8,7 +8,7 @@
 //!
 //! Files: `lmdb.rs` (the `Store`, fork safety, transaction helpers with map growth), `env.rs`
 //! (the one `unsafe` open, named databases, format version, error mapping), `commit.rs`
-//! (group commit), `ticker.rs` (the background flusher), `apply.rs` (a batch inside one transaction, fencing), `read.rs` (reads with
+//! (group commit), `ticker.rs` (the background flusher), `fork_gate.rs` (fork waits for store calls), `apply.rs` (a batch inside one transaction, fencing), `read.rs` (reads with
 //! the staged overlay), `queue.rs` (claims and leases), `registry.rs` (one store per path per
 //! process), `keys.rs` (byte layouts). The on-disk layout is in `docs/journal-format.md`.
 //!
@@ -32,6 +32,7 @@
 mod apply;
 mod commit;
 mod env;
+mod fork_gate;
 mod keys;
 mod lmdb;
 mod queue;

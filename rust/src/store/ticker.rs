@@ -9,16 +9,16 @@
 //! (a dropped store commits what it staged while closing). A flush error is not lost with it:
 //! every thread whose writes the commit held hears of it at its own next flush (`commit.rs`).
 //!
-//! Fork safety: a fork while this thread holds one of the store's locks would leave the child
-//! with a lock nobody can release. So the thread takes no lock while a fork is under way, and
-//! a fork waits (in a `pthread_atfork` prepare handler) until the thread holds none.
+//! Fork safety: the thread flushes inside a `fork_gate` section, and skips a tick while a
+//! fork is under way.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Once, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::Duration;
 
 use super::commit::Waiting;
+use super::fork_gate::Busy;
 use super::Store;
 
 /// How long a staged write may wait for its writer's own flush, by default.
@@ -32,13 +32,6 @@ pub(crate) fn ensure(store: &Weak<Store>, waiting: &Arc<Waiting>, tick: Duration
     if waiting.running.swap(true, Ordering::AcqRel) {
         return;
     }
-    ON_FORK.call_once(|| {
-        // SAFETY: the handlers only touch atomics and yield the CPU; `prepare` runs in the
-        // parent before the fork, `parent` and `child` after it.
-        unsafe {
-            libc::pthread_atfork(Some(prepare), Some(parent), Some(child));
-        }
-    });
     let (store, watched) = (store.clone(), Arc::clone(waiting));
     let spawned = thread::Builder::new()
         .name("pynenc-flush".into())
@@ -59,7 +52,8 @@ fn run(store: &Weak<Store>, waiting: &Waiting, tick: Duration) {
                 if age < tick {
                     continue;
                 }
-                let Some(_busy) = Busy::enter() else {
+                // Skipped while a fork is under way (`fork_gate.rs`).
+                let Some(_busy) = Busy::try_enter() else {
                     continue;
                 };
                 if let Some(store) = store.upgrade() {
@@ -81,45 +75,4 @@ fn run(store: &Weak<Store>, waiting: &Waiting, tick: Duration) {
         }
     }
     waiting.running.store(false, Ordering::Release);
-}
-
-static ON_FORK: Once = Once::new();
-static FORKING: AtomicBool = AtomicBool::new(false);
-static BUSY: AtomicUsize = AtomicUsize::new(0);
-
-/// Held while a flusher may take a store lock; refused while a fork is under way.
-struct Busy;
-
-impl Busy {
-    fn enter() -> Option<Busy> {
-        BUSY.fetch_add(1, Ordering::SeqCst);
-        if FORKING.load(Ordering::SeqCst) {
-            BUSY.fetch_sub(1, Ordering::SeqCst);
-            return None;
-        }
-        Some(Busy)
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        BUSY.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-extern "C" fn prepare() {
-    FORKING.store(true, Ordering::SeqCst);
-    while BUSY.load(Ordering::SeqCst) > 0 {
-        thread::yield_now();
-    }
-}
-
-extern "C" fn parent() {
-    FORKING.store(false, Ordering::SeqCst);
-}
-
-extern "C" fn child() {
-    // The child has no flusher thread; its stores start one again when they stage.
-    BUSY.store(0, Ordering::SeqCst);
-    FORKING.store(false, Ordering::SeqCst);
 }
