@@ -1,7 +1,7 @@
 //! The background flusher: staged writes that no flush has taken for the store's
-//! `flush_interval` (`FLUSH_INTERVAL` by default) are
-//! committed by a thread of the store, so workflow data written by a task that runs on for a
-//! long time reaches other processes within a few ms, not at the task's next effect boundary.
+//! `flush_interval` (`FLUSH_INTERVAL` by default) are committed by a thread of the store, so
+//! workflow data written by a task that runs on for a long time reaches other processes
+//! within a few ms, not at the task's next effect boundary.
 //!
 //! The thread starts with the first write staged and exits after `IDLE` with nothing staged,
 //! so an idle process has no thread of the store. It watches the store's `Waiting` (atomics,
