@@ -380,7 +380,6 @@ impl GroupCommit {
     }
 
     /// Forget writes inherited from the parent process after a fork: the parent commits them.
-    /// How long the oldest staged write has waited for a flush to take it.
     pub fn reset_after_fork(&self) {
         *self.lock() = State::default();
         self.waiting.since_us.store(0, Ordering::Relaxed);
@@ -591,6 +590,7 @@ mod tests {
         assert_eq!((out[0].0, out[0].1.len()), (0, 3));
         assert_eq!((out[1].0, out[1].1.len()), (7, 1));
     }
+
     #[test]
     fn a_failed_commit_reaches_every_thread_whose_writes_it_held() {
         let gc = GroupCommit::default();

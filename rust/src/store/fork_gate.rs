@@ -1,4 +1,5 @@
-//! Fork safety for the store's locks.
+//! What a `fork` changes for the store: its locks, and the process id it caches. One set of
+//! `pthread_atfork` handlers covers both.
 //!
 //! A `fork` copies the memory of the whole process but only the calling thread: a lock that
 //! another thread held at that moment stays held in the child, where nobody will release it.
@@ -11,13 +12,14 @@
 //! anything that needs the forking thread, since the store takes no Python lock.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Once;
 use std::thread;
 
 static ON_FORK: Once = Once::new();
 static FORKING: AtomicBool = AtomicBool::new(false);
 static BUSY: AtomicUsize = AtomicUsize::new(0);
+static PID: AtomicU32 = AtomicU32::new(0);
 
 thread_local! {
     /// How deeply this thread is nested in sections.
@@ -27,12 +29,26 @@ thread_local! {
 /// Register the fork handlers (once per process).
 pub(crate) fn install() {
     ON_FORK.call_once(|| {
-        // SAFETY: the handlers only touch atomics and yield the CPU; `prepare` runs in the
-        // parent before the fork, `parent` and `child` after it.
+        // SAFETY: the handlers only touch atomics (async-signal-safe, so allowed in a forked
+        // child) and yield the CPU; `prepare` runs in the parent before the fork, `parent`
+        // and `child` after it.
         unsafe {
             libc::pthread_atfork(Some(prepare), Some(parent), Some(child));
         }
     });
+}
+
+/// This process's id, without a system call on every store operation (glibc does not cache
+/// `getpid`): cached, and forgotten in the child of every `fork`.
+pub(crate) fn current_pid() -> u32 {
+    let cached = PID.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    install();
+    let pid = std::process::id();
+    PID.store(pid, Ordering::Relaxed);
+    pid
 }
 
 /// A section of store code that may hold a lock; a fork waits until none is open.
@@ -97,6 +113,7 @@ extern "C" fn parent() {
 
 extern "C" fn child() {
     // Only the forking thread lives on in the child, and it was in no section.
+    PID.store(0, Ordering::Relaxed);
     BUSY.store(0, Ordering::SeqCst);
     FORKING.store(false, Ordering::SeqCst);
 }

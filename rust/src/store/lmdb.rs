@@ -6,16 +6,14 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{
-    Arc, Once, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
-};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
 use heed::{MdbError, RoTxn, RwTxn, WithoutTls};
 
 use super::commit::{GroupCommit, Staging};
 use super::env::{self, Handle, MapEvent};
-use super::fork_gate::{self, Busy};
+use super::fork_gate::{self, current_pid, Busy};
 use super::{apply, registry, ticker, Fence, WriteOp};
 use crate::error::{Error, Result};
 
@@ -167,8 +165,8 @@ impl Store {
         self.commit.staging()
     }
 
-    /// Make sure staged writes are committed within `ticker::FLUSH_TICK` even if their writer
-    /// does not flush for a while.
+    /// Make sure staged writes are committed within the store's `flush_interval` even if
+    /// their writer does not flush for a while.
     fn start_ticker(&self) {
         let running = &self.commit.waiting.running;
         if running.load(Ordering::Relaxed) || self.options.flush_interval.is_zero() {
@@ -410,30 +408,4 @@ fn prepare_dir(path: &Path) -> Result<PathBuf> {
     }
     path.canonicalize()
         .map_err(|e| env::map_io(path, "opening the store directory", e))
-}
-
-static PID: AtomicU32 = AtomicU32::new(0);
-static FORGET_PID_IN_CHILD: Once = Once::new();
-
-extern "C" fn forget_pid() {
-    PID.store(0, Ordering::Relaxed);
-}
-
-/// This process's id, without a system call on every store operation (glibc does not cache
-/// `getpid`): cached, and forgotten in the child of every `fork` by an atfork handler.
-pub(crate) fn current_pid() -> u32 {
-    let cached = PID.load(Ordering::Relaxed);
-    if cached != 0 {
-        return cached;
-    }
-    FORGET_PID_IN_CHILD.call_once(|| {
-        // SAFETY: registers a handler that only stores to an atomic, which is async-signal-safe
-        // and so allowed in a forked child; the prepare and parent hooks are absent.
-        unsafe {
-            libc::pthread_atfork(None, None, Some(forget_pid));
-        }
-    });
-    let pid = std::process::id();
-    PID.store(pid, Ordering::Relaxed);
-    pid
 }

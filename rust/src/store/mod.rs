@@ -8,9 +8,10 @@
 //!
 //! Files: `lmdb.rs` (the `Store`, fork safety, transaction helpers with map growth), `env.rs`
 //! (the one `unsafe` open, named databases, format version, error mapping), `commit.rs`
-//! (group commit), `ticker.rs` (the background flusher), `fork_gate.rs` (fork waits for store calls), `apply.rs` (a batch inside one transaction, fencing), `read.rs` (reads with
-//! the staged overlay), `queue.rs` (claims and leases), `registry.rs` (one store per path per
-//! process), `keys.rs` (byte layouts). The on-disk layout is in `docs/journal-format.md`.
+//! (group commit), `ticker.rs` (the background flusher), `fork_gate.rs` (a fork waits for store
+//! calls; the cached pid), `apply.rs` (a batch inside one transaction, fencing), `read.rs`
+//! (reads with the staged overlay), `queue.rs` (claims and leases), `registry.rs` (one store
+//! per path per process), `keys.rs` (byte layouts). The on-disk layout is in `docs/journal-format.md`.
 //!
 //! API contract (implemented in the submodules):
 //!
