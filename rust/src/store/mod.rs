@@ -7,11 +7,12 @@
 //! caller's own staged writes first, then committed data.
 //!
 //! Files: `lmdb.rs` (the `Store`, fork safety, transaction helpers with map growth), `env.rs`
-//! (the one `unsafe` open, named databases, format version, error mapping), `commit.rs`
-//! (group commit), `ticker.rs` (the background flusher), `fork_gate.rs` (a fork waits for store
-//! calls; the cached pid), `apply.rs` (a batch inside one transaction, fencing), `read.rs`
-//! (reads with the staged overlay), `queue.rs` (claims and leases), `registry.rs` (one store
-//! per path per process), `keys.rs` (byte layouts). The on-disk layout is in `docs/journal-format.md`.
+//! (the one `unsafe` open, named databases, format version, error mapping), `batch.rs` (the
+//! staged writes, indexed), `commit.rs` (group commit), `ticker.rs` (the background flusher),
+//! `fork_gate.rs` (a fork waits for store calls; the cached pid), `apply.rs` (a batch inside
+//! one transaction, fencing), `read.rs` (reads with the staged overlay), `queue.rs` (claims
+//! and leases), `registry.rs` (one store per path per process), `keys.rs` (byte layouts). The
+//! on-disk layout is in `docs/journal-format.md`.
 //!
 //! API contract (implemented in the submodules):
 //!
@@ -31,6 +32,7 @@
 //! ```
 
 mod apply;
+mod batch;
 mod commit;
 mod env;
 mod fork_gate;
