@@ -122,6 +122,21 @@ def test_unencodable_data_and_side_effect_values_name_the_key(app: Pynenc) -> No
     assert "'conn'" in errors[0] and "'fetch'" in errors[1]
 
 
+def test_a_data_key_too_long_for_the_store_is_refused_and_not_written(app: Pynenc) -> None:
+    longest = "k" * 494  # the store's 510-byte keys, less the 16-byte workflow id
+
+    @app.task
+    def job() -> str:
+        job.wf.set_data(longest, 1)
+        with pytest.raises(InvalidArgumentError, match="longest accepted is 494"):
+            job.wf.set_data(longest + "k", 2)
+        return job.workflow.workflow_id
+
+    wf_id = job().result
+    assert app.get_workflow_data(wf_id, longest) == 1
+    assert app.get_workflow_data(wf_id, longest + "k") is None
+
+
 def test_foreign_cbor_tags_in_the_store_are_refused(app: Pynenc) -> None:
     @app.task
     def job() -> str:

@@ -77,24 +77,30 @@ def segment(buf, first):
 # lock=False: the store's LMDB (0.9.70, lock format 2) and this package's (0.9.x, lock format
 # 1) share the data format but not the lock file; no writer is running now.
 env = lmdb.open(sys.argv[1], max_dbs=16, readonly=True, lock=False, subdir=True)
-db = {name: env.open_db(name.encode(), create=False) for name in
-      ["meta", "journal", "invocations", "data", "queue", "queued", "leases", "counters"]}
-result = {"journal": {}, "queue": [], "leases": {}, "counters": {}}
+meta = env.open_db(b"meta", create=False)
+TAGS = {1: "journal", 2: "invocations", 3: "data", 4: "queue", 5: "queued", 6: "leases",
+        7: "counters"}
+result = {"journal": {}, "queue": [], "leases": {}, "counters": {}, "data": {}}
 with env.begin() as txn:
-    (result["format_version"],) = struct.unpack(">I", txn.get(b"format_version", db=db["meta"]))
-    for key, value in txn.cursor(db=db["journal"]):
+    (result["format_version"],) = struct.unpack(">I", txn.get(b"format_version", db=meta))
+    tables = {name: {} for name in TAGS.values()}
+    for key, value in txn.cursor():  # the main database: tag ‖ key, and the name "meta"
+        if key == b"meta":
+            continue
+        tables[TAGS[key[0]]][key[1:]] = value
+    for key, value in tables["journal"].items():
         inv, first = key[:16].hex(), struct.unpack(">Q", key[16:])[0]
         result["journal"].setdefault(inv, []).extend(segment(value, first))
-    for key, value in txn.cursor(db=db["queue"]):
+    for key, value in tables["queue"].items():
         seq, inv = struct.unpack(">Q", key[:8])[0], key[8:].hex()
-        assert value == b"" and struct.unpack(">Q", txn.get(key[8:], db=db["queued"]))[0] == seq
+        assert value == b"" and struct.unpack(">Q", tables["queued"][key[8:]])[0] == seq
         result["queue"].append([seq, inv])
-    for key, value in txn.cursor(db=db["leases"]):
+    for key, value in tables["leases"].items():
         expires, token = struct.unpack(">QQ", value[-16:])
         result["leases"][key.hex()] = [value[:-16].decode(), expires, token]
-    for key, value in txn.cursor(db=db["counters"]):
+    for key, value in tables["counters"].items():
         result["counters"][key.decode()] = struct.unpack(">Q", value)[0]
-    result["data"] = {k.hex(): v.hex() for k, v in txn.cursor(db=db["data"])}
+    result["data"] = {k.hex(): v.hex() for k, v in tables["data"].items()}
 print(json.dumps(result))
 """
 
@@ -140,7 +146,7 @@ def test_an_independent_reader_decodes_everything_the_store_wrote(tmp_path: Path
 
     got = run_python(READER, str(path))
 
-    assert got["format_version"] == 1
+    assert got["format_version"] == 2
     journal = got["journal"][inv.hex()]
     assert [e["pos"] for e in journal] == list(range(len(entries)))
     assert journal[0] == {"pos": 0, "random": 2**64 - 5}

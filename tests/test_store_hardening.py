@@ -17,6 +17,7 @@ import lmdb
 import pytest
 from conftest import OPEN_SCRIPT, run_python
 
+from pynenc._core import STORE_FORMAT_VERSION
 from pynenc.store.lmdb import LmdbStore, StoreOptions
 
 FAST = StoreOptions(sync=False, map_size=1 << 20)
@@ -143,7 +144,7 @@ def test_newer_format_version_is_refused(store_path: Path) -> None:
     env = lmdb.open(str(store_path), max_dbs=16)
     meta = env.open_db(b"meta", create=False)
     with env.begin(write=True) as txn:
-        txn.put(b"format_version", (2).to_bytes(4, "big"), db=meta)
+        txn.put(b"format_version", (STORE_FORMAT_VERSION + 1).to_bytes(4, "big"), db=meta)
     env.close()
     result = run_python(
         """
@@ -158,7 +159,8 @@ def test_newer_format_version_is_refused(store_path: Path) -> None:
         """,
         str(store_path),
     )
-    assert result["found"] == 2 and result["supported"] == 1
+    assert result["found"] == STORE_FORMAT_VERSION + 1
+    assert result["supported"] == STORE_FORMAT_VERSION
     assert result["path"] == str(store_path)
     assert "upgrade" in result["message"]
 
@@ -173,12 +175,11 @@ def test_corrupt_journal_entry_names_invocation_and_position(store_path: Path) -
         """
         import json, sys, lmdb
         env = lmdb.open(sys.argv[1], max_dbs=16)
-        journal = env.open_db(b"journal", create=False)
-        with env.begin(write=True) as txn:
-            key = bytes(range(16)) + (100).to_bytes(8, "big")
-            value = bytearray(txn.get(key, db=journal))
+        with env.begin(write=True) as txn:  # journal rows: tag 0x01 ‖ id ‖ first position
+            key = b"\x01" + bytes(range(16)) + (100).to_bytes(8, "big")
+            value = bytearray(txn.get(key))
             value[1 + 15 * 3 + 5] ^= 0x01  # inside the payload of the entry at position 103
-            txn.put(key, bytes(value), db=journal)
+            txn.put(key, bytes(value))
         env.close()
         from pynenc.errors import CorruptEntryError
         from pynenc.store.lmdb import LmdbStore

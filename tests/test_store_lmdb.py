@@ -70,8 +70,9 @@ def test_invalid_arguments_are_typed(store_path: Path) -> None:
     store = LmdbStore(store_path, FAST)
     with pytest.raises(InvalidArgumentError):
         store.put("data", b"", b"v")
+    store.put("data", b"k" * 510, b"v")  # the longest key: LMDB's 511 less the table's tag
     with pytest.raises(InvalidArgumentError):
-        store.put("data", b"k" * 512, b"v")
+        store.put("data", b"k" * 511, b"v")
     with pytest.raises(InvalidArgumentError):
         store.enqueue(b"short")
     with pytest.raises(ValueError):

@@ -92,7 +92,7 @@ class LmdbStore:
         return self._core.get(table, key)
 
     def put(self, table: Table, key: bytes, value: bytes, fence: Fence | None = None) -> None:
-        """Stage a write of `value` under `key` (1 to 511 bytes)."""
+        """Stage a write of `value` under `key` (1 to 510 bytes)."""
         self._core.put(table, key, value, fence)
 
     def delete(self, table: Table, key: bytes, fence: Fence | None = None) -> None:

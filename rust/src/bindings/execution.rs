@@ -364,7 +364,7 @@ impl PyExecution {
 }
 
 /// Longest LMDB key: a workflow data key is the 16-byte workflow id and the key's UTF-8.
-const MAX_KEY: usize = 511;
+const MAX_KEY: usize = crate::store::MAX_KEY_LEN;
 
 static DATETIME: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
 

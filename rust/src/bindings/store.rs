@@ -1,6 +1,6 @@
 //! `pynenc._core.Store`: the LMDB store, seen from Python. Twin: `pynenc/store/lmdb.py`.
 //!
-//! Arguments are extracted and validated first (ids are 16-byte `bytes`, keys 1..=511 bytes,
+//! Arguments are extracted and validated first (ids are 16-byte `bytes`, keys 1..=510 bytes,
 //! a fence is `(invocation id, token)`); every call that commits or may block on LMDB's write
 //! lock runs with the GIL released. Point reads keep it: LMDB readers never wait on a lock, and
 //! releasing the GIL for microseconds only makes the thread queue to take it back.
@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::store::{Fence, Store, StoreOptions, Table, WriteOp};
 
 /// Longest key LMDB accepts (its compile-time `MDB_MAXKEYSIZE`).
-const MAX_KEY_LEN: usize = 511;
+use crate::store::MAX_KEY_LEN;
 
 #[pyclass(name = "Store", module = "pynenc._core", frozen)]
 pub struct PyStore {

@@ -1,46 +1,27 @@
-//! Opening the LMDB environment: the one `unsafe` call of the store, the named databases,
-//! the format-version check, and the translation of LMDB failures into `Error` variants.
+//! Opening the LMDB environment: the one `unsafe` open of the store, its databases, the
+//! format-version check (migrating older stores), and the translation of LMDB failures into
+//! `Error` variants.
 
 use std::fs;
 use std::io;
 use std::path::Path;
 
 use heed::types::Bytes;
-use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, WithoutTls};
+use heed::{CommitOrAbort, Env, EnvFlags, EnvOpenOptions, MdbError, WithoutTls};
 
 use super::keys::META_FORMAT_VERSION;
-use super::{StoreOptions, Table};
+use super::migrate;
+use super::tables::Dbs;
+use super::tables::MAX_KEY_LEN;
+use super::StoreOptions;
 use crate::error::{Error, Result};
 
-/// On-disk format version of the store layout (see `docs/journal-format.md`).
-pub const FORMAT_VERSION: u32 = 1;
+/// On-disk format version of the store layout (see `docs/journal-format.md`): 2 keeps every
+/// table in LMDB's main database; 1 (migrated on open) kept each in a named database.
+pub const FORMAT_VERSION: u32 = 2;
 
-/// Named databases; one more than we use leaves room for a future one without a reopen.
+/// Named databases: `meta`, and room for the seven of a version-1 store being migrated.
 const MAX_DBS: u32 = 9;
-
-pub(crate) type Db = Database<'static, Bytes, Bytes>;
-
-/// The databases of one environment.
-pub(crate) struct Dbs {
-    pub meta: Db,
-    pub journal: Db,
-    pub invocations: Db,
-    pub data: Db,
-    pub queue: Db,
-    /// Queue index: invocation id → queue sequence number (u64 BE).
-    pub queued: Db,
-    pub leases: Db,
-    pub counters: Db,
-}
-
-impl Dbs {
-    pub fn table(&self, table: Table) -> Db {
-        match table {
-            Table::Invocations => self.invocations,
-            Table::Data => self.data,
-        }
-    }
-}
 
 /// An open environment, tagged with the process that opened it.
 pub(crate) struct Handle {
@@ -106,69 +87,47 @@ fn open_env(dir: &Path, options: &StoreOptions, file_len: u64) -> Result<Env<Wit
 }
 
 fn create_dbs(dir: &Path, env: &Env<WithoutTls>) -> Result<Dbs> {
-    const NAMES: [&str; 8] = [
-        "meta",
-        "journal",
-        "invocations",
-        "data",
-        "queue",
-        "queued",
-        "leases",
-        "counters",
-    ];
     let wtxn = env
         .write_txn()
         .map_err(|e| map_err(dir, "creating databases", e))?;
     let created = env.create_databases_and_commit(wtxn, |opener, wtxn| {
-        let mut dbs: [Option<Database<'_, Bytes, Bytes>>; 8] = [None; 8];
-        for (slot, name) in dbs.iter_mut().zip(NAMES) {
-            *slot = Some(opener.create_database::<Bytes, Bytes>(wtxn, Some(name))?);
-        }
-        let meta = dbs[0].ok_or(heed::Error::Mdb(MdbError::Problem))?;
-        let outcome = match meta.get(wtxn, META_FORMAT_VERSION)? {
-            None => {
-                meta.put(wtxn, META_FORMAT_VERSION, &FORMAT_VERSION.to_be_bytes())?;
-                Ok(())
-            }
+        let meta = opener.create_database::<Bytes, Bytes>(wtxn, Some("meta"))?;
+        let main = opener.create_database::<Bytes, Bytes>(wtxn, None)?;
+        let found = match meta.get(wtxn, META_FORMAT_VERSION)? {
+            None => None,
             Some(raw) => match <[u8; 4]>::try_from(raw).map(u32::from_be_bytes) {
-                Ok(found) if found <= FORMAT_VERSION => Ok(()),
-                Ok(found) => Err(Error::FormatVersion {
+                Ok(found) => Some(found),
+                Err(_) => {
+                    return Ok(CommitOrAbort::Abort(Error::CorruptStore {
+                        path: dir.to_path_buf(),
+                        detail: format!(
+                            "format version record has {} bytes, expected 4",
+                            raw.len()
+                        ),
+                    }))
+                }
+            },
+        };
+        match found {
+            Some(found) if found > FORMAT_VERSION => {
+                return Ok(CommitOrAbort::Abort(Error::FormatVersion {
                     path: dir.to_path_buf(),
                     found,
                     supported: FORMAT_VERSION,
-                }),
-                Err(_) => Err(Error::CorruptStore {
-                    path: dir.to_path_buf(),
-                    detail: format!("format version record has {} bytes, expected 4", raw.len()),
-                }),
-            },
-        };
-        Ok::<_, heed::Error>(match outcome {
-            Ok(()) => CommitOrAbort::Commit(dbs.map(|db| db.ok_or(()))),
-            Err(e) => CommitOrAbort::Abort(e),
-        })
+                }))
+            }
+            Some(FORMAT_VERSION) => {}
+            Some(_) => migrate::from_named_databases(opener, wtxn, main)?,
+            None => {}
+        }
+        if found != Some(FORMAT_VERSION) {
+            meta.put(wtxn, META_FORMAT_VERSION, &FORMAT_VERSION.to_be_bytes())?;
+        }
+        Ok::<_, heed::Error>(CommitOrAbort::Commit((meta, main)))
     });
     match created.map_err(|e| map_err(dir, "creating databases", e))? {
         CommitOrAbort::Abort(e) => Err(e),
-        CommitOrAbort::Commit(dbs) => {
-            let [meta, journal, invocations, data, queue, queued, leases, counters] =
-                dbs.map(|db| db.ok());
-            let missing = || Error::Lmdb {
-                path: dir.to_path_buf(),
-                during: "creating databases",
-                detail: "a named database was not created".into(),
-            };
-            Ok(Dbs {
-                meta: meta.ok_or_else(missing)?,
-                journal: journal.ok_or_else(missing)?,
-                invocations: invocations.ok_or_else(missing)?,
-                data: data.ok_or_else(missing)?,
-                queue: queue.ok_or_else(missing)?,
-                queued: queued.ok_or_else(missing)?,
-                leases: leases.ok_or_else(missing)?,
-                counters: counters.ok_or_else(missing)?,
-            })
-        }
+        CommitOrAbort::Commit((meta, main)) => Ok(Dbs::new(meta, main)),
     }
 }
 
@@ -328,7 +287,7 @@ pub(crate) fn map_err(dir: &Path, during: &'static str, e: heed::Error) -> Error
             detail: m.to_string(),
         },
         heed::Error::Mdb(MdbError::BadValSize) => Error::InvalidArgument(format!(
-            "store at {}: a key is empty or longer than 511 bytes",
+            "store at {}: a key is empty or longer than {MAX_KEY_LEN} bytes",
             dir.display()
         )),
         heed::Error::Mdb(m) => lmdb(m.to_string()),

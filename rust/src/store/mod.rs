@@ -1,4 +1,4 @@
-//! The embedded store: one LMDB environment directory holding named databases for the journal,
+//! The embedded store: one LMDB environment directory holding the tables of the journal,
 //! invocation records, workflow data, and the work queue with leases.
 //!
 //! Writes are *staged* in a process-wide ordered buffer (cheap, in memory) and made durable by
@@ -7,7 +7,8 @@
 //! caller's own staged writes first, then committed data.
 //!
 //! Files: `lmdb.rs` (the `Store`, fork safety, transaction helpers with map growth), `env.rs`
-//! (the one `unsafe` open, named databases, format version, error mapping), `batch.rs` (the
+//! (the one `unsafe` open, format version, error mapping), `tables.rs` (the tables: tagged
+//! ranges of LMDB's main database), `migrate.rs` (older formats, in place), `batch.rs` (the
 //! staged writes, indexed), `commit.rs` (group commit), `ticker.rs` (the background flusher),
 //! `fork_gate.rs` (a fork waits for store calls; the cached pid), `apply.rs` (a batch inside
 //! one transaction, fencing), `read.rs` (reads with the staged overlay), `queue.rs` (claims
@@ -38,9 +39,11 @@ mod env;
 mod fork_gate;
 mod keys;
 mod lmdb;
+mod migrate;
 mod queue;
 mod read;
 mod registry;
+mod tables;
 #[cfg(test)]
 mod tests;
 mod ticker;
@@ -48,8 +51,9 @@ mod ticker;
 pub use commit::Staging;
 pub use env::FORMAT_VERSION;
 pub use lmdb::{Claim, FlushReport, Lease, Store, StoreOptions};
+pub use tables::MAX_KEY_LEN;
 
-/// The named databases a caller can read and write directly.
+/// The tables a caller can read and write directly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Table {
     /// Invocation records: key = invocation id (16 bytes), value = codec bytes owned by Python.

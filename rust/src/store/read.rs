@@ -41,19 +41,10 @@ impl Store {
             _ => None,
         });
         let mut rows = self.read("scanning", |h, txn| {
-            let db = h.dbs.table(table);
             let mut rows = BTreeMap::new();
-            // LMDB cannot position a cursor on an empty key: an empty prefix is a full scan.
-            if prefix.is_empty() {
-                for row in db.iter(txn)? {
-                    let (k, v) = row?;
-                    rows.insert(k.to_vec(), v.to_vec());
-                }
-            } else {
-                for row in db.prefix_iter(txn, prefix)? {
-                    let (k, v) = row?;
-                    rows.insert(k.to_vec(), v.to_vec());
-                }
+            for row in h.dbs.table(table).prefix_iter(txn, prefix)? {
+                let (k, v) = row?;
+                rows.insert(k.to_vec(), v.to_vec());
             }
             Ok(rows)
         })?;

@@ -322,7 +322,7 @@ fn a_newer_format_version_is_refused() {
     match Store::open(dir.path(), options()) {
         Err(Error::FormatVersion {
             found: 7,
-            supported: 1,
+            supported: FORMAT_VERSION,
             path,
         }) => {
             assert_eq!(path, dir.path().canonicalize().unwrap())

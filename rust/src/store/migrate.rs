@@ -1,0 +1,152 @@
+//! Migration of a format-version-1 store, run inside the write transaction that opens it: each
+//! table moves from its named database into the main database under its tag, and the named
+//! database is removed. The transaction commits all of it or nothing.
+
+use heed::types::Bytes;
+use heed::{Database, DatabaseOpener, RwTxn, WithoutTls};
+
+use super::tables::TABLES;
+
+/// Move every row of version 1's named databases into the main database `main`.
+pub(crate) fn from_named_databases<'e>(
+    opener: &DatabaseOpener<'e, WithoutTls>,
+    wtxn: &mut RwTxn<'e>,
+    main: Database<'e, Bytes, Bytes>,
+) -> heed::Result<()> {
+    for (name, tag) in TABLES {
+        let Some(old) = opener.open_database::<Bytes, Bytes>(wtxn, Some(name))? else {
+            continue;
+        };
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = old
+            .iter(wtxn)?
+            .map(|row| row.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .collect::<heed::Result<_>>()?;
+        let mut key = Vec::new();
+        for (k, v) in rows {
+            key.clear();
+            key.push(tag);
+            key.extend_from_slice(&k);
+            main.put(wtxn, &key, &v)?;
+        }
+        remove(old, wtxn)?;
+    }
+    Ok(())
+}
+
+fn remove(db: Database<'_, Bytes, Bytes>, wtxn: &mut RwTxn) -> heed::Result<()> {
+    // SAFETY: heed requires that no other handle of the database exists and that no live
+    // transaction has modified it.
+    // - This handle was opened just above by this transaction's opener, and the store never
+    //   opens these named databases anywhere else in this build.
+    // - This transaction only read the database; no other write transaction can be live
+    //   (LMDB's writer lock is held by this one).
+    // - Processes of a version-1 build must not have the store open while it is migrated
+    //   (`docs/operations.md`); their handles would see the database gone and fail.
+    unsafe { db.remove(wtxn) }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use heed::types::Bytes;
+    use heed::{CommitOrAbort, EnvOpenOptions};
+
+    use crate::entry::{encode_segment, Entry, Op};
+    use crate::store::keys::{self, COUNTER_LEASE_TOKEN, COUNTER_QUEUE_SEQ, META_FORMAT_VERSION};
+    use crate::store::{Lease, Store, StoreOptions, Table, FORMAT_VERSION};
+
+    const INV: [u8; 16] = [1; 16];
+    const QUEUED: [u8; 16] = [2; 16];
+    const WORKFLOW: [u8; 16] = [3; 16];
+
+    fn raw_env(dir: &Path) -> heed::Env {
+        // SAFETY: the test's own directory, opened by nothing else while this handle lives.
+        unsafe { EnvOpenOptions::new().max_dbs(9).open(dir) }.unwrap()
+    }
+
+    /// A store in format version 1: every table in a named database of its own.
+    fn write_version_1(dir: &Path, lease: &Lease, entries: &[Entry]) {
+        let env = raw_env(dir);
+        let rows: [(&str, Vec<u8>, Vec<u8>); 9] = [
+            (
+                "meta",
+                META_FORMAT_VERSION.to_vec(),
+                1u32.to_be_bytes().to_vec(),
+            ),
+            (
+                "journal",
+                keys::journal_key(&INV, 0).to_vec(),
+                encode_segment(entries),
+            ),
+            ("invocations", INV.to_vec(), b"record".to_vec()),
+            ("data", [&WORKFLOW[..], b"total"].concat(), b"42".to_vec()),
+            ("queue", keys::queue_key(1, &QUEUED).to_vec(), Vec::new()),
+            ("queued", QUEUED.to_vec(), 1u64.to_be_bytes().to_vec()),
+            ("leases", INV.to_vec(), keys::encode_lease(lease)),
+            (
+                "counters",
+                COUNTER_LEASE_TOKEN.to_vec(),
+                7u64.to_be_bytes().to_vec(),
+            ),
+            (
+                "counters",
+                COUNTER_QUEUE_SEQ.to_vec(),
+                1u64.to_be_bytes().to_vec(),
+            ),
+        ];
+        let txn = env.write_txn().unwrap();
+        env.create_databases_and_commit(txn, |opener, txn| {
+            for (name, key, value) in rows {
+                let db = opener.create_database::<Bytes, Bytes>(txn, Some(name))?;
+                db.put(txn, &key, &value)?;
+            }
+            Ok::<_, heed::Error>(CommitOrAbort::<(), ()>::Commit(()))
+        })
+        .unwrap();
+        env.prepare_for_closing().wait();
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_in_place_and_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let lease = Lease {
+            owner: b"worker-1".to_vec(),
+            expires_ms: 1_000,
+            token: 7,
+        };
+        let entries = vec![Entry::new(Op::Random(9)), Entry::new(Op::Random(10))];
+        write_version_1(dir.path(), &lease, &entries);
+
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(store.format_version().unwrap(), FORMAT_VERSION);
+        assert_eq!(store.journal(&INV).unwrap(), entries);
+        let record = store.get(Table::Invocations, &INV).unwrap();
+        assert_eq!(record.as_deref(), Some(&b"record"[..]));
+        let data = store.scan(Table::Data, &WORKFLOW).unwrap();
+        assert_eq!(
+            data,
+            vec![([&WORKFLOW[..], b"total"].concat(), b"42".to_vec())]
+        );
+        assert_eq!(store.queued().unwrap(), vec![QUEUED]);
+        assert_eq!(store.lease(&INV).unwrap(), Some(lease));
+        // The counters carried over: the next claim takes the next token after 7.
+        let claim = store.claim(b"worker-2", 1_000, 0).unwrap().unwrap();
+        assert_eq!((claim.invocation, claim.token), (QUEUED, 8));
+        drop(store);
+
+        // The named databases of version 1 are gone; only `meta` is left.
+        let env = raw_env(dir.path());
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        let txn = env.read_txn().unwrap();
+        env.open_databases_and_commit(txn, |opener, txn| {
+            let main = opener.open_database::<Bytes, Bytes>(txn, None)?.unwrap();
+            for row in main.iter(txn)? {
+                names.extend(Some(row?.0.to_vec()).filter(|key| key[0].is_ascii_alphabetic()));
+            }
+            Ok::<_, heed::Error>(CommitOrAbort::<(), ()>::Commit(()))
+        })
+        .unwrap();
+        assert_eq!(names, vec![b"meta".to_vec()]);
+    }
+}
