@@ -94,7 +94,7 @@ def run(s: Settings) -> list[Row]:
             shaped,
             baseline=RAW_FSYNC,
             paired=True,
-            note="a random-id record and a journal entry in two named databases",
+            note="a random-id record and a journal entry, in the store's layout",
         ),
         Row(GROUP, RAW_NOSYNC, "commits/s", raw_nosync),
         Row(
