@@ -2,10 +2,16 @@
 //! table moves from its named database into the main database under its tag, and the named
 //! database is removed. The transaction commits all of it or nothing.
 
+use std::ops::Bound;
+
 use heed::types::Bytes;
 use heed::{Database, DatabaseOpener, RwTxn, WithoutTls};
 
 use super::tables::TABLES;
+
+/// Rows copied per read of a format-1 database: the migration holds at most this many in
+/// memory, whatever the store's size.
+const CHUNK: usize = 4096;
 
 /// Move every row of version 1's named databases into the main database `main`.
 pub(crate) fn from_named_databases<'e>(
@@ -17,16 +23,27 @@ pub(crate) fn from_named_databases<'e>(
         let Some(old) = opener.open_database::<Bytes, Bytes>(wtxn, Some(name))? else {
             continue;
         };
-        let rows: Vec<(Vec<u8>, Vec<u8>)> = old
-            .iter(wtxn)?
-            .map(|row| row.map(|(k, v)| (k.to_vec(), v.to_vec())))
-            .collect::<heed::Result<_>>()?;
+        let mut after: Option<Vec<u8>> = None;
         let mut key = Vec::new();
-        for (k, v) in rows {
-            key.clear();
-            key.push(tag);
-            key.extend_from_slice(&k);
-            main.put(wtxn, &key, &v)?;
+        loop {
+            // A cursor cannot stay open across the writes (they borrow the transaction
+            // mutably), so read a chunk, write it, and go on after its last key.
+            let start = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+            let chunk: Vec<(Vec<u8>, Vec<u8>)> = old
+                .range(wtxn, &(start, Bound::Unbounded))?
+                .take(CHUNK)
+                .map(|row| row.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                .collect::<heed::Result<_>>()?;
+            let Some((last, _)) = chunk.last() else {
+                break;
+            };
+            after = Some(last.clone());
+            for (k, v) in &chunk {
+                key.clear();
+                key.push(tag);
+                key.extend_from_slice(k);
+                main.put(wtxn, &key, v)?;
+            }
         }
         remove(old, wtxn)?;
     }
@@ -52,11 +69,18 @@ mod tests {
     use heed::types::Bytes;
     use heed::{CommitOrAbort, EnvOpenOptions};
 
+    use super::CHUNK;
     use crate::entry::{encode_segment, Entry, Op};
     use crate::store::keys::{self, COUNTER_LEASE_TOKEN, COUNTER_QUEUE_SEQ, META_FORMAT_VERSION};
     use crate::store::{Lease, Store, StoreOptions, Table, FORMAT_VERSION};
 
     const INV: [u8; 16] = [1; 16];
+
+    fn record_id(n: u64) -> [u8; 16] {
+        let mut id = [0xEE; 16];
+        id[8..].copy_from_slice(&n.to_be_bytes());
+        id
+    }
     const QUEUED: [u8; 16] = [2; 16];
     const WORKFLOW: [u8; 16] = [3; 16];
 
@@ -101,6 +125,11 @@ mod tests {
                 let db = opener.create_database::<Bytes, Bytes>(txn, Some(name))?;
                 db.put(txn, &key, &value)?;
             }
+            // More records than one chunk of the migration holds, twice over.
+            let invocations = opener.create_database::<Bytes, Bytes>(txn, Some("invocations"))?;
+            for n in 0..2 * CHUNK as u64 + 1 {
+                invocations.put(txn, &record_id(n), &n.to_be_bytes())?;
+            }
             Ok::<_, heed::Error>(CommitOrAbort::<(), ()>::Commit(()))
         })
         .unwrap();
@@ -123,6 +152,14 @@ mod tests {
         assert_eq!(store.journal(&INV).unwrap(), entries);
         let record = store.get(Table::Invocations, &INV).unwrap();
         assert_eq!(record.as_deref(), Some(&b"record"[..]));
+        let records = store.scan(Table::Invocations, &[0xEE]).unwrap();
+        assert_eq!(records.len(), 2 * CHUNK + 1);
+        for (n, (key, value)) in records.iter().enumerate() {
+            assert_eq!(
+                (key.as_slice(), value.as_slice()),
+                (&record_id(n as u64)[..], &(n as u64).to_be_bytes()[..])
+            );
+        }
         let data = store.scan(Table::Data, &WORKFLOW).unwrap();
         assert_eq!(
             data,
