@@ -7,13 +7,16 @@ this test fails.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
 from pathlib import Path
 
+import blake3
 from conftest import run_python
 
+from pynenc import Pynenc, codec
 from pynenc.store.lmdb import LmdbStore, StoreOptions
 
 READER = r"""
@@ -178,3 +181,26 @@ def test_an_independent_reader_decodes_everything_the_store_wrote(tmp_path: Path
     assert got["counters"] == {"lease_token": 1, "queue_seq": 2}
     assert got["data"] == {b"wf/key".hex(): "0001"}
     assert json.dumps(got)  # plain JSON all the way
+
+
+def test_recorded_digests_are_the_documented_hashes(app: Pynenc) -> None:
+    """journal-format.md §4: a dispatch records BLAKE2b-128 of the codec bytes of
+    `[args, kwargs]`; a data write records the first 16 bytes of BLAKE3 of the value's."""
+
+    @app.task
+    def charge(order: str, *, cents: int) -> int:
+        return cents
+
+    @app.task
+    def flow() -> None:
+        charge("o-1", cents=250).result  # the dispatch is what is recorded
+        flow.wf.set_data("status", {"paid": True})
+
+    invocation = flow()
+    invocation.result  # run it to the end
+    inv = uuid.UUID(invocation.invocation_id).bytes
+    entries = dict(app.store.journal_entries(inv))
+    args = codec.encode([["o-1"], {"cents": 250}], what=lambda: "arguments")
+    assert entries[5][16:32] == hashlib.blake2b(args, digest_size=16).digest()
+    value = codec.encode({"paid": True}, what=lambda: "value")
+    assert entries[7].endswith(blake3.blake3(value).digest()[:16])
