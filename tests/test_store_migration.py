@@ -8,6 +8,7 @@ layout in docs/journal-format.md (§2, §5), while no store process has it open.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import lmdb
+import pytest
 from conftest import run_python
 
 from pynenc._core import STORE_FORMAT_VERSION
@@ -112,7 +114,9 @@ def snapshot(path: Path) -> Any:
     return run_python(SNAPSHOT, str(path))
 
 
-def test_a_format_1_store_is_migrated_on_open_and_reads_the_same(tmp_path: Path) -> None:
+def test_a_format_1_store_is_migrated_on_open_and_reads_the_same(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "store"
     fill(path, 200)
     before = snapshot(path)
@@ -122,6 +126,12 @@ def test_a_format_1_store_is_migrated_on_open_and_reads_the_same(tmp_path: Path)
 
     downgrade_to_format_1(path)
     assert sorted(named_databases(path)) == sorted([b"meta", *TABLES.values()])
+    with caplog.at_level(logging.INFO, logger="pynenc.store"):
+        LmdbStore(path, OPTIONS)
+        LmdbStore(path, OPTIONS)  # the same store again: nothing more to report
+    assert [r.getMessage().split(" in ")[0] for r in caplog.records] == [
+        f"migrated the store at {path} from format 1 to {STORE_FORMAT_VERSION}"
+    ]
     assert snapshot(path) == before
     assert named_databases(path) == [b"meta"], "the format-1 databases are removed"
     # The counters carried over: a new claim takes the token after the one handed out before.

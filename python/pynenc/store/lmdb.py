@@ -6,7 +6,8 @@ by `flush`, which commits everything staged by any thread in one transaction; co
 flushes share that transaction and its fsync. Opening the same directory twice in a process
 (also through a symlink or a relative path) shares one underlying store, whose first opener's
 options apply. A forked child reopens the store transparently; writes its parent staged but
-did not flush stay the parent's.
+did not flush stay the parent's. Opening a store of an older format migrates it in place and
+logs one INFO line on the `pynenc.store` logger.
 
 Invocation ids are 16 `bytes`. A fence is `(invocation id, lease token)`: the fenced write is
 applied only while that token is the invocation's current lease (or it has no lease).
@@ -14,12 +15,15 @@ applied only while that token is the invocation's current lease (or it has no le
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pynenc import _core
+
+log = logging.getLogger("pynenc.store")
 
 __all__ = ["Claim", "Fence", "LeaseInfo", "LmdbStore", "Rejected", "StoreOptions", "Table"]
 
@@ -76,6 +80,16 @@ class LmdbStore:
             max_readers=opts.max_readers,
             flush_interval_ms=opts.flush_interval_ms,
         )
+        migration = self._core.take_migration()
+        if migration is not None:
+            old_format, new_format, seconds = migration
+            log.info(
+                "migrated the store at %s from format %d to %d in %.2f s",
+                self._core.path(),
+                old_format,
+                new_format,
+                seconds,
+            )
 
     @property
     def path(self) -> Path:

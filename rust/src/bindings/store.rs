@@ -271,6 +271,14 @@ impl PyStore {
         self.inner.format_version().py_err()
     }
 
+    /// `(from, to, seconds)` once if opening this store migrated it from an older format, else
+    /// None (and None on every later call).
+    fn take_migration(&self) -> Option<(u32, u32, f64)> {
+        self.inner
+            .take_migration()
+            .map(|m| (m.from, crate::store::FORMAT_VERSION, m.took.as_secs_f64()))
+    }
+
     /// Private, for tests and tools: stage journal entries given as `(kind, raw payload)` or
     /// `(kind, raw payload, (file, line) | None)`, validated by decoding them.
     fn _append_journal(

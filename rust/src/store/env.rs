@@ -28,6 +28,17 @@ pub(crate) struct Handle {
     pub env: Env<WithoutTls>,
     pub dbs: Dbs,
     pub pid: u32,
+    /// Set when this open migrated the store from an older format.
+    pub migrated: Option<Migration>,
+}
+
+/// A migration done while opening a store.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Migration {
+    /// The format the store had.
+    pub from: u32,
+    /// How long the migrating transaction took, commit included.
+    pub took: std::time::Duration,
 }
 
 /// Open (creating if needed) the environment in the existing directory `dir`.
@@ -39,11 +50,16 @@ pub(crate) fn open(dir: &Path, options: &StoreOptions) -> Result<Handle> {
     env.clear_stale_readers()
         .map_err(|e| map_err(dir, "clearing stale readers", e))?;
     check_not_truncated(dir, &env)?;
-    let dbs = create_dbs(dir, &env)?;
+    let started = std::time::Instant::now();
+    let (dbs, migrated_from) = create_dbs(dir, &env)?;
     Ok(Handle {
         env,
         dbs,
         pid: std::process::id(),
+        migrated: migrated_from.map(|from| Migration {
+            from,
+            took: started.elapsed(),
+        }),
     })
 }
 
@@ -86,10 +102,12 @@ fn open_env(dir: &Path, options: &StoreOptions, file_len: u64) -> Result<Env<Wit
     unsafe { builder.open(dir) }.map_err(|e| map_err(dir, "opening the environment", e))
 }
 
-fn create_dbs(dir: &Path, env: &Env<WithoutTls>) -> Result<Dbs> {
+/// The databases, and the format the store was migrated from, if it was.
+fn create_dbs(dir: &Path, env: &Env<WithoutTls>) -> Result<(Dbs, Option<u32>)> {
     let wtxn = env
         .write_txn()
         .map_err(|e| map_err(dir, "creating databases", e))?;
+    let mut found_version = None;
     let created = env.create_databases_and_commit(wtxn, |opener, wtxn| {
         let meta = opener.create_database::<Bytes, Bytes>(wtxn, Some("meta"))?;
         let main = opener.create_database::<Bytes, Bytes>(wtxn, None)?;
@@ -108,6 +126,7 @@ fn create_dbs(dir: &Path, env: &Env<WithoutTls>) -> Result<Dbs> {
                 }
             },
         };
+        found_version = found;
         match found {
             Some(found) if found > FORMAT_VERSION => {
                 return Ok(CommitOrAbort::Abort(Error::FormatVersion {
@@ -127,7 +146,10 @@ fn create_dbs(dir: &Path, env: &Env<WithoutTls>) -> Result<Dbs> {
     });
     match created.map_err(|e| map_err(dir, "creating databases", e))? {
         CommitOrAbort::Abort(e) => Err(e),
-        CommitOrAbort::Commit((meta, main)) => Ok(Dbs::new(meta, main)),
+        CommitOrAbort::Commit((meta, main)) => {
+            let migrated_from = found_version.filter(|v| *v != FORMAT_VERSION);
+            Ok((Dbs::new(meta, main), migrated_from))
+        }
     }
 }
 

@@ -6,13 +6,15 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{
+    Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
+};
 use std::time::Duration;
 
 use heed::{MdbError, RoTxn, RwTxn, WithoutTls};
 
 use super::commit::{GroupCommit, Staging};
-use super::env::{self, Handle, MapEvent};
+use super::env::{self, Handle, MapEvent, Migration};
 use super::fork_gate::{self, current_pid, Busy};
 use super::{apply, registry, ticker, Fence, WriteOp};
 use crate::error::{Error, Result};
@@ -105,6 +107,8 @@ pub struct Store {
     opened_pid: AtomicU32,
     /// This store, weakly: handed to the background flusher (`ticker.rs`).
     me: OnceLock<Weak<Store>>,
+    /// The migration the first open did, until someone takes it to report it.
+    migration: Mutex<Option<Migration>>,
 }
 
 impl Store {
@@ -119,6 +123,7 @@ impl Store {
             Ok(Store {
                 path: canonical,
                 options,
+                migration: Mutex::new(handle.migrated),
                 handle: RwLock::new(Some(handle)),
                 commit: GroupCommit::default(),
                 commits: AtomicU64::new(0),
@@ -138,6 +143,15 @@ impl Store {
     /// The options the store was opened with.
     pub fn options(&self) -> &StoreOptions {
         &self.options
+    }
+
+    /// The migration from an older format that opening this store did, once: later calls (and
+    /// other openers of the same store in this process) get `None`.
+    pub fn take_migration(&self) -> Option<Migration> {
+        self.migration
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Number of write transactions committed by flushes of this store in this process.

@@ -149,6 +149,8 @@ mod tests {
 
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         assert_eq!(store.format_version().unwrap(), FORMAT_VERSION);
+        assert_eq!(store.take_migration().map(|m| m.from), Some(1));
+        assert_eq!(store.take_migration(), None, "reported once");
         assert_eq!(store.journal(&INV).unwrap(), entries);
         let record = store.get(Table::Invocations, &INV).unwrap();
         assert_eq!(record.as_deref(), Some(&b"record"[..]));

@@ -49,7 +49,7 @@ mod tests;
 mod ticker;
 
 pub use commit::Staging;
-pub use env::FORMAT_VERSION;
+pub use env::{Migration, FORMAT_VERSION};
 pub use lmdb::{Claim, FlushReport, Lease, Store, StoreOptions};
 pub use tables::MAX_KEY_LEN;
 
