@@ -13,7 +13,7 @@ use super::{bytes16, scalar};
 use crate::error::Error;
 use crate::ids;
 use crate::recorder::Recorder;
-use crate::store::{Fence, Store, Table};
+use crate::store::{Fence, Store, Table, MAX_KEY_LEN};
 use crate::stream::u64_to_unit_f64;
 
 #[pyclass(name = "Execution", module = "pynenc._core")]
@@ -319,11 +319,11 @@ impl PyExecution {
     /// The store key of workflow data `key` (workflow id ‖ key), built in a buffer this
     /// execution reuses: hand it back with `self.key_buf = key` when done.
     fn data_key(&mut self, key: &str) -> PyResult<Vec<u8>> {
-        if 16 + key.len() > MAX_KEY {
+        if 16 + key.len() > MAX_KEY_LEN {
             return Err(to_pyerr(Error::InvalidArgument(format!(
                 "workflow data key is {} bytes, the longest accepted is {}",
                 key.len(),
-                MAX_KEY - 16
+                MAX_KEY_LEN - 16
             ))));
         }
         let mut k = std::mem::take(&mut self.key_buf);
@@ -362,9 +362,6 @@ impl PyExecution {
         });
     }
 }
-
-/// Longest LMDB key: a workflow data key is the 16-byte workflow id and the key's UTF-8.
-const MAX_KEY: usize = crate::store::MAX_KEY_LEN;
 
 static DATETIME: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
 

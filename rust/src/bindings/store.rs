@@ -15,10 +15,7 @@ use pyo3::types::{PyBytes, PyTuple};
 use super::errors::IntoPy;
 use crate::entry::{decode_segment, encode_entry, put_uleb, Entry, SEGMENT_VERSION};
 use crate::error::Error;
-use crate::store::{Fence, Store, StoreOptions, Table, WriteOp};
-
-/// Longest key LMDB accepts (its compile-time `MDB_MAXKEYSIZE`).
-use crate::store::MAX_KEY_LEN;
+use crate::store::{Fence, Store, StoreOptions, Table, WriteOp, MAX_KEY_LEN};
 
 #[pyclass(name = "Store", module = "pynenc._core", frozen)]
 pub struct PyStore {

@@ -7,7 +7,7 @@ use std::ops::Bound;
 use heed::types::Bytes;
 use heed::{Database, DatabaseOpener, RwTxn, WithoutTls};
 
-use super::tables::TABLES;
+use super::tables::{tag_key, TABLES};
 
 /// Rows copied per read of a format-1 database: the migration holds at most this many in
 /// memory, whatever the store's size.
@@ -39,9 +39,7 @@ pub(crate) fn from_named_databases<'e>(
             };
             after = Some(last.clone());
             for (k, v) in &chunk {
-                key.clear();
-                key.push(tag);
-                key.extend_from_slice(k);
+                tag_key(tag, k, &mut key);
                 main.put(wtxn, &key, v)?;
             }
         }

@@ -26,6 +26,13 @@ pub(crate) struct Keyspace {
 pub(crate) type Rows<'txn> =
     Box<dyn Iterator<Item = heed::Result<(&'txn [u8], &'txn [u8])>> + 'txn>;
 
+/// Set `out` to the main database's key of `key` in the table tagged `tag`: `tag ‖ key`.
+pub(crate) fn tag_key(tag: u8, key: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.push(tag);
+    out.extend_from_slice(key);
+}
+
 impl Keyspace {
     /// Call `f` with `tag ‖ key`, built on the stack when short.
     fn tagged<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
@@ -36,8 +43,7 @@ impl Keyspace {
             f(&short[..=key.len()])
         } else {
             let mut long = Vec::with_capacity(key.len() + 1);
-            long.push(self.tag);
-            long.extend_from_slice(key);
+            tag_key(self.tag, key, &mut long);
             f(&long)
         }
     }
