@@ -23,6 +23,7 @@ import pytest
 from conftest import run_python
 
 from pynenc._core import STORE_FORMAT_VERSION
+from pynenc.store import open_store
 from pynenc.store.lmdb import LmdbStore, StoreOptions
 
 # Tag → name of each table (docs/journal-format.md §2).
@@ -126,12 +127,13 @@ def test_a_format_1_store_is_migrated_on_open_and_reads_the_same(
 
     downgrade_to_format_1(path)
     assert sorted(named_databases(path)) == sorted([b"meta", *TABLES.values()])
+    reported = [f"migrated the store at {path} from format 1 to {STORE_FORMAT_VERSION}"]
     with caplog.at_level(logging.INFO, logger="pynenc.store"):
-        LmdbStore(path, OPTIONS)
-        LmdbStore(path, OPTIONS)  # the same store again: nothing more to report
-    assert [r.getMessage().split(" in ")[0] for r in caplog.records] == [
-        f"migrated the store at {path} from format 1 to {STORE_FORMAT_VERSION}"
-    ]
+        store = open_store(f"lmdb://{path}")  # as an app opens its store
+        assert [r.getMessage().split(" in ")[0] for r in caplog.records] == reported
+        LmdbStore(path, OPTIONS)  # the same store, still open: nothing more to report
+    assert [r.getMessage().split(" in ")[0] for r in caplog.records] == reported
+    del store
     assert snapshot(path) == before
     assert named_databases(path) == [b"meta"], "the format-1 databases are removed"
     # The counters carried over: a new claim takes the token after the one handed out before.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pynenc._core import Store
 from pynenc.errors import InvalidArgumentError
-from pynenc.store.lmdb import LmdbStore, StoreOptions
+from pynenc.store.lmdb import LmdbStore, StoreOptions, report_migration
 
 __all__ = ["LmdbStore", "StoreOptions", "open_store"]
 
@@ -28,5 +28,7 @@ def open_store(url: str, *, sync: bool = True, flush_interval_ms: int = 5) -> St
             f"store URL {url!r} is not of the form lmdb://PATH (e.g. lmdb://.pynenc)"
         )
     if scheme == "lmdb":
-        return Store(Path(rest).expanduser(), sync=sync, flush_interval_ms=flush_interval_ms)
+        store = Store(Path(rest).expanduser(), sync=sync, flush_interval_ms=flush_interval_ms)
+        report_migration(store)
+        return store
     raise InvalidArgumentError(f"unsupported store scheme {scheme!r} in {url!r}: use lmdb://PATH")

@@ -59,6 +59,20 @@ class StoreOptions:
     flush_interval_ms: int = 5
 
 
+def report_migration(core: _core.Store) -> None:
+    """Log, once per store, the migration from an older format its opening did (if any)."""
+    migration = core.take_migration()
+    if migration is not None:
+        old_format, new_format, seconds = migration
+        log.info(
+            "migrated the store at %s from format %d to %d in %.2f s",
+            core.path(),
+            old_format,
+            new_format,
+            seconds,
+        )
+
+
 class LmdbStore:
     """A store in one directory, shared by every thread (and, through LMDB, every process)."""
 
@@ -80,16 +94,7 @@ class LmdbStore:
             max_readers=opts.max_readers,
             flush_interval_ms=opts.flush_interval_ms,
         )
-        migration = self._core.take_migration()
-        if migration is not None:
-            old_format, new_format, seconds = migration
-            log.info(
-                "migrated the store at %s from format %d to %d in %.2f s",
-                self._core.path(),
-                old_format,
-                new_format,
-                seconds,
-            )
+        report_migration(self._core)
 
     @property
     def path(self) -> Path:
