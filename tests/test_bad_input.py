@@ -14,7 +14,9 @@ from pynenc import (
     PayloadTooLargeError,
     Pynenc,
     WorkflowMembershipError,
+    cli,
 )
+from pynenc.runner.worker import Worker
 
 
 def stored_invocations(app: Pynenc) -> int:
@@ -172,3 +174,32 @@ def test_async_functions_are_refused_at_decoration(app: Pynenc) -> None:
 
     with pytest.raises(InvalidArgumentError, match=r"asyncio\.run"):
         app.task(fetch)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [
+        ("concurrency", 0, "concurrency"),
+        ("concurrency", 2.5, "concurrency"),
+        ("grace_seconds", -1.0, "grace_seconds"),
+        ("grace_seconds", float("nan"), "grace_seconds"),
+        ("idle_poll_seconds", 0, "idle_poll_seconds"),
+    ],
+)
+def test_bad_worker_options_are_refused_before_it_starts(
+    app: Pynenc, option: str, value: Any, named: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=named):
+        Worker(app, **{option: value})
+
+
+def test_the_worker_command_reports_a_bad_option_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "badworkerapp.py").write_text(
+        f"from pynenc import Pynenc\napp = Pynenc('w', store='lmdb://{tmp_path / 'store'}')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = cli.main(["--app", "badworkerapp:app", "worker", "--concurrency", "0"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("pynenc: concurrency must be"), err

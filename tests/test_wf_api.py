@@ -51,6 +51,18 @@ def test_rng_cannot_be_reseeded(app: Pynenc) -> None:
     assert "cannot be re-seeded" in reseed().result
 
 
+def test_rng_refuses_a_negative_bit_count_with_the_projects_error(app: Pynenc) -> None:
+    @app.task
+    def bits() -> str:
+        try:
+            bits.wf.rng().getrandbits(-1)
+        except InvalidArgumentError as exc:  # also a ValueError, as random.Random raises
+            return str(exc)
+        return "drawn"
+
+    assert bits().result == "number of bits must be non-negative"
+
+
 def test_journal_shows_what_was_recorded(app: Pynenc) -> None:
     @app.task
     def child() -> int:

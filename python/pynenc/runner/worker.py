@@ -8,6 +8,7 @@ claimed again once its lease expired, or at once when the dead worker ran on thi
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
@@ -15,7 +16,7 @@ import uuid
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from pynenc.errors import LeaseLostError, NonDeterminismError, PynencError
+from pynenc.errors import InvalidArgumentError, LeaseLostError, NonDeterminismError, PynencError
 from pynenc.runner import execute
 from pynenc.runner.leases import now_ms
 from pynenc.runner.owner import current_owner
@@ -37,6 +38,10 @@ class Worker:
         grace_seconds: On SIGTERM/SIGINT, how long running invocations may take to finish
             before their leases are released for other workers.
         idle_poll_seconds: Longest pause between claim attempts when the queue is empty.
+
+    Raises:
+        InvalidArgumentError: `concurrency` is not a whole number of at least 1, or a number
+            of seconds is negative or not finite (nothing is started).
     """
 
     def __init__(
@@ -47,8 +52,19 @@ class Worker:
         grace_seconds: float = 30.0,
         idle_poll_seconds: float = 0.05,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if type(concurrency) is not int or concurrency < 1:
+            raise InvalidArgumentError(
+                f"concurrency must be a whole number of at least 1, got {concurrency!r}"
+            )
+        for name, seconds, least in (
+            ("grace_seconds", grace_seconds, 0.0),
+            ("idle_poll_seconds", idle_poll_seconds, 1e-3),
+        ):
+            if not isinstance(seconds, int | float) or not least <= seconds < math.inf:
+                raise InvalidArgumentError(
+                    f"{name} must be a finite number of seconds of at least {least:g}, "
+                    f"got {seconds!r}"
+                )
         self.app = app
         self.concurrency = concurrency
         self.grace_seconds = grace_seconds

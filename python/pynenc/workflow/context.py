@@ -65,7 +65,7 @@ class _WorkflowRandom(_random.Random):
 
     def getrandbits(self, k: int) -> int:
         if k < 0:
-            raise ValueError("number of bits must be non-negative")
+            raise InvalidArgumentError("number of bits must be non-negative")
         value = 0
         for shift in range(0, k, 64):
             value |= self._ctx._execution.random_u64() << shift
