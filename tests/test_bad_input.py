@@ -193,7 +193,7 @@ def test_bad_worker_options_are_refused_before_it_starts(
         Worker(app, **{option: value})
 
 
-def test_the_worker_command_reports_a_bad_option_without_a_traceback(
+def test_the_command_line_reports_bad_options_without_a_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "badworkerapp.py").write_text(
@@ -203,3 +203,9 @@ def test_the_worker_command_reports_a_bad_option_without_a_traceback(
     code = cli.main(["--app", "badworkerapp:app", "worker", "--concurrency", "0"])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("pynenc: concurrency must be"), err
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--log-level", "loud", "--app", "badworkerapp:app", "status"])
+    assert exit_.value.code == 2 and "invalid choice: 'LOUD'" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="module 'badworkerapp' has no attribute 'ap'"):
+        cli.main(["--app", "badworkerapp:ap", "status"])
+    assert not (tmp_path / "store").exists()

@@ -18,6 +18,10 @@ from pynenc.invocation import InvocationStatus
 __all__ = ["load_app", "main", "show", "status"]
 
 
+#: The levels `--log-level` accepts (any case).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def load_app(spec: str) -> Pynenc:
     """Import `MODULE:ATTR` and return the app it names."""
     module_name, sep, attr = spec.partition(":")
@@ -28,7 +32,9 @@ def load_app(spec: str) -> Pynenc:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise SystemExit(f"cannot import {module_name!r} for --app: {exc}") from None
-    app = getattr(module, attr, None)
+    if not hasattr(module, attr):
+        raise SystemExit(f"module {module_name!r} has no attribute {attr!r} for --app {spec}")
+    app = getattr(module, attr)
     if not isinstance(app, Pynenc):
         raise SystemExit(f"{spec} is not a Pynenc app (found {type(app).__name__})")
     app._main_module = module_name
@@ -92,7 +98,13 @@ def show(app: Pynenc, invocation_id: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pynenc", description="pynenc-replay workers and tools")
     parser.add_argument("--app", required=True, help="the app to use, as MODULE:ATTR")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="logging level (default INFO)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     worker = commands.add_parser("worker", help="run queued invocations until SIGTERM/SIGINT")
     worker.add_argument("--concurrency", type=int, default=1, help="invocations at once")
@@ -110,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     show_cmd.add_argument("invocation_id")
     opts = parser.parse_args(argv)
     logging.basicConfig(
-        level=opts.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        level=opts.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     app = load_app(opts.app)
     try:
