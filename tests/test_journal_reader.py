@@ -57,6 +57,8 @@ def payload(kind, p):
         return {"read": key, "value": p[at + 1:].hex() if p[at] == 1 else None}
     if kind == 7:
         key, at = text(p, 0); return {"write": key, "digest": p[at:].hex()}
+    if kind == 8:
+        name, at = text(p, 0); return {"side_effect_error": name, "error": p[at:].hex()}
     raise ValueError(kind)
 
 def segment(buf, first):
@@ -135,6 +137,7 @@ def test_an_independent_reader_decodes_everything_the_store_wrote(tmp_path: Path
         (6, text("tracking") + b"\x01" + b"\xa1ab", None),
         (6, text("missing") + b"\x00", None),
         (7, text("tracking") + digest, None),
+        (8, text("refund") + value, None),
     ]
     store._core._append_journal(inv, 0, entries)
     many = uuid.uuid4().bytes
@@ -149,7 +152,7 @@ def test_an_independent_reader_decodes_everything_the_store_wrote(tmp_path: Path
 
     got = run_python(READER, str(path))
 
-    assert got["format_version"] == 2
+    assert got["format_version"] == 3
     journal = got["journal"][inv.hex()]
     assert [e["pos"] for e in journal] == list(range(len(entries)))
     assert journal[0] == {"pos": 0, "random": 2**64 - 5}
@@ -174,6 +177,7 @@ def test_an_independent_reader_decodes_everything_the_store_wrote(tmp_path: Path
     assert journal[5] == {"pos": 5, "read": "tracking", "value": "a16162"}
     assert journal[6] == {"pos": 6, "read": "missing", "value": None}
     assert journal[7] == {"pos": 7, "write": "tracking", "digest": digest.hex()}
+    assert journal[8] == {"pos": 8, "side_effect_error": "refund", "error": value.hex()}
     long = got["journal"][many.hex()]
     assert [e["random"] for e in long] == list(range(5000))  # split over two segments
     assert got["queue"] == [[1, inv.hex()], [2, many.hex()]]

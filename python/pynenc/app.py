@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from pynenc import codec
 from pynenc._core import Store, journal_id
 from pynenc.config import PynencConfig
-from pynenc.errors import InvalidArgumentError, LeaseLostError
+from pynenc.errors import InvalidArgumentError, LeaseLostError, NonDeterminismError
 from pynenc.invocation import Invocation, InvocationRecord, InvocationStatus
 from pynenc.journal import JournalEntry, decode_ops
 from pynenc.runner import execute
@@ -23,6 +24,8 @@ from pynenc.task import Task, TaskOptions
 from pynenc.workflow.context import WorkflowContext, current_context
 
 __all__ = ["Pynenc"]
+
+log = logging.getLogger("pynenc.recovery")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -303,6 +306,12 @@ class Pynenc:
         An owner on this machine whose process is gone is dead at once; an owner elsewhere
         only once its lease expired. Only the outermost interrupted invocations are returned;
         their interrupted children are resumed as they are reached again.
+
+        Raises:
+            NonDeterminismError: The code of a stranded invocation no longer does what its
+                journal recorded. That invocation is left as it was (to resume once the code
+                is fixed) and logged; every other stranded invocation is still resumed before
+                the first such error is raised, with a note of how many diverged and resumed.
         """
         self.release_dead_leases()
         leases = {inv: (owner, expires) for inv, owner, expires, _token in self.store.leases()}
@@ -321,20 +330,33 @@ class Pynenc:
         roots.sort(key=lambda r: r.created_at)
         queued = set(self.store.queued())
         resumed: list[Invocation[Any]] = []
+        diverged: list[NonDeterminismError] = []
         for record in roots:
-            if record.invocation_id in queued:
-                claim = self.store.claim_invocation(
-                    record.invocation_id,
-                    current_owner().encode(),
-                    self._lease_keeper().lease_ms,
-                    now_ms(),
-                )
-                if claim is None:
-                    continue  # a worker got there first
-                execute.run_claimed(self, record.invocation_id, claim[1])
-            else:
-                execute.run(self, record)
+            try:
+                if record.invocation_id in queued:
+                    claim = self.store.claim_invocation(
+                        record.invocation_id,
+                        current_owner().encode(),
+                        self._lease_keeper().lease_ms,
+                        now_ms(),
+                    )
+                    if claim is None:
+                        continue  # a worker got there first
+                    execute.run_claimed(self, record.invocation_id, claim[1])
+                else:
+                    execute.run(self, record)
+            except NonDeterminismError as exc:
+                log.error("cannot resume invocation %s: %s", record.id_str, exc)
+                diverged.append(exc)
+                continue
             resumed.append(Invocation(self, self._load_record(record.invocation_id) or record))
+        if diverged:
+            first = diverged[0]
+            first.add_note(
+                f"recover(): {len(diverged)} stranded invocation(s) diverged and were left as "
+                f"they were; {len(resumed)} other(s) resumed"
+            )
+            raise first
         return resumed
 
     def release_dead_leases(self) -> int:

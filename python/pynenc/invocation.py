@@ -75,8 +75,9 @@ class ErrorInfo:
             traceback_text="".join(traceback.format_exception(exc)),
         )
 
-    def to_exception(self) -> BaseException:
-        """The exception to raise: the original type when importable, else `TaskError`."""
+    def to_exception(self, raised_by: str = "the task") -> BaseException:
+        """The exception to raise: the original type when importable, else `TaskError`.
+        `raised_by` names what raised it, in the note that carries the original traceback."""
         exc_type = _import_exception_type(self.module, self.type_name)
         if exc_type is not None and self.args is not None:
             try:
@@ -84,7 +85,9 @@ class ErrorInfo:
             except Exception:  # noqa: BLE001 - a constructor with another signature
                 exc = None
             if exc is not None:
-                exc.__notes__ = [f"raised by the task; original traceback:\n{self.traceback_text}"]
+                exc.__notes__ = [
+                    f"raised by {raised_by}; original traceback:\n{self.traceback_text}"
+                ]
                 return exc
         return TaskError(f"{self.module}.{self.type_name}", self.message, self.traceback_text)
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pynenc import codec
+from pynenc.invocation import ErrorInfo
 
 __all__ = ["JournalEntry", "decode_ops"]
 
@@ -22,8 +23,9 @@ class JournalEntry:
         position: Its position in the invocation's journal (replay is by position).
         operation: `random`, `uuid`, `utc_now`, `side_effect`, `execute_task`, `get_data` or
             `set_data`.
-        value: The recorded value: the float, UUID string, datetime, side-effect value, child
-            invocation id, or data value read; None for a data write.
+        value: The recorded value: the float, UUID string, datetime, side-effect value (or the
+            exception the side effect raised), child invocation id, or data value read; None
+            for a data write.
         name: The side-effect name, data key or child task id; None otherwise.
     """
 
@@ -42,6 +44,9 @@ def decode_ops(ops: list[tuple[Any, ...]]) -> list[JournalEntry]:
             entry = JournalEntry(position, kind, op[1])
         elif kind == "utc_now":
             entry = JournalEntry(position, kind, _EPOCH + timedelta(microseconds=op[1]))
+        elif kind == "side_effect" and op[3]:
+            error = ErrorInfo.from_wire(codec.decode(op[2])).to_exception(f"side effect {op[1]!r}")
+            entry = JournalEntry(position, kind, error, op[1])
         elif kind == "side_effect":
             entry = JournalEntry(position, kind, codec.decode(op[2]), op[1])
         elif kind == "execute_task":

@@ -28,7 +28,7 @@ pub enum Op {
     Uuid([u8; 16]),
     /// A clock reading, microseconds since the Unix epoch (UTC).
     Time(i64),
-    /// The recorded result of a named side effect.
+    /// The recorded outcome of a named side effect: its value, or the exception it raised.
     SideEffect(Box<SideEffect>),
     /// The dispatch of a child invocation.
     Child(Box<Child>),
@@ -42,11 +42,13 @@ pub enum Op {
 // the whole journal it replays, and a workflow may record a million draws. Names and keys are
 // shared strings: a loop writing one key records it many times but stores it once.
 
-/// The recorded result of a named side effect (codec bytes).
+/// The recorded outcome of a named side effect (codec bytes): the value its function returned,
+/// or, when `failed`, the exception it raised (as an invocation record stores an error).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SideEffect {
     pub name: Arc<str>,
     pub value: Vec<u8>,
+    pub failed: bool,
 }
 
 /// The dispatch of a child invocation.
@@ -72,10 +74,11 @@ pub struct DataWrite {
 }
 
 impl Op {
-    pub fn side_effect(name: impl Into<Arc<str>>, value: Vec<u8>) -> Op {
+    pub fn side_effect(name: impl Into<Arc<str>>, value: Vec<u8>, failed: bool) -> Op {
         Op::SideEffect(Box::new(SideEffect {
             name: name.into(),
             value,
+            failed,
         }))
     }
     pub fn child(child_id: [u8; 16], args_digest: [u8; 16], task_id: impl Into<Arc<str>>) -> Op {
@@ -108,6 +111,8 @@ pub mod kind {
     pub const CHILD: u8 = 5;
     pub const DATA_READ: u8 = 6;
     pub const DATA_WRITE: u8 = 7;
+    /// A side effect whose function raised: the payload of kind 4, holding the error.
+    pub const SIDE_EFFECT_ERROR: u8 = 8;
 }
 
 impl Op {
@@ -116,6 +121,7 @@ impl Op {
             Op::Random(_) => kind::RANDOM,
             Op::Uuid(_) => kind::UUID,
             Op::Time(_) => kind::TIME,
+            Op::SideEffect(e) if e.failed => kind::SIDE_EFFECT_ERROR,
             Op::SideEffect(_) => kind::SIDE_EFFECT,
             Op::Child(_) => kind::CHILD,
             Op::DataRead(_) => kind::DATA_READ,
@@ -335,11 +341,12 @@ fn decode_payload(kind_byte: u8, p: &[u8]) -> Result<Op, String> {
         kind::RANDOM => Op::Random(u64::from_le_bytes(fixed(8)?.try_into().unwrap())),
         kind::UUID => Op::Uuid(fixed(16)?.try_into().unwrap()),
         kind::TIME => Op::Time(i64::from_le_bytes(fixed(8)?.try_into().unwrap())),
-        kind::SIDE_EFFECT => {
+        kind::SIDE_EFFECT | kind::SIDE_EFFECT_ERROR => {
             let name = r.string().ok_or_else(bad)?;
             Op::SideEffect(Box::new(SideEffect {
                 name,
                 value: p[r.at..].to_vec(),
+                failed: kind_byte == kind::SIDE_EFFECT_ERROR,
             }))
         }
         kind::CHILD => {
@@ -438,8 +445,16 @@ mod tests {
             any::<u64>().prop_map(Op::Random),
             any::<[u8; 16]>().prop_map(Op::Uuid),
             any::<i64>().prop_map(Op::Time),
-            (".{0,12}", proptest::collection::vec(any::<u8>(), 0..40))
-                .prop_map(|(name, value)| Op::side_effect(name.as_str(), value)),
+            (
+                ".{0,12}",
+                proptest::collection::vec(any::<u8>(), 0..40),
+                any::<bool>()
+            )
+                .prop_map(|(name, value, failed)| Op::side_effect(
+                    name.as_str(),
+                    value,
+                    failed
+                )),
             (any::<[u8; 16]>(), any::<[u8; 16]>(), ".{0,20}").prop_map(|(c, d, t)| Op::child(
                 c,
                 d,

@@ -79,13 +79,12 @@ impl Recorder {
         self
     }
 
-    /// In strict mode, check that every recorded entry was consumed.
+    /// Check that the code consumed every recorded entry before returning: code that now
+    /// does less than it recorded has diverged, whether it replays or resumes.
     pub fn finish(&self) -> Result<()> {
         match self.recorded_here() {
-            Some(e) if self.strict => {
-                Err(self.diverged(&e.op.clone(), "the task to return".into()))
-            }
-            _ => Ok(()),
+            Some(e) => Err(self.diverged(&e.op.clone(), "the task to return".into())),
+            None => Ok(()),
         }
     }
 
@@ -243,9 +242,10 @@ impl Recorder {
         Ok(t)
     }
 
-    /// Look up a side effect: its recorded value on replay, `None` when it must run now (the
-    /// caller then runs it and calls `record_side_effect`).
-    pub fn side_effect(&mut self, name: &str) -> Result<Option<Vec<u8>>> {
+    /// Look up a side effect: its recorded outcome on replay (the bytes, and whether they hold
+    /// the exception it raised), `None` when it must run now (the caller then runs it and calls
+    /// `record_side_effect`).
+    pub fn side_effect(&mut self, name: &str) -> Result<Option<(Vec<u8>, bool)>> {
         match self.recorded_here() {
             None => self
                 .past_end(|| format!("side_effect({name:?})"))
@@ -254,17 +254,18 @@ impl Recorder {
                 op: Op::SideEffect(e),
                 ..
             }) if *e.name == *name => {
-                let v = e.value.clone();
+                let outcome = (e.value.clone(), e.failed);
                 self.position += 1;
-                Ok(Some(v))
+                Ok(Some(outcome))
             }
             Some(e) => Err(self.diverged(&e.op.clone(), format!("side_effect({name:?})"))),
         }
     }
 
-    pub fn record_side_effect(&mut self, name: &str, value: Vec<u8>) {
+    /// Record a side effect's outcome: its value, or (`failed`) the exception it raised.
+    pub fn record_side_effect(&mut self, name: &str, value: Vec<u8>, failed: bool) {
         let name = self.intern(name);
-        self.record(Op::side_effect(name, value));
+        self.record(Op::side_effect(name, value, failed));
     }
 
     /// The dispatch of a child invocation of `task_id` with arguments digesting to
@@ -408,10 +409,11 @@ mod tests {
                 Step::Uuid => format!("{:?}", r.uuid()?),
                 Step::Time => format!("{}", r.time()?),
                 Step::SideEffect(n, live) => match r.side_effect(n)? {
-                    Some(v) => format!("{v:?}"),
+                    Some((v, failed)) => format!("{v:?} {failed}"),
                     None => {
-                        r.record_side_effect(n, live.clone());
-                        format!("{live:?}")
+                        let failed = live.first() == Some(&0);
+                        r.record_side_effect(n, live.clone(), failed);
+                        format!("{live:?} {failed}")
                     }
                 },
                 Step::Child(t, d) => format!("{:?}", r.child(t, *d)?.0),
@@ -526,6 +528,38 @@ mod tests {
         assert!(
             err.contains("uuid()") && err.contains("position 1"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_resumed_execution_that_stops_short_of_its_journal_has_diverged() {
+        let mut rec = fresh();
+        rec.random_u64().unwrap();
+        rec.record_side_effect("charge", vec![1], false);
+        let (_, journal) = rec.take_new();
+        let mut resumed = Recorder::new("wf".into(), INV, 0, journal.clone());
+        resumed.random_u64().unwrap();
+        let err = resumed.finish().unwrap_err().to_string();
+        assert!(
+            err.contains("side_effect(\"charge\")") && err.contains("position 1"),
+            "{err}"
+        );
+        let mut whole = Recorder::new("wf".into(), INV, 0, journal);
+        whole.random_u64().unwrap();
+        assert_eq!(whole.side_effect("charge").unwrap(), Some((vec![1], false)));
+        whole.finish().unwrap();
+    }
+
+    #[test]
+    fn a_failed_side_effect_replays_as_failed() {
+        let mut rec = fresh();
+        assert_eq!(rec.side_effect("fx").unwrap(), None);
+        rec.record_side_effect("fx", b"error".to_vec(), true);
+        let (_, journal) = rec.take_new();
+        let mut again = Recorder::new("wf".into(), INV, 0, journal).strict();
+        assert_eq!(
+            again.side_effect("fx").unwrap(),
+            Some((b"error".to_vec(), true))
         );
     }
 

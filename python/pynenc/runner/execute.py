@@ -128,7 +128,6 @@ def run(
             so recovery can resume once the code is fixed).
         LeaseLostError: Another worker took the invocation over.
     """
-    task = app.get_task(record.task_id)
     fence = None if fence_token is None else (record.invocation_id, fence_token)
     resuming = not replay_only and record.status is InvocationStatus.RUNNING
     if resuming:
@@ -137,6 +136,29 @@ def run(
         if record.recoveries > app.config.max_recoveries:
             _park(app, record, fence)
             return None
+    try:
+        return _run_attempts(app, record, replay_only, fence_token, fence, resuming, fresh)
+    except NonDeterminismError:
+        if resuming:
+            # Not a death of its process: the resumption is not counted against
+            # `max_recoveries`, so fixing the code and recovering again still resumes it.
+            record.recoveries -= 1
+            _put(app, record, fence)
+            app.store.flush()
+        raise
+
+
+def _run_attempts(
+    app: Pynenc,
+    record: InvocationRecord,
+    replay_only: bool,
+    fence_token: int | None,
+    fence: tuple[bytes, int] | None,
+    resuming: bool,
+    fresh: bool,
+) -> Any:
+    """`run`'s attempts: each in a new `Execution` over its own journal."""
+    task = app.get_task(record.task_id)
     while True:
         execution = Execution(
             app.store,
@@ -170,9 +192,12 @@ def run(
         value, error = _call(ctx, record)
         # Engine errors swallowed by the task's own `except` still stop it here.
         execution.check_divergence()
-        if replay_only:
+        if error is None:
+            # Code that returns having done less than its journal recorded has diverged.
             execution.finish()
+        if replay_only:
             if error is not None:
+                execution.finish()
                 raise error
             return value
         if error is None:
@@ -325,17 +350,41 @@ def dispatch_child(
 
 
 def side_effect(ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
-    """Run `fn` once, durably record its result, replay the recorded value."""
+    """Run `fn` once and durably record its outcome, then return its value or raise its
+    exception; a replay returns (or raises) the recorded outcome without calling `fn`."""
     execution = ctx._execution
     recorded = execution.side_effect_lookup(name)
     if recorded is None:
         if execution.volatile_pending:
             execution.flush()
-        value = fn()
-        recorded = codec.encode(
-            value, what=f"value of side effect {name!r}", limit=ctx.app.config.max_payload_bytes
-        )
-        execution.side_effect_record(name, recorded)
+        limit = ctx.app.config.max_payload_bytes
+        try:
+            value = fn()
+            recorded = (
+                codec.encode(value, what=f"value of side effect {name!r}", limit=limit),
+                False,
+            )
+        except ENGINE_ERRORS:
+            raise
+        except Exception as exc:  # what it raised is the side effect's outcome
+            error = ErrorInfo.capture(exc).to_wire()
+            recorded = (
+                codec.encode(error, what=f"error of side effect {name!r}", limit=limit),
+                True,
+            )
+            execution.side_effect_record(name, *recorded)
+            execution.flush()
+            raise _side_effect_error(name, recorded[0]) from exc
+        execution.side_effect_record(name, *recorded)
         execution.flush()
-    result: T = codec.decode(recorded, what=f"side effect {name!r}")
+    data, failed = recorded
+    if failed:
+        raise _side_effect_error(name, data)
+    result: T = codec.decode(data, what=f"side effect {name!r}")
     return result
+
+
+def _side_effect_error(name: str, data: bytes) -> BaseException:
+    """The exception a side effect raised, rebuilt from its record as a child's would be."""
+    wire = codec.decode(data, what=f"error of side effect {name!r}")
+    return ErrorInfo.from_wire(wire).to_exception(f"side effect {name!r}")

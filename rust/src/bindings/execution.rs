@@ -114,19 +114,21 @@ impl PyExecution {
         self.watch(r)
     }
 
-    /// The recorded value of side effect `name`, or None when it must run now.
+    /// The recorded outcome of side effect `name` as (bytes, failed): its value, or when
+    /// `failed` the exception it raised; None when it must run now.
     fn side_effect_lookup<'py>(
         &mut self,
         py: Python<'py>,
         name: &str,
-    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    ) -> PyResult<Option<(Bound<'py, PyBytes>, bool)>> {
         let r = self.recorder.side_effect(name);
         let found = self.watch(r)?;
-        Ok(found.map(|v| PyBytes::new(py, &v)))
+        Ok(found.map(|(v, failed)| (PyBytes::new(py, &v), failed)))
     }
 
-    fn side_effect_record(&mut self, name: &str, value: Vec<u8>) {
-        self.recorder.record_side_effect(name, value);
+    /// Record a side effect's outcome: its encoded value, or (`failed`) its encoded error.
+    fn side_effect_record(&mut self, name: &str, value: Vec<u8>, failed: bool) {
+        self.recorder.record_side_effect(name, value, failed);
     }
 
     /// Dispatch of a child: (child invocation id, replayed).
@@ -256,7 +258,8 @@ impl PyExecution {
         Ok(())
     }
 
-    /// In replay-only mode, check that the code consumed every recorded entry.
+    /// Check that the code consumed every recorded entry (it returned having done no less than
+    /// it recorded).
     fn finish(&mut self) -> PyResult<()> {
         let r = self.recorder.finish();
         self.watch(r)

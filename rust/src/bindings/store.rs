@@ -155,7 +155,7 @@ impl PyStore {
     }
 
     /// The journal of one attempt's journal id as `(operation, *values)` tuples:
-    /// `("random", float)`, `("uuid", str)`, `("utc_now", µs)`, `("side_effect", name, bytes)`,
+    /// `("random", float)`, `("uuid", str)`, `("utc_now", µs)`, `("side_effect", name, bytes, failed)`,
     /// `("execute_task", task_id, child id, args digest)`, `("get_data", key, bytes | None)`,
     /// `("set_data", key, value digest)`.
     fn journal_ops<'py>(
@@ -423,9 +423,13 @@ fn op_tuple<'py>(py: Python<'py>, op: &crate::entry::Op) -> PyResult<Bound<'py, 
         Op::Random(v) => ("random", crate::stream::u64_to_unit_f64(*v)).into_pyobject(py),
         Op::Uuid(u) => ("uuid", crate::ids::format(u)).into_pyobject(py),
         Op::Time(t) => ("utc_now", *t).into_pyobject(py),
-        Op::SideEffect(e) => {
-            ("side_effect", &*e.name, PyBytes::new(py, &e.value)).into_pyobject(py)
-        }
+        Op::SideEffect(e) => (
+            "side_effect",
+            &*e.name,
+            PyBytes::new(py, &e.value),
+            e.failed,
+        )
+            .into_pyobject(py),
         Op::Child(c) => (
             "execute_task",
             &*c.task_id,

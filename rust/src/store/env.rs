@@ -16,9 +16,10 @@ use super::tables::MAX_KEY_LEN;
 use super::StoreOptions;
 use crate::error::{Error, Result};
 
-/// On-disk format version of the store layout (see `docs/journal-format.md`): 2 keeps every
-/// table in LMDB's main database; 1 (migrated on open) kept each in a named database.
-pub const FORMAT_VERSION: u32 = 2;
+/// On-disk format version of the store (see `docs/journal-format.md`): 3 may hold journal
+/// entries of kind 8 (a side effect that raised); 2 had the same layout without them; 1 kept
+/// each table in a named database. Older versions are migrated on open.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Named databases: `meta`, and room for the seven of a version-1 store being migrated.
 const MAX_DBS: u32 = 9;
@@ -136,8 +137,10 @@ fn create_dbs(dir: &Path, env: &Env<WithoutTls>) -> Result<(Dbs, Option<u32>)> {
                 }))
             }
             Some(FORMAT_VERSION) => {}
-            Some(_) => migrate::from_named_databases(opener, wtxn, main)?,
-            None => {}
+            Some(1) => migrate::from_named_databases(opener, wtxn, main)?,
+            // Format 2 has this layout; only its version changes, so that builds that cannot
+            // read entries of kind 8 refuse the store instead of failing on a journal.
+            Some(_) | None => {}
         }
         if found != Some(FORMAT_VERSION) {
             meta.put(wtxn, META_FORMAT_VERSION, &FORMAT_VERSION.to_be_bytes())?;

@@ -304,20 +304,25 @@ fn the_map_grows_when_full() {
     assert!(map > 20 << 20, "map size {map}");
 }
 
+/// Write `version` as the store's format version, as an older or newer build would have.
+fn set_format_version(store: &Store, version: u32) {
+    store
+        .write("test", |h, txn| {
+            h.dbs
+                .meta
+                .put(txn, keys::META_FORMAT_VERSION, &version.to_be_bytes())?;
+            Ok(())
+        })
+        .unwrap();
+}
+
 #[test]
 fn a_newer_format_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(&dir);
         assert_eq!(store.format_version().unwrap(), FORMAT_VERSION);
-        store
-            .write("test", |h, txn| {
-                h.dbs
-                    .meta
-                    .put(txn, keys::META_FORMAT_VERSION, &7u32.to_be_bytes())?;
-                Ok(())
-            })
-            .unwrap();
+        set_format_version(&store, 7);
     }
     match Store::open(dir.path(), options()) {
         Err(Error::FormatVersion {
@@ -329,6 +334,21 @@ fn a_newer_format_version_is_refused() {
         }
         other => panic!("expected FormatVersion, got {:?}", other.err()),
     }
+}
+
+#[test]
+fn a_format_2_store_keeps_its_rows_and_takes_the_current_version() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        store.stage(put(b"k", b"v"));
+        store.flush().unwrap();
+        set_format_version(&store, 2);
+    }
+    let store = open(&dir);
+    assert_eq!(store.format_version().unwrap(), FORMAT_VERSION);
+    assert_eq!(store.take_migration().map(|m| m.from), Some(2));
+    assert_eq!(store.get(Table::Data, b"k").unwrap(), Some(b"v".to_vec()));
 }
 
 #[test]

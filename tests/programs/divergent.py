@@ -1,0 +1,90 @@
+"""Workflows killed mid-way, then resumed by code that may have changed since (`CHANGED=1`).
+
+Usage: `divergent.py start TASK` (runs TASK until it is killed), `divergent.py recover`,
+`divergent.py replay TASK`, `divergent.py state`. Each prints one JSON line; the store comes
+from `PYNENC_STORE` and every run of a function with an effect is logged to `RUN_LOG`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+from pynenc import NonDeterminismError, Pynenc
+
+app = Pynenc("divergent")
+CHANGED = os.environ.get("CHANGED") == "1"
+COMMAND = sys.argv[1]
+
+
+def note(what: str) -> None:
+    with open(os.environ["RUN_LOG"], "a") as log:
+        log.write(what + "\n")
+
+
+def die_if_starting() -> None:
+    if COMMAND == "start":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task
+def charge(n: int) -> int:
+    note(f"charge {n}")
+    return n
+
+
+def call_gateway() -> str:
+    note("gateway")
+    raise ConnectionError("gateway down")
+
+
+@app.task
+def catcher() -> dict[str, Any]:
+    """Catches the exception its side effect raised, then goes on."""
+    try:
+        outcome = catcher.wf.side_effect("call", call_gateway)
+    except ConnectionError as exc:
+        outcome = f"caught {exc}"
+    drawn = catcher.wf.random()
+    die_if_starting()
+    return {"outcome": outcome, "drawn": drawn}
+
+
+@app.task
+def shrinking() -> str:
+    """Charges once; changed, it returns before the charge its journal recorded."""
+    shrinking.wf.random()
+    if CHANGED:
+        return "skipped the charge"
+    shrinking.wf.execute_task(charge, 1).result  # waits for the charge
+    die_if_starting()
+    return "charged"
+
+
+@app.task
+def stable() -> float:
+    drawn = stable.wf.random()
+    die_if_starting()
+    return drawn
+
+
+def top_level(name: str) -> Any:
+    [inv] = [i for i in app.list_invocations(top_level=True) if i.task_id.endswith("." + name)]
+    return inv
+
+
+if COMMAND == "start":
+    app.get_task(f"{__name__}.{sys.argv[2]}")()
+elif COMMAND == "recover":
+    try:
+        print(json.dumps({"resumed": [[i.task_id, i.result] for i in app.recover()]}))
+    except NonDeterminismError as exc:
+        print(json.dumps({"diverged": str(exc), "notes": getattr(exc, "__notes__", [])}))
+elif COMMAND == "replay":
+    print(json.dumps({"replayed": app.replay(top_level(sys.argv[2]).invocation_id)}))
+elif COMMAND == "state":
+    invocations = app.list_invocations(top_level=True)
+    print(json.dumps({i.task_id.rsplit(".", 1)[1]: i.status.value for i in invocations}))
