@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,8 @@ def test_a_data_key_too_long_for_the_store_is_refused_and_not_written(app: Pynen
 
     wf_id = job().result
     assert app.get_workflow_data(wf_id, longest) == 1
-    assert app.get_workflow_data(wf_id, longest + "k") is None
+    with pytest.raises(InvalidArgumentError, match="longest accepted is 494"):
+        app.get_workflow_data(wf_id, longest + "k")
 
 
 def test_foreign_cbor_tags_in_the_store_are_refused(app: Pynenc) -> None:
@@ -164,8 +166,76 @@ def test_bad_configuration_is_refused(tmp_path: Path) -> None:
         Pynenc().task(retries=3)  # type: ignore[call-overload]
     with pytest.raises(InvalidArgumentError, match="max_retries"):
         Pynenc().task(max_retries=-1)
-    with pytest.raises(InvalidArgumentError, match="flush_interval_ms must be >= 0"):
+    with pytest.raises(InvalidArgumentError, match="flush_interval_ms must be a whole number"):
         Pynenc(flush_interval_ms=-1)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"max_payload_bytes": "10"}, "max_payload_bytes"),
+        ({"max_payload_bytes": 1.5}, "max_payload_bytes"),
+        ({"flush_interval_ms": 2.5}, "flush_interval_ms"),
+        ({"max_recoveries": 1.5}, "max_recoveries"),
+        ({"lease_seconds": "x"}, "lease_seconds"),
+        ({"lease_seconds": float("nan")}, "lease_seconds"),
+        ({"sync": "no"}, "sync"),
+        ({"store": 123}, "store"),
+    ],
+)
+def test_settings_of_the_wrong_type_are_refused_when_the_app_is_made(
+    options: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=named):
+        Pynenc(**options)
+
+
+@pytest.mark.parametrize(
+    ("variable", "text"),
+    [("PYNENC_SYNC", "maybe"), ("PYNENC_LEASE_SECONDS", "nan"), ("PYNENC_EXECUTION", "bogus")],
+)
+def test_bad_environment_settings_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, text: str
+) -> None:
+    monkeypatch.setenv(variable, text)
+    with pytest.raises(InvalidArgumentError, match=variable):
+        Pynenc()
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"retry_for": ("TimeoutError",), "max_retries": 2}, "retry_for"),
+        ({"retry_for": (TimeoutError, 3)}, "retry_for"),
+        ({"max_retries": "3"}, "max_retries"),
+        ({"max_retries": 1.5}, "max_retries"),
+        ({"retry_backoff": "0.5"}, "retry_backoff"),
+        ({"force_new_workflow": "yes"}, "force_new_workflow"),
+    ],
+)
+def test_bad_task_options_are_refused_at_decoration(
+    app: Pynenc, options: dict[str, Any], named: str
+) -> None:
+    def job() -> None:
+        return None
+
+    with pytest.raises(InvalidArgumentError, match=named):
+        app.task(**options)(job)
+    assert stored_invocations(app) == 0
+
+
+def test_one_exception_class_is_a_retry_for_of_one(app: Pynenc) -> None:
+    attempts: list[int] = []
+
+    @app.task(retry_for=TimeoutError, max_retries=1)
+    def flaky() -> int:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise TimeoutError("slow")
+        return len(attempts)
+
+    assert flaky.options.retry_for == (TimeoutError,)
+    assert flaky().result == 2
 
 
 def test_async_functions_are_refused_at_decoration(app: Pynenc) -> None:
@@ -208,4 +278,37 @@ def test_the_command_line_reports_bad_options_without_a_traceback(
     assert exit_.value.code == 2 and "invalid choice: 'LOUD'" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="module 'badworkerapp' has no attribute 'ap'"):
         cli.main(["--app", "badworkerapp:ap", "status"])
+    # Reading commands never create a store where none is: a mistyped path is reported.
+    for command in (["status"], ["recover"], ["show", "00112233-4455-6677-8899-aabbccddeeff"]):
+        assert cli.main(["--app", "badworkerapp:app", *command]) == 1
+        assert capsys.readouterr().err.startswith("pynenc: no store at ")
+    monkeypatch.setenv("PYNENC_EXECUTION", "bogus")  # read when the module makes its app
+    monkeypatch.delitem(sys.modules, "badworkerapp")
+    assert cli.main(["--app", "badworkerapp:app", "status"]) == 1
+    assert capsys.readouterr().err.startswith("pynenc: execution must be 'inline' or 'queued'")
     assert not (tmp_path / "store").exists()
+
+
+def test_wrong_kinds_of_input_to_the_app_and_wf_are_refused_with_what_to_do(app: Pynenc) -> None:
+    def plain() -> int:
+        return 1
+
+    @app.task
+    def parent() -> str:
+        try:
+            parent.wf.execute_task(plain)  # type: ignore[arg-type]
+        except InvalidArgumentError as exc:
+            return str(exc)
+        return "ran"
+
+    assert "decorated with @app.task" in parent().result
+    with pytest.raises(InvalidArgumentError, match="decorates a function"):
+        app.task(42)  # type: ignore[call-overload]
+    with pytest.raises(InvalidArgumentError, match="status must be one of pending, running"):
+        app.list_invocations(status="done")
+    workflow_id = app.list_invocations()[0].invocation_id
+    with pytest.raises(InvalidArgumentError, match="key is a str"):
+        app.get_workflow_data(workflow_id, 5)  # type: ignore[arg-type]
+    assert app.get_workflow_data(workflow_id, "k", "absent") == "absent"
+    assert stored_invocations(app) == 1
+

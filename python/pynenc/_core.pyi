@@ -10,6 +10,7 @@ from typing import Any, final
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_KEY_LEN",
     "STORE_FORMAT_VERSION",
     "Execution",
     "Store",
@@ -27,6 +28,8 @@ def fast_encode(value: object, limit: int) -> bytes | None: ...
 def fast_decode(data: bytes) -> tuple[bool, Any]: ...
 
 STORE_FORMAT_VERSION: int
+#: The longest store key, in bytes (a workflow data key is 16 bytes shorter).
+MAX_KEY_LEN: int
 
 @final
 class Store:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from pynenc import codec
-from pynenc._core import Store, journal_id
+from pynenc._core import MAX_KEY_LEN, Store, journal_id
 from pynenc.config import PynencConfig
 from pynenc.errors import InvalidArgumentError, LeaseLostError, NonDeterminismError
 from pynenc.invocation import Invocation, InvocationRecord, InvocationStatus
@@ -108,7 +108,7 @@ class Pynenc:
         *,
         force_new_workflow: bool = False,
         max_retries: int = 0,
-        retry_for: tuple[type[BaseException], ...] = (Exception,),
+        retry_for: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
         retry_backoff: float = 0.0,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
@@ -120,7 +120,7 @@ class Pynenc:
         *,
         force_new_workflow: bool = False,
         max_retries: int = 0,
-        retry_for: tuple[type[BaseException], ...] = (Exception,),
+        retry_for: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
         retry_backoff: float = 0.0,
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register a function as a task; use as `@app.task` or `@app.task(**options)`.
@@ -128,9 +128,15 @@ class Pynenc:
         Options are those of `TaskOptions` (`force_new_workflow`, `max_retries`, `retry_for`,
         `retry_backoff`).
         """
-        opts = TaskOptions(force_new_workflow, max_retries, tuple(retry_for), retry_backoff)
+        if isinstance(retry_for, list | set | frozenset):
+            retry_for = tuple(retry_for)
+        if isinstance(retry_for, type):
+            retry_for = (retry_for,)
+        opts = TaskOptions(force_new_workflow, max_retries, retry_for, retry_backoff)
 
         def register(f: Callable[P, R]) -> Task[P, R]:
+            if not _is_function(f):
+                raise InvalidArgumentError(f"@app.task decorates a function (def ...), got {f!r}")
             if inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f):
                 raise InvalidArgumentError(
                     f"{f.__qualname__} is async: tasks are plain functions for now; call "
@@ -239,7 +245,13 @@ class Pynenc:
             parent_invocation_id: Only children dispatched by this invocation.
             top_level: Only invocations called from outside any task.
         """
-        wanted = None if status is None else InvocationStatus(status)
+        try:
+            wanted = None if status is None else InvocationStatus(status)
+        except ValueError:
+            statuses = ", ".join(s.value for s in InvocationStatus)
+            raise InvalidArgumentError(
+                f"status must be one of {statuses}, got {status!r}"
+            ) from None
         parent = None if parent_invocation_id is None else _parse_id(parent_invocation_id)
         found = []
         for _key, value in self.store.scan(execute.INVOCATIONS, b""):
@@ -273,8 +285,21 @@ class Pynenc:
         return decode_ops(self.store.journal_ops(journal_id(raw_id, record.attempt)))
 
     def get_workflow_data(self, workflow_id: str, key: str, default: Any = None) -> Any:
-        """The live value of `key` in the data of workflow `workflow_id` (from outside it)."""
-        data = self.store.get("data", _parse_id(workflow_id) + key.encode())
+        """The live value of `key` in the data of workflow `workflow_id` (from outside it).
+
+        Raises:
+            InvalidArgumentError: `workflow_id` is not an id, or `key` is not a string a
+                workflow could have written (`wf.set_data` takes at most 494 bytes of UTF-8).
+        """
+        if not isinstance(key, str):
+            raise InvalidArgumentError(f"a workflow data key is a str, got {key!r}")
+        encoded = key.encode()
+        if len(encoded) > MAX_KEY_LEN - 16:
+            raise InvalidArgumentError(
+                f"workflow data key is {len(encoded)} bytes, the longest accepted is "
+                f"{MAX_KEY_LEN - 16}"
+            )
+        data = self.store.get("data", _parse_id(workflow_id) + encoded)
         return default if data is None else codec.decode(data, what=f"workflow data {key!r}")
 
     # -- replay and recovery ---------------------------------------------------------------
@@ -380,3 +405,8 @@ def _parse_id(invocation_id: str) -> bytes:
         raise InvalidArgumentError(
             f"{invocation_id!r} is not an invocation or workflow id"
         ) from None
+
+
+def _is_function(obj: object) -> bool:
+    """Whether `obj` is a `def` function or a bound method (what a task can be made from)."""
+    return inspect.isfunction(obj) or inspect.ismethod(obj)

@@ -14,6 +14,7 @@ from pynenc._core import format_id
 from pynenc.app import Pynenc
 from pynenc.errors import InvalidArgumentError, PynencError
 from pynenc.invocation import InvocationStatus
+from pynenc.store import store_path
 
 __all__ = ["load_app", "main", "show", "status"]
 
@@ -124,8 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=opts.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    app = load_app(opts.app)
     try:
+        app = load_app(opts.app)
+        if opts.command != "worker":
+            path = store_path(app.config.store)
+            if not (path / "data.mdb").exists():
+                # Reading commands never create a store: a mistyped path is not an empty store.
+                raise InvalidArgumentError(
+                    f"no store at {path}: check the app's store URL (store=... or PYNENC_STORE)"
+                )
         if opts.command == "worker":
             from pynenc.runner.worker import Worker
 

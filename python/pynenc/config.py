@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Literal
@@ -62,6 +63,11 @@ class PynencConfig:
         flush_interval_ms: int | None = None,
     ) -> PynencConfig:
         env = os.environ
+        for name, text in (("app_id", app_id), ("store", store), ("execution", execution)):
+            if text is not None and not isinstance(text, str):
+                raise InvalidArgumentError(f"{name} must be a string, got {text!r}")
+        if sync is not None and not isinstance(sync, bool):
+            raise InvalidArgumentError(f"sync must be True or False, got {sync!r}")
         mode = execution or env.get("PYNENC_EXECUTION") or "inline"
         if mode not in ("inline", "queued"):
             raise InvalidArgumentError(
@@ -78,30 +84,33 @@ class PynencConfig:
                 else codec.DEFAULT_LIMIT
             )
         )
-        if limit <= 0:
-            raise InvalidArgumentError(f"max_payload_bytes must be positive, got {limit}")
+        _check_whole("max_payload_bytes", limit, least=1)
         if sync is None:
-            sync = env.get("PYNENC_SYNC", "1").strip().lower() not in ("0", "false", "no", "off")
+            sync = _parse_switch("PYNENC_SYNC", env.get("PYNENC_SYNC", "1"))
         if lease_seconds is None:
             lease_seconds = _parse_float(
                 "PYNENC_LEASE_SECONDS", env.get("PYNENC_LEASE_SECONDS", "30")
             )
-        if lease_seconds <= 0:
-            raise InvalidArgumentError(f"lease_seconds must be positive, got {lease_seconds}")
+        if (
+            not isinstance(lease_seconds, int | float)
+            or isinstance(lease_seconds, bool)
+            or not 0 < lease_seconds < math.inf
+        ):
+            raise InvalidArgumentError(
+                f"lease_seconds must be a positive, finite number of seconds, got {lease_seconds!r}"
+            )
         if max_recoveries is None:
             max_recoveries = _parse_int(
                 "PYNENC_MAX_RECOVERIES", env.get("PYNENC_MAX_RECOVERIES", "5")
             )
-        if max_recoveries < 0:
-            raise InvalidArgumentError(f"max_recoveries must be >= 0, got {max_recoveries}")
+        _check_whole("max_recoveries", max_recoveries, least=0)
         if flush_interval_ms is None:
             flush_interval_ms = _parse_int(
                 "PYNENC_FLUSH_INTERVAL_MS", env.get("PYNENC_FLUSH_INTERVAL_MS", "5")
             )
-        if flush_interval_ms < 0:
-            raise InvalidArgumentError(
-                f"flush_interval_ms must be >= 0 (0: no background flush), got {flush_interval_ms}"
-            )
+        _check_whole(
+            "flush_interval_ms", flush_interval_ms, least=0, hint=" (0: no background flush)"
+        )
         return cls(
             flush_interval_ms=flush_interval_ms,
             lease_seconds=lease_seconds,
@@ -114,6 +123,26 @@ class PynencConfig:
         )
 
 
+def _check_whole(name: str, value: object, *, least: int, hint: str = "") -> None:
+    """Refuse anything but a whole number (not a bool) of at least `least`."""
+    if type(value) is not int or value < least:
+        raise InvalidArgumentError(f"{name} must be a whole number >= {least}{hint}, got {value!r}")
+
+
+#: How `PYNENC_SYNC` may be written (any case).
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True}
+_SWITCH |= {"0": False, "false": False, "no": False, "off": False}
+
+
+def _parse_switch(name: str, text: str) -> bool:
+    try:
+        return _SWITCH[text.strip().lower()]
+    except KeyError:
+        raise InvalidArgumentError(
+            f"{name} must be one of 1/0, true/false, yes/no, on/off, got {text!r}"
+        ) from None
+
+
 def _parse_int(name: str, text: str) -> int:
     try:
         return int(text)
@@ -123,6 +152,9 @@ def _parse_int(name: str, text: str) -> int:
 
 def _parse_float(name: str, text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise InvalidArgumentError(f"{name} must be a number, got {text!r}") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise InvalidArgumentError(f"{name} must be a finite number, got {text!r}")
+    return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -30,8 +31,9 @@ class TaskOptions:
     Attributes:
         force_new_workflow: Every call starts a workflow of its own (a child workflow when
             called from inside another task).
-        max_retries: How many times a failing call is retried (queued execution).
-        retry_for: Exception types that trigger a retry; others fail at once.
+        max_retries: How many times a failing call is retried (inline or queued).
+        retry_for: Exception types that trigger a retry (a tuple, or one type); others fail
+            at once.
         retry_backoff: Base delay in seconds between retries (doubled each attempt, jittered).
     """
 
@@ -41,10 +43,34 @@ class TaskOptions:
     retry_backoff: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise InvalidArgumentError(f"max_retries must be >= 0, got {self.max_retries}")
-        if self.retry_backoff < 0:
-            raise InvalidArgumentError(f"retry_backoff must be >= 0, got {self.retry_backoff}")
+        if not isinstance(self.force_new_workflow, bool):
+            raise InvalidArgumentError(
+                f"force_new_workflow must be True or False, got {self.force_new_workflow!r}"
+            )
+        if type(self.max_retries) is not int or self.max_retries < 0:
+            raise InvalidArgumentError(
+                f"max_retries must be a whole number >= 0, got {self.max_retries!r}"
+            )
+        backoff = self.retry_backoff
+        if (
+            not isinstance(backoff, int | float)
+            or isinstance(backoff, bool)
+            or not 0 <= backoff < math.inf
+        ):
+            raise InvalidArgumentError(
+                f"retry_backoff must be a finite number of seconds >= 0, got {backoff!r}"
+            )
+        retry_for = self.retry_for
+        if isinstance(retry_for, type):
+            retry_for = (retry_for,)
+            object.__setattr__(self, "retry_for", retry_for)
+        if not isinstance(retry_for, tuple) or not all(
+            isinstance(t, type) and issubclass(t, BaseException) for t in retry_for
+        ):
+            raise InvalidArgumentError(
+                "retry_for must be an exception class or a tuple of them (e.g. "
+                f"retry_for=(TimeoutError, ConnectionError)), got {retry_for!r}"
+            )
 
 
 def task_id_of(func: Callable[..., Any]) -> str:

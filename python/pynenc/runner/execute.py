@@ -35,12 +35,12 @@ from pynenc.invocation import (
     InvocationStatus,
 )
 from pynenc.runner.owner import current_owner
+from pynenc.task import Task
 from pynenc.workflow.context import _CURRENT, WorkflowContext
 from pynenc.workflow.identity import WorkflowIdentity
 
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
-    from pynenc.task import Task
 
 __all__ = ["dispatch_child", "encode_arguments", "new_record", "retry_delay", "run", "run_claimed"]
 
@@ -316,6 +316,10 @@ def dispatch_child(
     ctx: WorkflowContext, task: Task[..., T], args: Any, kwargs: dict[str, Any]
 ) -> Invocation[T]:
     """Start (or, on replay, find) the child invocation of `task` at this position."""
+    if not isinstance(task, Task):
+        raise InvalidArgumentError(
+            f"execute_task runs a task (a function decorated with @app.task), got {task!r}"
+        )
     app = ctx.app
     args_bytes = encode_arguments(app, task, args, kwargs)
     execution = ctx._execution

@@ -12,7 +12,7 @@ from pynenc._core import Store
 from pynenc.errors import InvalidArgumentError
 from pynenc.store.lmdb import LmdbStore, StoreOptions, report_migration
 
-__all__ = ["LmdbStore", "StoreOptions", "open_store"]
+__all__ = ["LmdbStore", "StoreOptions", "open_store", "store_path"]
 
 
 def open_store(url: str, *, sync: bool = True, flush_interval_ms: int = 5) -> Store:
@@ -22,13 +22,24 @@ def open_store(url: str, *, sync: bool = True, flush_interval_ms: int = 5) -> St
     Raises:
         InvalidArgumentError: The URL names no supported store.
     """
+    store = Store(store_path(url), sync=sync, flush_interval_ms=flush_interval_ms)
+    report_migration(store)
+    return store
+
+
+def store_path(url: str) -> Path:
+    """The directory of the store named by `url` (`~` expanded); nothing is opened.
+
+    Raises:
+        InvalidArgumentError: The URL names no supported store.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep or not rest:
         raise InvalidArgumentError(
             f"store URL {url!r} is not of the form lmdb://PATH (e.g. lmdb://.pynenc)"
         )
-    if scheme == "lmdb":
-        store = Store(Path(rest).expanduser(), sync=sync, flush_interval_ms=flush_interval_ms)
-        report_migration(store)
-        return store
-    raise InvalidArgumentError(f"unsupported store scheme {scheme!r} in {url!r}: use lmdb://PATH")
+    if scheme != "lmdb":
+        raise InvalidArgumentError(
+            f"unsupported store scheme {scheme!r} in {url!r}: use lmdb://PATH"
+        )
+    return Path(rest).expanduser()

@@ -452,5 +452,6 @@ fn op_tuple<'py>(py: Python<'py>, op: &crate::entry::Op) -> PyResult<Bound<'py, 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyStore>()?;
     m.add("STORE_FORMAT_VERSION", crate::store::FORMAT_VERSION)?;
+    m.add("MAX_KEY_LEN", MAX_KEY_LEN)?;
     Ok(())
 }
