@@ -123,6 +123,7 @@ class WorkerPool:
         self.pythonpath = pythonpath
         self.concurrency = concurrency
         self.env = env or {}
+        self.grace = 5.0
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, n: int = 1) -> list[subprocess.Popen[bytes]]:
@@ -144,7 +145,7 @@ class WorkerPool:
                         "--concurrency",
                         str(self.concurrency),
                         "--grace",
-                        "5",
+                        str(self.grace),
                     ],
                     env=env,
                     stdout=log,

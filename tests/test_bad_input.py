@@ -311,4 +311,3 @@ def test_wrong_kinds_of_input_to_the_app_and_wf_are_refused_with_what_to_do(app:
         app.get_workflow_data(workflow_id, 5)  # type: ignore[arg-type]
     assert app.get_workflow_data(workflow_id, "k", "absent") == "absent"
     assert stored_invocations(app) == 1
-

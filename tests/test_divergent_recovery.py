@@ -8,6 +8,7 @@ so it is never parked for it) and does not stop other invocations from resuming.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -117,3 +118,49 @@ def test_one_divergent_workflow_does_not_stop_the_others_from_resuming(tmp_path:
         "1 other(s) resumed"
     ]
     assert output(run(tmp_path, "state")) == {"shrinking": "running", "stable": "success"}
+
+
+def test_two_recoveries_at_once_resume_a_workflow_once(tmp_path: Path) -> None:
+    assert run(tmp_path, "start", "slow_resume").returncode == -signal.SIGKILL
+    env = dict(
+        os.environ,
+        PYNENC_STORE=f"lmdb://{tmp_path / 'store'}",
+        RUN_LOG=str(tmp_path / "runs.log"),
+    )
+    both = [
+        subprocess.Popen(
+            [sys.executable, str(PROGRAM), "recover"], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    reports = sorted(len(json.loads(proc.communicate(timeout=60)[0])["resumed"]) for proc in both)
+    assert reports == [0, 1]
+    assert runs(tmp_path) == ["slow_resume", "slow_resume"], "one run, then one resumption"
+
+
+def test_a_recovery_picks_its_invocations_only_while_no_other_one_is(tmp_path: Path) -> None:
+    """The recovery lock (`recover.lock` in the store): what makes two recoveries at once
+    resume a workflow once, whatever their timing."""
+    assert run(tmp_path, "start", "stable").returncode == -signal.SIGKILL
+    fd = os.open(tmp_path / "store" / "recover.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as another recovery picking its invocations
+        env = dict(os.environ, PYNENC_STORE=f"lmdb://{tmp_path / 'store'}", RUN_LOG="-")
+        waiting = subprocess.Popen(
+            [sys.executable, str(PROGRAM), "recover"], env=env, stdout=subprocess.PIPE, text=True
+        )
+        with pytest.raises(subprocess.TimeoutExpired):
+            waiting.wait(timeout=1.5)
+    finally:
+        os.close(fd)
+    [(task, _)] = json.loads(waiting.communicate(timeout=60)[0])["resumed"]
+    assert task.endswith(".stable")
+
+
+def test_a_retried_inline_grandchild_is_resumed_once_within_its_workflow(tmp_path: Path) -> None:
+    assert run(tmp_path, "start", "nested").returncode == -signal.SIGKILL
+    [(task, result)] = output(run(tmp_path, "recover"))["resumed"]
+    assert task.endswith(".nested") and result == 1
+    assert runs(tmp_path) == ["leaf 0", "leaf 1", "leaf 1"], (
+        "the killed attempt, then its resumption"
+    )

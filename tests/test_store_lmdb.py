@@ -87,8 +87,8 @@ def test_claim_renew_release_complete(store_path: Path) -> None:
     store.flush()
     claim = store.claim(b"w1", 1000, 0)
     assert claim is not None and claim[0] == first
-    _, token, expires = claim
-    assert store.lease(first) == (b"w1", expires, token)
+    _, token, expires, taken_over = claim
+    assert store.lease(first) == (b"w1", expires, token) and not taken_over
     assert store.claim(b"w2", 1000, 10)[0] == second  # type: ignore[index]
     assert store.claim(b"w3", 1000, 20) is None
     store.renew(first, token, 5000, 100)
@@ -98,6 +98,7 @@ def test_claim_renew_release_complete(store_path: Path) -> None:
     # An expired lease is claimable by someone else, whose token fences the old owner out.
     taken = store.claim(b"w4", 1000, 5100)
     assert taken is not None and taken[0] == first and taken[1] > token
+    assert taken[3], "w1 never gave it back: the claim is a takeover (a resumption)"
     store.put("data", b"late", b"x", fence=(first, token))
     store.complete(first, fence=(first, token))
     assert store.flush() == [(first, token, taken[1])]
@@ -142,6 +143,7 @@ def test_a_stale_owner_learns_of_its_rejected_writes_when_another_thread_committ
     current.set_fence(taken[1])
     current.random()
     current.flush()
+
 
 def test_permissions_are_private(store_path: Path) -> None:
     LmdbStore(store_path, FAST)
@@ -336,6 +338,7 @@ def _wait_for_children(children: list[int], timeout: float = 30) -> None:
             pytest.fail(f"{len(children)} forked children hung on a lock held at fork time")
         else:
             time.sleep(0.01)
+
 
 def test_flushes_from_many_threads_share_commits(store_path: Path) -> None:
     store = LmdbStore(store_path, StoreOptions(sync=True, map_size=1 << 20))

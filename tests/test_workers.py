@@ -191,6 +191,46 @@ def test_poison_work_is_parked_after_max_recoveries(env: dict[str, str], tmp_pat
         sys.modules.pop("queued_app", None)
 
 
+def test_a_queued_child_that_kills_its_worker_is_parked(
+    qapp: ModuleType, pool: WorkerPool, env: dict[str, str]
+) -> None:
+    # Each worker dies before the child's start can be stored; the takeover of its lease is
+    # what counts the death. Workers are restarted as they die, as a supervisor would.
+    pool.env["PYNENC_MAX_RECOVERIES"] = "2"
+    parent = qapp.suicide_parent()
+    pool.start(1)
+    deadline = time.monotonic() + 40
+    while not qapp.app.get_invocation(parent.invocation_id).status.finished:
+        assert time.monotonic() < deadline, "the pool kept dying"
+        if pool.procs[-1].poll() is not None:
+            pool.start(1)
+        time.sleep(0.05)
+    starts = [e for e in events(env) if e["task"] == "suicide"]
+    assert len(starts) == 3
+    wait_until(lambda: not qapp.app.store.queued(), what="the child to be parked")
+    [child] = qapp.app.list_invocations(task_id="suicide")
+    with pytest.raises(InvocationParkedError, match="died while running it 3 times"):
+        child.result
+
+
+def test_graceful_stops_are_not_counted_as_deaths(
+    qapp: ModuleType, pool: WorkerPool, env: dict[str, str]
+) -> None:
+    pool.env.update(PYNENC_MAX_RECOVERIES="1", STEP_SLEEP="1.5")
+    pool.grace = 0.1
+    inv = qapp.step(1)
+    for stop in range(3):  # more graceful stops than max_recoveries
+        [worker] = pool.start(1)
+        wait_until(
+            lambda stop=stop: sum(e["event"] == "start" for e in events(env)) > stop,
+            what="step to start",
+        )
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=15) == 0
+    pool.start(1)
+    assert inv.wait(timeout=30).result["n"] == 1
+
+
 def _journals(qapp: ModuleType) -> dict[bytes, list[tuple[int, bytes]]]:
     store = qapp.app.store
     return {

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib
 import inspect
 import logging
+import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, overload
 
 from pynenc import codec
@@ -19,7 +23,7 @@ from pynenc.journal import JournalEntry, decode_ops
 from pynenc.runner import execute
 from pynenc.runner.leases import LeaseKeeper, now_ms
 from pynenc.runner.owner import current_owner, owner_is_dead
-from pynenc.store import open_store
+from pynenc.store import open_store, store_path
 from pynenc.task import Task, TaskOptions
 from pynenc.workflow.context import WorkflowContext, current_context
 
@@ -214,7 +218,7 @@ class Pynenc:
                     invocation_id, current_owner().encode(), self._lease_keeper().lease_ms, now_ms()
                 )
                 if claim is not None:
-                    execute.run_claimed(self, invocation_id, claim[1])
+                    execute.run_claimed(self, invocation_id, claim[1], taken_over=claim[3])
                     continue
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(
@@ -339,24 +343,26 @@ class Pynenc:
                 the first such error is raised, with a note of how many diverged and resumed.
         """
         self.release_dead_leases()
-        leases = {inv: (owner, expires) for inv, owner, expires, _token in self.store.leases()}
-        now = now_ms()
-        stranded: dict[bytes, InvocationRecord] = {}
-        for _key, value in self.store.scan(execute.INVOCATIONS, b""):
-            record = InvocationRecord.decode(value)
-            if record.status is not InvocationStatus.RUNNING or record.owner is None:
-                continue
-            lease = leases.get(record.invocation_id)
-            if lease is not None and lease[1] > now:
-                continue  # a live worker holds it
-            if lease is not None or owner_is_dead(record.owner):
-                stranded[record.invocation_id] = record
-        roots = [r for r in stranded.values() if r.parent_invocation_id not in stranded]
-        roots.sort(key=lambda r: r.created_at)
         queued = set(self.store.queued())
+        with _recovery_lock(store_path(self.config.store)):
+            roots = self._stranded_roots()
+            # Adopted while no other recover() can look: one that runs next sees a live
+            # owner and leaves them alone. Queued ones are claimed atomically instead.
+            adopted = [r for r in roots if r.invocation_id not in queued]
+            for record in adopted:
+                record.owner = current_owner()
+                execute.store_record(self, record)
+            if adopted:
+                self.store.flush()
         resumed: list[Invocation[Any]] = []
         diverged: list[NonDeterminismError] = []
-        for record in roots:
+        for root in roots:
+            # Resuming an earlier root may have finished this one (a retried inline child
+            # whose parent's record was not stored yet looks like a root of its own).
+            current = self._load_record(root.invocation_id)
+            if current is None or current.status.finished:
+                continue
+            record = current
             try:
                 if record.invocation_id in queued:
                     claim = self.store.claim_invocation(
@@ -367,7 +373,7 @@ class Pynenc:
                     )
                     if claim is None:
                         continue  # a worker got there first
-                    execute.run_claimed(self, record.invocation_id, claim[1])
+                    execute.run_claimed(self, record.invocation_id, claim[1], taken_over=claim[3])
                 else:
                     execute.run(self, record)
             except NonDeterminismError as exc:
@@ -384,14 +390,34 @@ class Pynenc:
             raise first
         return resumed
 
+    def _stranded_roots(self) -> list[InvocationRecord]:
+        """The outermost running invocations whose owner is dead (or whose lease expired),
+        oldest first."""
+        leases = {inv: (owner, expires) for inv, owner, expires, _token in self.store.leases()}
+        now = now_ms()
+        stranded: dict[bytes, InvocationRecord] = {}
+        for _key, value in self.store.scan(execute.INVOCATIONS, b""):
+            record = InvocationRecord.decode(value)
+            if record.status is not InvocationStatus.RUNNING or record.owner is None:
+                continue
+            lease = leases.get(record.invocation_id)
+            if lease is not None and lease[1] > now:
+                continue  # a live worker holds it
+            if lease is not None or owner_is_dead(record.owner):
+                stranded[record.invocation_id] = record
+        roots = [r for r in stranded.values() if r.parent_invocation_id not in stranded]
+        roots.sort(key=lambda r: r.created_at)
+        return roots
+
     def release_dead_leases(self) -> int:
         """Release the leases held by processes of this machine that no longer exist, so the
-        invocations they held can be claimed at once. Returns how many were released."""
+        invocations they held can be claimed at once (and count as resumed when they are).
+        Returns how many were released."""
         released = 0
-        for invocation_id, owner, _expires, token in self.store.leases():
-            if owner_is_dead(owner.decode(errors="replace")):
+        for invocation_id, owner, expires, token in self.store.leases():
+            if expires and owner_is_dead(owner.decode(errors="replace")):
                 try:
-                    self.store.release(invocation_id, token)
+                    self.store.release_dead(invocation_id, token)
                     released += 1
                 except LeaseLostError:
                     pass  # someone else released or reclaimed it meanwhile
@@ -410,3 +436,16 @@ def _parse_id(invocation_id: str) -> bytes:
 def _is_function(obj: object) -> bool:
     """Whether `obj` is a `def` function or a bound method (what a task can be made from)."""
     return inspect.isfunction(obj) or inspect.ismethod(obj)
+
+
+@contextlib.contextmanager
+def _recovery_lock(directory: Path) -> Iterator[None]:
+    """Hold the store's recovery lock (`recover.lock`, an exclusive `flock`): recoveries in
+    several processes pick and adopt stranded invocations one at a time."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(directory / "recover.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

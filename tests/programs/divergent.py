@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 from pynenc import NonDeterminismError, Pynenc
@@ -69,6 +70,41 @@ def stable() -> float:
     drawn = stable.wf.random()
     die_if_starting()
     return drawn
+
+
+@app.task
+def slow_resume() -> float:
+    """Takes a second to finish when resumed, so two recoveries overlap."""
+    note("slow_resume")
+    drawn = slow_resume.wf.random()
+    die_if_starting()
+    time.sleep(1.0)
+    return drawn
+
+
+class Flaky(Exception):
+    pass
+
+
+@app.task(max_retries=1, retry_for=Flaky)
+def leaf() -> int:
+    """Fails its first attempt; its retry (whose record is stored as running) is killed once."""
+    attempt = leaf.wf.attempt
+    note(f"leaf {attempt}")
+    if attempt == 0:
+        raise Flaky("first attempt")
+    die_if_starting()
+    return attempt
+
+
+@app.task
+def middle() -> int:
+    return middle.wf.execute_task(leaf).result
+
+
+@app.task
+def nested() -> int:
+    return nested.wf.execute_task(middle).result
 
 
 def top_level(name: str) -> Any:

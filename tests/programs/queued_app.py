@@ -97,3 +97,9 @@ def suicide() -> None:
 
     log(event="start", task="suicide", pid=os.getpid())
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task
+def suicide_parent() -> None:
+    """Waits on a child that kills whichever process runs it."""
+    suicide_parent.wf.execute_task(suicide).result  # waits on the poison child

@@ -42,7 +42,15 @@ from pynenc.workflow.identity import WorkflowIdentity
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
 
-__all__ = ["dispatch_child", "encode_arguments", "new_record", "retry_delay", "run", "run_claimed"]
+__all__ = [
+    "dispatch_child",
+    "encode_arguments",
+    "new_record",
+    "retry_delay",
+    "run",
+    "run_claimed",
+    "store_record",
+]
 
 log = logging.getLogger("pynenc.runner")
 
@@ -97,7 +105,10 @@ def new_record(
     )
 
 
-def _put(app: Pynenc, record: InvocationRecord, fence: tuple[bytes, int] | None = None) -> None:
+def store_record(
+    app: Pynenc, record: InvocationRecord, fence: tuple[bytes, int] | None = None
+) -> None:
+    """Stage `record` (with its update time) for the next flush."""
     record.updated_at = time.time()
     app.store.put(INVOCATIONS, record.invocation_id, record.encode(), fence)
 
@@ -109,6 +120,7 @@ def run(
     replay_only: bool = False,
     fence_token: int | None = None,
     fresh: bool = False,
+    taken_over: bool = False,
 ) -> Any:
     """Execute `record`'s task over its journal, store its outcome and flush.
 
@@ -118,7 +130,10 @@ def run(
     exactly and the outcome is returned (or raised) instead of stored. With `fence_token`
     (a claimed, queued invocation), every write carries the lease token and the invocation
     leaves the queue when it finishes. `fresh` says its dispatch was recorded just now, so
-    it has no journal to read yet.
+    it has no journal to read yet. A run resumes the invocation (and counts toward
+    `max_recoveries`) when a process died running it: for a claimed invocation, when the claim
+    `taken_over` a lease its holder never gave back (whether or not its record had been
+    stored as running: it may have died first); otherwise, when its record says running.
 
     Returns:
         The task's return value (only meaningful with `replay_only`).
@@ -129,7 +144,10 @@ def run(
         LeaseLostError: Another worker took the invocation over.
     """
     fence = None if fence_token is None else (record.invocation_id, fence_token)
-    resuming = not replay_only and record.status is InvocationStatus.RUNNING
+    if fence_token is not None:
+        resuming = taken_over
+    else:
+        resuming = not replay_only and record.status is InvocationStatus.RUNNING
     if resuming:
         # Its process died while running it: resume, unless that keeps happening.
         record.recoveries += 1
@@ -143,7 +161,7 @@ def run(
             # Not a death of its process: the resumption is not counted against
             # `max_recoveries`, so fixing the code and recovering again still resumes it.
             record.recoveries -= 1
-            _put(app, record, fence)
+            store_record(app, record, fence)
             app.store.flush()
         raise
 
@@ -181,7 +199,7 @@ def _run_attempts(
                 # An inline child's record is first stored with its outcome: if the process
                 # dies before, its parent's recovery dispatches it again and it resumes from
                 # its own journal.
-                _put(app, record, fence)
+                store_record(app, record, fence)
             if (first_start and top_level) or resuming:
                 # A workflow's start is durable before its body runs, so a crash anywhere
                 # inside it leaves something to resume; so is each resumption, so work that
@@ -215,7 +233,7 @@ def _run_attempts(
             )
             record.attempt += 1
             execution.stage()
-            _put(app, record, fence)
+            store_record(app, record, fence)
             execution.flush()
             time.sleep(retry_delay(task, record))
             continue
@@ -225,7 +243,7 @@ def _run_attempts(
             record.status, record.result = InvocationStatus.FAILED, None
             record.error = ErrorInfo.capture(error)
         execution.stage()
-        _put(app, record, fence)
+        store_record(app, record, fence)
         if fence is not None:
             app.store.complete(record.invocation_id, fence)
         execution.flush()
@@ -276,14 +294,15 @@ def _park(app: Pynenc, record: InvocationRecord, fence: tuple[bytes, int] | None
         ErrorInfo.capture(reason),
     )
     log.error("%s", reason)
-    _put(app, record, fence)
+    store_record(app, record, fence)
     if fence is not None:
         app.store.complete(record.invocation_id, fence)
     app.store.flush()
 
 
-def run_claimed(app: Pynenc, invocation_id: bytes, token: int) -> None:
-    """Run a queued invocation this process has just claimed, renewing its lease meanwhile."""
+def run_claimed(app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bool = False) -> None:
+    """Run a queued invocation this process has just claimed, renewing its lease meanwhile.
+    `taken_over` (from the claim): its last holder died with it, so this run resumes it."""
     fence = (invocation_id, token)
     record = app._load_record(invocation_id)
     if record is None or record.status.finished:
@@ -293,7 +312,7 @@ def run_claimed(app: Pynenc, invocation_id: bytes, token: int) -> None:
     keeper = app._lease_keeper()
     keeper.hold(invocation_id, token)
     try:
-        run(app, record, fence_token=token)
+        run(app, record, fence_token=token, taken_over=taken_over)
     finally:
         keeper.drop(invocation_id)
 
@@ -338,7 +357,7 @@ def dispatch_child(
         # no flush, by any thread, can then make the child durable without them.
         execution.stage()
         if app.config.execution == "queued":
-            _put(app, record, ctx._fence)
+            store_record(app, record, ctx._fence)
             app.store.enqueue(child_id)
         # Inline, the child's record is staged with its outcome (see `run`). The child may act
         # on values drawn so far: make those durable first unless they can be regenerated

@@ -143,10 +143,10 @@ class Worker:
                 pause = min(pause * 2, self.idle_poll_seconds)
                 continue
             pause = 0.001
-            invocation_id, token, _expires = claim
-            self._execute(invocation_id, token)
+            invocation_id, token, _expires, taken_over = claim
+            self._execute(invocation_id, token, taken_over)
 
-    def _execute(self, invocation_id: bytes, token: int) -> None:
+    def _execute(self, invocation_id: bytes, token: int, taken_over: bool) -> None:
         ident = uuid.UUID(bytes=invocation_id)
         record = self.app._load_record(invocation_id)
         workflow = record.workflow.workflow_id if record else "?"
@@ -157,7 +157,7 @@ class Worker:
         with self._lock:
             self._running[invocation_id] = token
         try:
-            execute.run_claimed(self.app, invocation_id, token)
+            execute.run_claimed(self.app, invocation_id, token, taken_over=taken_over)
             self.completed += 1
             log.info("[invocation %s] [workflow %s] finished", ident, workflow)
         except LeaseLostError:
@@ -167,8 +167,15 @@ class Worker:
                 workflow,
             )
         except NonDeterminismError as exc:
-            log.error("[invocation %s] [workflow %s] %s", ident, workflow, exc)
-            self._release(invocation_id, token)
+            # Left as it was, claimed until its lease runs out: a worker tries it again then
+            # (resuming once the code is fixed) instead of every worker failing on it at once.
+            log.error(
+                "[invocation %s] [workflow %s] %s (tried again once its lease expires, in %.0f s)",
+                ident,
+                workflow,
+                exc,
+                self.app._lease_keeper().lease_ms / 1000,
+            )
         except Exception:
             log.exception("[invocation %s] [workflow %s] engine failure", ident, workflow)
             self._release(invocation_id, token)

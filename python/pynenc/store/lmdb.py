@@ -30,7 +30,7 @@ __all__ = ["Claim", "Fence", "LeaseInfo", "LmdbStore", "Rejected", "StoreOptions
 Table = Literal["invocations", "data"]
 Fence = tuple[bytes, int]
 #: A claimed invocation: (invocation id, fencing token, lease expiry in ms).
-Claim = tuple[bytes, int, int]
+Claim = tuple[bytes, int, int, bool]
 #: A lease: (owner, expiry in ms, fencing token).
 LeaseInfo = tuple[bytes, int, int]
 #: A fenced write refused at flush: (invocation id, token carried, current token).
@@ -155,7 +155,9 @@ class LmdbStore:
         return self._core.journal_entries(invocation)
 
     def claim(self, owner: bytes, lease_ms: int, now_ms: int) -> Claim | None:
-        """Lease the first queued invocation with no live lease to `owner` (committed)."""
+        """Lease the first queued invocation with no live lease to `owner` (committed), as
+        `(invocation, token, expires_ms, taken_over)`: `taken_over` says its last holder never
+        gave it back (its lease ran out, or was released as dead), so running it resumes it."""
         return self._core.claim(owner, lease_ms, now_ms)
 
     def claim_invocation(
@@ -181,6 +183,15 @@ class LmdbStore:
             LeaseLostError: `token` is no longer the invocation's lease token.
         """
         self._core.release(invocation, token)
+
+    def release_dead(self, invocation: bytes, token: int) -> None:
+        """`release` for a holder known to be dead: the expired lease keeps its owner, so the
+        next claim is a takeover (`taken_over`) and counts as a resumption.
+
+        Raises:
+            LeaseLostError: `token` is no longer the invocation's lease token.
+        """
+        self._core.release_dead(invocation, token)
 
     def lease(self, invocation: bytes) -> LeaseInfo | None:
         """The lease of `invocation` as `(owner, expires_ms, token)` (expired ones included;

@@ -168,19 +168,20 @@ impl PyStore {
         entries.iter().map(|e| op_tuple(py, &e.op)).collect()
     }
 
-    /// Claim the next claimable invocation: `(invocation, token, expires_ms)` or `None`.
+    /// Claim the next claimable invocation: `(invocation, token, expires_ms, taken_over)` or
+    /// `None`; `taken_over` says its last holder never gave it back (a resumption).
     fn claim<'py>(
         &self,
         py: Python<'py>,
         owner: &[u8],
         lease_ms: u64,
         now_ms: u64,
-    ) -> PyResult<Option<(Bound<'py, PyBytes>, u64, u64)>> {
+    ) -> PyResult<Option<ClaimTuple<'py>>> {
         // A claim is its own synced commit.
         let claim = py
             .detach(|| self.inner.claim(owner, lease_ms, now_ms))
             .py_err()?;
-        Ok(claim.map(|c| (PyBytes::new(py, &c.invocation), c.token, c.expires_ms)))
+        Ok(claim.map(|c| claim_tuple(py, &c)))
     }
 
     /// Claim this invocation if it is queued and has no live lease.
@@ -191,13 +192,13 @@ impl PyStore {
         owner: &[u8],
         lease_ms: u64,
         now_ms: u64,
-    ) -> PyResult<Option<(Bound<'py, PyBytes>, u64, u64)>> {
+    ) -> PyResult<Option<ClaimTuple<'py>>> {
         let inv = parse_id(invocation)?;
         // A claim is its own synced commit.
         let claim = py
             .detach(|| self.inner.claim_invocation(&inv, owner, lease_ms, now_ms))
             .py_err()?;
-        Ok(claim.map(|c| (PyBytes::new(py, &c.invocation), c.token, c.expires_ms)))
+        Ok(claim.map(|c| claim_tuple(py, &c)))
     }
 
     fn renew(
@@ -218,6 +219,14 @@ impl PyStore {
         let invocation = parse_id(invocation)?;
         // A release is its own synced commit.
         py.detach(|| self.inner.release(&invocation, token))
+            .py_err()
+    }
+
+    /// Release the lease of a holder known to be dead: the next claim is a takeover.
+    fn release_dead(&self, py: Python<'_>, invocation: &[u8], token: u64) -> PyResult<()> {
+        let invocation = parse_id(invocation)?;
+        // A release is its own synced commit.
+        py.detach(|| self.inner.release_dead(&invocation, token))
             .py_err()
     }
 
@@ -338,6 +347,18 @@ fn parse_table(name: &str) -> PyResult<Table> {
             "unknown table {other:?}: expected \"invocations\" or \"data\""
         ))),
     }
+}
+
+/// A claim as Python sees it: `(invocation, token, expires_ms, taken_over)`.
+type ClaimTuple<'py> = (Bound<'py, PyBytes>, u64, u64, bool);
+
+fn claim_tuple<'py>(py: Python<'py>, c: &crate::store::Claim) -> ClaimTuple<'py> {
+    (
+        PyBytes::new(py, &c.invocation),
+        c.token,
+        c.expires_ms,
+        c.taken_over,
+    )
 }
 
 fn parse_id(bytes: &[u8]) -> PyResult<[u8; 16]> {

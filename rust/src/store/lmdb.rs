@@ -58,6 +58,9 @@ pub struct Claim {
     pub invocation: [u8; 16],
     pub token: u64,
     pub expires_ms: u64,
+    /// The invocation was last held by a process that never gave it back: its lease ran out
+    /// or was released as dead. Its execution is then a resumption.
+    pub taken_over: bool,
 }
 
 /// The current lease of an invocation.

@@ -78,15 +78,26 @@ impl Store {
     /// queued and can be claimed again at once. The lease is replaced by an ownerless, expired
     /// one with a fresh token, so later writes carrying `token` are fenced off.
     pub fn release(&self, inv: &[u8; 16], token: u64) -> Result<()> {
+        self.release_lease(inv, token, false)
+    }
+
+    /// Release the lease of `inv` for a holder known to be dead: as `release`, but the expired
+    /// lease keeps its owner, so the next claim is a takeover (`Claim::taken_over`) and its
+    /// execution counts as a resumption.
+    pub fn release_dead(&self, inv: &[u8; 16], token: u64) -> Result<()> {
+        self.release_lease(inv, token, true)
+    }
+
+    fn release_lease(&self, inv: &[u8; 16], token: u64, holder_died: bool) -> Result<()> {
         self.check_fork();
         self.write("releasing a lease", |h, txn| {
-            self.held(h.dbs.leases.get(txn, inv)?, inv, token)?;
+            let held = self.held(h.dbs.leases.get(txn, inv)?, inv, token)?;
             let fresh = read_counter(h, txn, COUNTER_LEASE_TOKEN)? + 1;
             h.dbs
                 .counters
                 .put(txn, COUNTER_LEASE_TOKEN, &fresh.to_be_bytes())?;
             let released = Lease {
-                owner: Vec::new(),
+                owner: if holder_died { held.owner } else { Vec::new() },
                 expires_ms: 0,
                 token: fresh,
             };
@@ -156,6 +167,14 @@ fn take_lease(
     owner: &[u8],
     expires_ms: u64,
 ) -> TxnResult<Claim> {
+    // A lease that still names an owner was never given back: its holder died (or stalled
+    // past its expiry). Completions delete the lease; releases leave it ownerless.
+    let taken_over = h
+        .dbs
+        .leases
+        .get(txn, invocation)?
+        .and_then(keys::decode_lease)
+        .is_some_and(|previous| !previous.owner.is_empty());
     let token = read_counter(h, txn, COUNTER_LEASE_TOKEN)? + 1;
     h.dbs
         .counters
@@ -172,5 +191,6 @@ fn take_lease(
         invocation: *invocation,
         token,
         expires_ms,
+        taken_over,
     })
 }

@@ -155,12 +155,37 @@ fn put_fenced(key: &[u8], fence: Option<Fence>) -> WriteOp {
     }
 }
 
+/// A store whose queue holds `inv(n)`.
+fn queued_store(dir: &tempfile::TempDir, n: u8) -> Arc<Store> {
+    let store = open(dir);
+    store.stage(WriteOp::Enqueue { invocation: inv(n) });
+    store.flush().unwrap();
+    store
+}
+
+#[test]
+fn a_lease_released_for_a_dead_holder_is_taken_over_and_fences_it_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = queued_store(&dir, 1);
+    let dead = store.claim(b"dead", 60_000, 0).unwrap().unwrap();
+    store.release_dead(&inv(1), dead.token).unwrap();
+    let tombstone = store.lease(&inv(1)).unwrap().unwrap();
+    assert_eq!(
+        (tombstone.owner.as_slice(), tombstone.expires_ms),
+        (&b"dead"[..], 0)
+    );
+    assert!(
+        tombstone.token > dead.token,
+        "the dead holder's token is fenced off"
+    );
+    let next = store.claim(b"next", 60_000, 1).unwrap().unwrap();
+    assert!(next.taken_over && next.invocation == inv(1));
+}
+
 #[test]
 fn stale_fenced_writes_are_rejected_and_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store.stage(WriteOp::Enqueue { invocation: inv(1) });
-    store.flush().unwrap();
+    let store = queued_store(&dir, 1);
     let first = store.claim(b"a", 100, 1000).unwrap().unwrap();
     let second = store.claim(b"b", 100, 1100).unwrap().unwrap(); // a's lease expired
     assert!(second.token > first.token);
@@ -257,8 +282,13 @@ fn claims_follow_queue_order_and_leases_expire() {
     // Released: claimable again. Then at 1000 inv(2) expired but inv(3) (renewed) did not.
     let again = store.claim(b"w4", 1000, 600).unwrap().unwrap();
     assert_eq!(again.invocation, inv(1));
+    assert!(
+        !a.taken_over && !again.taken_over,
+        "a fresh or released invocation"
+    );
     let expired = store.claim(b"w5", 10, 1000).unwrap().unwrap();
     assert_eq!((expired.invocation, expired.token), (inv(2), 6));
+    assert!(expired.taken_over, "w2 never gave inv(2) back");
     assert_eq!(store.lease(&inv(2)).unwrap().unwrap().owner, b"w5".to_vec());
     assert_eq!(store.leases().unwrap().len(), 3);
 
