@@ -18,6 +18,7 @@ from pynenc import (
     cli,
 )
 from pynenc.runner.worker import Worker
+from pynenc.store import LmdbStore, StoreOptions
 
 
 def stored_invocations(app: Pynenc) -> int:
@@ -311,3 +312,15 @@ def test_wrong_kinds_of_input_to_the_app_and_wf_are_refused_with_what_to_do(app:
         app.get_workflow_data(workflow_id, 5)  # type: ignore[arg-type]
     assert app.get_workflow_data(workflow_id, "k", "absent") == "absent"
     assert stored_invocations(app) == 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"flush_interval_ms": -1}, {"map_size": 0}, {"sync": "no"}, {"max_readers": 2.0}],
+)
+def test_bad_store_options_are_refused_before_anything_is_opened(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=next(iter(options))):
+        LmdbStore(tmp_path / "store", StoreOptions(**options))
+    assert not (tmp_path / "store").exists()

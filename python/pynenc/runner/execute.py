@@ -101,7 +101,7 @@ def new_record(
         task_id=task.task_id,
         args=args,
         workflow=workflow,
-        parent_invocation_id=None if parent is None else parent.record.invocation_id,
+        parent_invocation_id=None if parent is None else parent._record.invocation_id,
     )
 
 

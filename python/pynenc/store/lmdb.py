@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from pynenc import _core
+from pynenc.errors import InvalidArgumentError
 
 log = logging.getLogger("pynenc.store")
 
@@ -57,6 +58,16 @@ class StoreOptions:
     map_size: int = 1 << 30
     max_readers: int = 512
     flush_interval_ms: int = 5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sync, bool):
+            raise InvalidArgumentError(f"sync must be True or False, got {self.sync!r}")
+        for name, least in (("map_size", 1), ("max_readers", 1), ("flush_interval_ms", 0)):
+            value = getattr(self, name)
+            if type(value) is not int or not least <= value < 1 << 63:
+                raise InvalidArgumentError(
+                    f"{name} must be a whole number >= {least}, got {value!r}"
+                )
 
 
 def report_migration(core: _core.Store) -> None:

@@ -97,12 +97,12 @@ class WorkflowContext:
     __slots__ = (
         "_execution",
         "_fence",
+        "_record",
         "_replay_only",
         "app",
         "deterministic",
         "get_data",
         "random",
-        "record",
         "set_data",
         "task",
         "utc_now",
@@ -129,7 +129,7 @@ class WorkflowContext:
         self._replay_only = replay_only
         self._fence = fence
         self.task = task
-        self.record = record
+        self._record = record
         self._execution = execution
         # Bound Rust methods: the hot path never runs Python code of ours.
         self.random = execution.random
@@ -142,17 +142,17 @@ class WorkflowContext:
     @property
     def workflow(self) -> WorkflowIdentity:
         """The identity of the workflow this invocation belongs to."""
-        return self.record.workflow
+        return self._record.workflow
 
     @property
     def invocation_id(self) -> str:
         """The id of the running invocation."""
-        return self.record.id_str
+        return self._record.id_str
 
     @property
     def attempt(self) -> int:
         """The attempt number of this execution (0 for the first)."""
-        return self.record.attempt
+        return self._record.attempt
 
     def rng(self) -> _random.Random:
         """A `random.Random` (randint, choice, shuffle, gauss, ...) drawing from the recorded
