@@ -303,6 +303,23 @@ def test_wrong_kinds_of_input_to_the_app_and_wf_are_refused_with_what_to_do(app:
         return "ran"
 
     assert "decorated with @app.task" in parent().result
+
+    @app.task
+    def effects() -> list[str]:
+        refused = []
+        for name, fn in ((5, plain), ("charge", 5)):
+            try:
+                effects.wf.side_effect(name, fn)  # type: ignore[arg-type]
+            except InvalidArgumentError as exc:
+                refused.append(str(exc))
+        return refused
+
+    invocation = effects()
+    assert invocation.result == [
+        "a side effect's name is a str, got 5",
+        "side effect 'charge' needs a function to call, got 5",
+    ]
+    assert app.journal(invocation.invocation_id) == [], "nothing recorded"
     with pytest.raises(InvalidArgumentError, match="decorates a function"):
         app.task(42)  # type: ignore[call-overload]
     with pytest.raises(InvalidArgumentError, match="status must be one of pending, running"):
@@ -311,7 +328,7 @@ def test_wrong_kinds_of_input_to_the_app_and_wf_are_refused_with_what_to_do(app:
     with pytest.raises(InvalidArgumentError, match="key is a str"):
         app.get_workflow_data(workflow_id, 5)  # type: ignore[arg-type]
     assert app.get_workflow_data(workflow_id, "k", "absent") == "absent"
-    assert stored_invocations(app) == 1
+    assert stored_invocations(app) == 2
 
 
 @pytest.mark.parametrize(

@@ -375,6 +375,10 @@ def dispatch_child(
 def side_effect(ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
     """Run `fn` once and durably record its outcome, then return its value or raise its
     exception; a replay returns (or raises) the recorded outcome without calling `fn`."""
+    if not isinstance(name, str):
+        raise InvalidArgumentError(f"a side effect's name is a str, got {name!r}")
+    if not callable(fn):
+        raise InvalidArgumentError(f"side effect {name!r} needs a function to call, got {fn!r}")
     execution = ctx._execution
     recorded = execution.side_effect_lookup(name)
     if recorded is None:
