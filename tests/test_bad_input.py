@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import sys
 from pathlib import Path
@@ -341,3 +342,61 @@ def test_bad_store_options_are_refused_before_anything_is_opened(
     with pytest.raises(InvalidArgumentError, match=next(iter(options))):
         LmdbStore(tmp_path / "store", StoreOptions(**options))
     assert not (tmp_path / "store").exists()
+
+
+class Index:
+    """An integer type of another library (as numpy's are): usable wherever an int is."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+def test_settings_take_any_integer_type_and_an_empty_variable_is_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYNENC_SYNC", " ")
+    app = Pynenc(store=f"lmdb://{tmp_path / 'a'}", max_recoveries=Index(3), lease_seconds=Index(9))  # type: ignore[arg-type]
+    assert (app.config.max_recoveries, app.config.lease_seconds, app.config.sync) == (3, 9.0, True)
+    options = StoreOptions(map_size=Index(1 << 20), sync=0)  # type: ignore[arg-type]
+    assert (options.map_size, options.sync) == (1 << 20, False)
+    assert Worker(app, concurrency=Index(2)).concurrency == 2  # type: ignore[arg-type]
+
+    @app.task(max_retries=Index(2))  # type: ignore[call-overload]
+    def job() -> int:
+        return 1
+
+    assert job.options.max_retries == 2 and type(job.options.max_retries) is int
+
+
+def test_a_function_wrapped_by_a_decorator_can_be_a_task(app: Pynenc) -> None:
+    @app.task
+    @functools.cache
+    def square(x: int) -> int:
+        return x * x
+
+    assert square(4).result == 16
+
+
+def test_a_side_effect_error_too_large_to_record_whole_is_recorded_cut(store_url: str) -> None:
+    app = Pynenc("cut", store=store_url, sync=False, max_payload_bytes=2048)
+    calls: list[int] = []
+
+    def fail() -> None:
+        calls.append(1)
+        raise ValueError("x" * 5000)
+
+    @app.task
+    def job() -> int:
+        try:
+            job.wf.side_effect("call", fail)
+        except ValueError as exc:
+            return len(str(exc))
+        return -1
+
+    invocation = job()
+    length = invocation.result
+    assert 0 < length < 2048
+    assert app.replay(invocation.invocation_id) == length and calls == [1]

@@ -164,3 +164,19 @@ def test_a_retried_inline_grandchild_is_resumed_once_within_its_workflow(tmp_pat
     assert runs(tmp_path) == ["leaf 0", "leaf 1", "leaf 1"], (
         "the killed attempt, then its resumption"
     )
+
+
+def test_a_recovery_that_stops_on_an_error_hands_back_what_it_picked(tmp_path: Path) -> None:
+    assert run(tmp_path, "start", "forgotten").returncode == -signal.SIGKILL
+    env = dict(os.environ, PYNENC_STORE=f"lmdb://{tmp_path / 'store'}", FORGET="1", RUN_LOG="-")
+    proc = subprocess.run(
+        [sys.executable, str(PROGRAM), "recover-then-delegate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    report = output(proc)
+    assert report["failed"].startswith("InvalidArgumentError") and "forgotten" in report["failed"]
+    [(task, _)] = report["delegated"]["resumed"]
+    assert task.endswith(".forgotten")

@@ -23,7 +23,7 @@ from pynenc.journal import JournalEntry, decode_ops
 from pynenc.runner import execute
 from pynenc.runner.leases import LeaseKeeper, now_ms
 from pynenc.runner.owner import current_owner, owner_is_dead
-from pynenc.store import open_store, store_path
+from pynenc.store import open_store
 from pynenc.task import Task, TaskOptions
 from pynenc.workflow.context import WorkflowContext, current_context
 
@@ -344,43 +344,57 @@ class Pynenc:
         """
         self.release_dead_leases()
         queued = set(self.store.queued())
-        with _recovery_lock(store_path(self.config.store)):
-            roots = self._stranded_roots()
-            # Adopted while no other recover() can look: one that runs next sees a live
-            # owner and leaves them alone. Queued ones are claimed atomically instead.
-            adopted = [r for r in roots if r.invocation_id not in queued]
-            for record in adopted:
-                record.owner = current_owner()
+        me = current_owner()
+        with _recovery_lock(Path(self.store.path())):
+            stranded = self._stranded()
+            # Every stranded inline invocation, roots and the children inside them, is adopted
+            # while no other recover() can look: one that looks next sees a live owner and
+            # leaves them alone. Queued ones are claimed atomically instead.
+            adopted = {
+                r.invocation_id: r.owner for r in stranded.values() if r.invocation_id not in queued
+            }
+            for invocation_id in adopted:
+                record = stranded[invocation_id]
+                record.owner = me
                 execute.store_record(self, record)
             if adopted:
                 self.store.flush()
+        roots = [r for r in stranded.values() if r.parent_invocation_id not in stranded]
+        roots.sort(key=lambda r: r.created_at)
         resumed: list[Invocation[Any]] = []
         diverged: list[NonDeterminismError] = []
-        for root in roots:
-            # Resuming an earlier root may have finished this one (a retried inline child
-            # whose parent's record was not stored yet looks like a root of its own).
-            current = self._load_record(root.invocation_id)
-            if current is None or current.status.finished:
-                continue
-            record = current
-            try:
-                if record.invocation_id in queued:
-                    claim = self.store.claim_invocation(
-                        record.invocation_id,
-                        current_owner().encode(),
-                        self._lease_keeper().lease_ms,
-                        now_ms(),
-                    )
-                    if claim is None:
-                        continue  # a worker got there first
-                    execute.run_claimed(self, record.invocation_id, claim[1], taken_over=claim[3])
-                else:
-                    execute.run(self, record)
-            except NonDeterminismError as exc:
-                log.error("cannot resume invocation %s: %s", record.id_str, exc)
-                diverged.append(exc)
-                continue
-            resumed.append(Invocation(self, self._load_record(record.invocation_id) or record))
+        try:
+            for root in roots:
+                # Resuming an earlier root may have finished this one (a retried inline child
+                # whose parent's record was not stored yet looks like a root of its own).
+                current = self._load_record(root.invocation_id)
+                if current is None or current.status.finished:
+                    continue
+                record = current
+                try:
+                    if record.invocation_id in queued:
+                        claim = self.store.claim_invocation(
+                            record.invocation_id,
+                            me.encode(),
+                            self._lease_keeper().lease_ms,
+                            now_ms(),
+                        )
+                        if claim is None:
+                            continue  # a worker got there first
+                        execute.run_claimed(
+                            self, record.invocation_id, claim[1], taken_over=claim[3]
+                        )
+                    else:
+                        execute.run(self, record)
+                except NonDeterminismError as exc:
+                    log.error("cannot resume invocation %s: %s", record.id_str, exc)
+                    diverged.append(exc)
+                    continue
+                resumed.append(Invocation(self, self._load_record(record.invocation_id) or record))
+        finally:
+            # What this call adopted but did not finish (it diverged, or the call stopped on
+            # an error) goes back to its dead owner, so a later recover() can take it up.
+            self._give_back(adopted, me)
         if diverged:
             first = diverged[0]
             first.add_note(
@@ -390,9 +404,8 @@ class Pynenc:
             raise first
         return resumed
 
-    def _stranded_roots(self) -> list[InvocationRecord]:
-        """The outermost running invocations whose owner is dead (or whose lease expired),
-        oldest first."""
+    def _stranded(self) -> dict[bytes, InvocationRecord]:
+        """The running invocations whose owner is dead (or whose lease expired), by id."""
         leases = {inv: (owner, expires) for inv, owner, expires, _token in self.store.leases()}
         now = now_ms()
         stranded: dict[bytes, InvocationRecord] = {}
@@ -405,9 +418,20 @@ class Pynenc:
                 continue  # a live worker holds it
             if lease is not None or owner_is_dead(record.owner):
                 stranded[record.invocation_id] = record
-        roots = [r for r in stranded.values() if r.parent_invocation_id not in stranded]
-        roots.sort(key=lambda r: r.created_at)
-        return roots
+        return stranded
+
+    def _give_back(self, adopted: dict[bytes, str | None], me: str) -> None:
+        """Hand adopted invocations that are still running as `me` back to their old owner."""
+        returned = False
+        for invocation_id, owner in adopted.items():
+            record = self._load_record(invocation_id)
+            if record is not None and record.status is InvocationStatus.RUNNING:
+                if record.owner == me:
+                    record.owner = owner
+                    execute.store_record(self, record)
+                    returned = True
+        if returned:
+            self.store.flush()
 
     def release_dead_leases(self) -> int:
         """Release the leases held by processes of this machine that no longer exist, so the
@@ -434,15 +458,21 @@ def _parse_id(invocation_id: str) -> bytes:
 
 
 def _is_function(obj: object) -> bool:
-    """Whether `obj` is a `def` function or a bound method (what a task can be made from)."""
-    return inspect.isfunction(obj) or inspect.ismethod(obj)
+    """Whether a task can be made from `obj`: something callable that is not a class and has a
+    module and qualified name (a function, also one wrapped by `functools.cache` or by any
+    decorator that keeps them)."""
+    return (
+        callable(obj)
+        and not isinstance(obj, type)
+        and isinstance(getattr(obj, "__qualname__", None), str)
+        and isinstance(getattr(obj, "__module__", None), str)
+    )
 
 
 @contextlib.contextmanager
 def _recovery_lock(directory: Path) -> Iterator[None]:
     """Hold the store's recovery lock (`recover.lock`, an exclusive `flock`): recoveries in
     several processes pick and adopt stranded invocations one at a time."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(directory / "recover.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

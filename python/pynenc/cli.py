@@ -20,7 +20,7 @@ __all__ = ["load_app", "main", "show", "status"]
 
 
 #: The levels `--log-level` accepts (any case).
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL")
 
 
 def load_app(spec: str) -> Pynenc:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from pynenc import codec
+from pynenc import checks, codec
 from pynenc.errors import InvalidArgumentError
 
 __all__ = ["PynencConfig"]
@@ -66,50 +67,35 @@ class PynencConfig:
         for name, text in (("app_id", app_id), ("store", store), ("execution", execution)):
             if text is not None and not isinstance(text, str):
                 raise InvalidArgumentError(f"{name} must be a string, got {text!r}")
-        if sync is not None and not isinstance(sync, bool):
-            raise InvalidArgumentError(f"sync must be True or False, got {sync!r}")
         mode = execution or env.get("PYNENC_EXECUTION") or "inline"
         if mode not in ("inline", "queued"):
             raise InvalidArgumentError(
                 f"execution must be 'inline' or 'queued', got {mode!r} "
                 "(from Pynenc(execution=...) or PYNENC_EXECUTION)"
             )
-        limit_text = env.get("PYNENC_MAX_PAYLOAD_BYTES")
-        limit = (
-            max_payload_bytes
-            if max_payload_bytes is not None
-            else (
-                _parse_int("PYNENC_MAX_PAYLOAD_BYTES", limit_text)
-                if limit_text
-                else codec.DEFAULT_LIMIT
-            )
+        limit = checks.whole(
+            "max_payload_bytes",
+            _setting(
+                max_payload_bytes, "PYNENC_MAX_PAYLOAD_BYTES", codec.DEFAULT_LIMIT, _parse_int
+            ),
+            least=1,
         )
-        _check_whole("max_payload_bytes", limit, least=1)
-        if sync is None:
-            sync = _parse_switch("PYNENC_SYNC", env.get("PYNENC_SYNC", "1"))
-        if lease_seconds is None:
-            lease_seconds = _parse_float(
-                "PYNENC_LEASE_SECONDS", env.get("PYNENC_LEASE_SECONDS", "30")
-            )
-        if (
-            not isinstance(lease_seconds, int | float)
-            or isinstance(lease_seconds, bool)
-            or not 0 < lease_seconds < math.inf
-        ):
-            raise InvalidArgumentError(
-                f"lease_seconds must be a positive, finite number of seconds, got {lease_seconds!r}"
-            )
-        if max_recoveries is None:
-            max_recoveries = _parse_int(
-                "PYNENC_MAX_RECOVERIES", env.get("PYNENC_MAX_RECOVERIES", "5")
-            )
-        _check_whole("max_recoveries", max_recoveries, least=0)
-        if flush_interval_ms is None:
-            flush_interval_ms = _parse_int(
-                "PYNENC_FLUSH_INTERVAL_MS", env.get("PYNENC_FLUSH_INTERVAL_MS", "5")
-            )
-        _check_whole(
-            "flush_interval_ms", flush_interval_ms, least=0, hint=" (0: no background flush)"
+        sync = checks.switch("sync", _setting(sync, "PYNENC_SYNC", True, _parse_switch))
+        lease_seconds = checks.seconds(
+            "lease_seconds",
+            _setting(lease_seconds, "PYNENC_LEASE_SECONDS", 30.0, _parse_float),
+            positive=True,
+        )
+        max_recoveries = checks.whole(
+            "max_recoveries",
+            _setting(max_recoveries, "PYNENC_MAX_RECOVERIES", 5, _parse_int),
+            least=0,
+        )
+        flush_interval_ms = checks.whole(
+            "flush_interval_ms",
+            _setting(flush_interval_ms, "PYNENC_FLUSH_INTERVAL_MS", 5, _parse_int),
+            least=0,
+            hint=" (0: no background flush)",
         )
         return cls(
             flush_interval_ms=flush_interval_ms,
@@ -123,10 +109,15 @@ class PynencConfig:
         )
 
 
-def _check_whole(name: str, value: object, *, least: int, hint: str = "") -> None:
-    """Refuse anything but a whole number (not a bool) of at least `least`."""
-    if type(value) is not int or value < least:
-        raise InvalidArgumentError(f"{name} must be a whole number >= {least}{hint}, got {value!r}")
+def _setting(
+    given: object, variable: str, default: object, parse: Callable[[str, str], object]
+) -> object:
+    """A setting: as given, else from the environment (an empty variable counts as unset),
+    else its default."""
+    if given is not None:
+        return given
+    text = os.environ.get(variable, "").strip()
+    return parse(variable, text) if text else default
 
 
 #: How `PYNENC_SYNC` may be written (any case).

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from pynenc import checks
 from pynenc.errors import InvalidArgumentError, WorkflowMembershipError
 from pynenc.workflow.context import current_context
 
@@ -43,23 +43,16 @@ class TaskOptions:
     retry_backoff: float = 0.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.force_new_workflow, bool):
-            raise InvalidArgumentError(
-                f"force_new_workflow must be True or False, got {self.force_new_workflow!r}"
-            )
-        if type(self.max_retries) is not int or self.max_retries < 0:
-            raise InvalidArgumentError(
-                f"max_retries must be a whole number >= 0, got {self.max_retries!r}"
-            )
-        backoff = self.retry_backoff
-        if (
-            not isinstance(backoff, int | float)
-            or isinstance(backoff, bool)
-            or not 0 <= backoff < math.inf
-        ):
-            raise InvalidArgumentError(
-                f"retry_backoff must be a finite number of seconds >= 0, got {backoff!r}"
-            )
+        settle = object.__setattr__  # frozen: each option is stored in its plain type
+        settle(
+            self, "force_new_workflow", checks.switch("force_new_workflow", self.force_new_workflow)
+        )
+        settle(self, "max_retries", checks.whole("max_retries", self.max_retries, least=0))
+        settle(
+            self,
+            "retry_backoff",
+            checks.seconds("retry_backoff", self.retry_backoff, positive=False),
+        )
         retry_for = self.retry_for
         if isinstance(retry_for, type):
             retry_for = (retry_for,)

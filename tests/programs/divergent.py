@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from typing import Any
@@ -107,6 +108,16 @@ def nested() -> int:
     return nested.wf.execute_task(middle).result
 
 
+if os.environ.get("FORGET") != "1":
+
+    @app.task
+    def forgotten() -> float:
+        """A task that a recovering process may not know (`FORGET=1`)."""
+        drawn = forgotten.wf.random()
+        die_if_starting()
+        return drawn
+
+
 def top_level(name: str) -> Any:
     [inv] = [i for i in app.list_invocations(top_level=True) if i.task_id.endswith("." + name)]
     return inv
@@ -119,6 +130,21 @@ elif COMMAND == "recover":
         print(json.dumps({"resumed": [[i.task_id, i.result] for i in app.recover()]}))
     except NonDeterminismError as exc:
         print(json.dumps({"diverged": str(exc), "notes": getattr(exc, "__notes__", [])}))
+elif COMMAND == "recover-then-delegate":
+    # A long-lived process whose recovery stops on an error hands what it picked back: a
+    # recovery in another process, while this one still lives, resumes it.
+    try:
+        app.recover()
+    except Exception as exc:  # noqa: BLE001 - reported, then delegated
+        failed = f"{type(exc).__name__}: {exc}"
+    child = subprocess.run(
+        [sys.executable, __file__, "recover"],
+        env={**os.environ, "FORGET": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    print(json.dumps({"failed": failed, "delegated": json.loads(child.stdout)}))
 elif COMMAND == "replay":
     print(json.dumps({"replayed": app.replay(top_level(sys.argv[2]).invocation_id)}))
 elif COMMAND == "state":

@@ -11,6 +11,7 @@ The durability rules of the design live here:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -27,6 +28,7 @@ from pynenc.errors import (
     InvocationParkedError,
     LeaseLostError,
     NonDeterminismError,
+    PayloadTooLargeError,
 )
 from pynenc.invocation import (
     ErrorInfo,
@@ -34,6 +36,7 @@ from pynenc.invocation import (
     InvocationRecord,
     InvocationStatus,
 )
+from pynenc.runner.leases import now_ms
 from pynenc.runner.owner import current_owner
 from pynenc.task import Task
 from pynenc.workflow.context import _CURRENT, WorkflowContext
@@ -154,101 +157,91 @@ def run(
         if record.recoveries > app.config.max_recoveries:
             _park(app, record, fence)
             return None
+    counted = resuming  # `resuming` is cleared once the resumption is durable
     try:
-        return _run_attempts(app, record, replay_only, fence_token, fence, resuming, fresh)
+        task = app.get_task(record.task_id)
+        while True:
+            execution = Execution(
+                app.store,
+                record.invocation_id,
+                record.workflow.workflow_id,
+                record.attempt,
+                replay_only,
+                app.config.max_payload_bytes,
+                fresh,
+            )
+            had_journal, fresh = not fresh, False  # a retry's journal is read as usual
+            if fence_token is not None:
+                execution.set_fence(fence_token)
+            if not replay_only:
+                first_start = record.status is InvocationStatus.PENDING
+                record.status = InvocationStatus.RUNNING
+                record.owner = current_owner()
+                top_level = record.parent_invocation_id is None
+                if not (first_start and fence is None and not top_level):
+                    # An inline child's record is first stored with its outcome: if the process
+                    # dies before, its parent's recovery dispatches it again and it resumes from
+                    # its own journal.
+                    store_record(app, record, fence)
+                if (first_start and top_level) or resuming:
+                    # A workflow's start is durable before its body runs, so a crash anywhere
+                    # inside it leaves something to resume; so is each resumption, so work that
+                    # keeps killing its process is counted and parked.
+                    execution.flush()
+                    resuming = False
+            ctx = WorkflowContext(
+                app, task, record, execution, replay_only=replay_only, fence=fence
+            )
+            value, error = _call(ctx, record)
+            # Engine errors swallowed by the task's own `except` still stop it here.
+            execution.check_divergence()
+            if error is None and had_journal:
+                # Code that returns having done less than its journal recorded has diverged.
+                execution.finish()
+            if replay_only:
+                if error is not None:
+                    execution.finish()
+                    raise error
+                return value
+            if error is None:
+                try:
+                    record.result = codec.encode(
+                        value,
+                        what=lambda: f"result of task {task.task_id!r}",
+                        limit=app.config.max_payload_bytes,
+                    )
+                except Exception as exc:  # noqa: BLE001 - an unstorable result fails the task
+                    error = exc
+            if error is not None and _retryable(task, record, error):
+                record.attempts.append(
+                    {"attempt": record.attempt, "error": f"{type(error).__qualname__}: {error}"}
+                )
+                record.attempt += 1
+                execution.stage()
+                store_record(app, record, fence)
+                execution.flush()
+                time.sleep(retry_delay(task, record))
+                continue
+            if error is None:
+                record.status, record.error = InvocationStatus.SUCCESS, None
+            else:
+                record.status, record.result = InvocationStatus.FAILED, None
+                record.error = ErrorInfo.capture(error)
+            execution.stage()
+            store_record(app, record, fence)
+            if fence is not None:
+                app.store.complete(record.invocation_id, fence)
+            execution.flush()
+            _maybe_crash(task.task_id)
+            return value
     except NonDeterminismError:
-        if resuming:
+        if counted:
             # Not a death of its process: the resumption is not counted against
             # `max_recoveries`, so fixing the code and recovering again still resumes it.
             record.recoveries -= 1
             store_record(app, record, fence)
             app.store.flush()
         raise
-
-
-def _run_attempts(
-    app: Pynenc,
-    record: InvocationRecord,
-    replay_only: bool,
-    fence_token: int | None,
-    fence: tuple[bytes, int] | None,
-    resuming: bool,
-    fresh: bool,
-) -> Any:
-    """`run`'s attempts: each in a new `Execution` over its own journal."""
-    task = app.get_task(record.task_id)
-    while True:
-        execution = Execution(
-            app.store,
-            record.invocation_id,
-            record.workflow.workflow_id,
-            record.attempt,
-            replay_only,
-            app.config.max_payload_bytes,
-            fresh,
-        )
-        fresh = False  # a retry's journal is read as usual
-        if fence_token is not None:
-            execution.set_fence(fence_token)
-        if not replay_only:
-            first_start = record.status is InvocationStatus.PENDING
-            record.status = InvocationStatus.RUNNING
-            record.owner = current_owner()
-            top_level = record.parent_invocation_id is None
-            if not (first_start and fence is None and not top_level):
-                # An inline child's record is first stored with its outcome: if the process
-                # dies before, its parent's recovery dispatches it again and it resumes from
-                # its own journal.
-                store_record(app, record, fence)
-            if (first_start and top_level) or resuming:
-                # A workflow's start is durable before its body runs, so a crash anywhere
-                # inside it leaves something to resume; so is each resumption, so work that
-                # keeps killing its process is counted and parked.
-                execution.flush()
-                resuming = False
-        ctx = WorkflowContext(app, task, record, execution, replay_only=replay_only, fence=fence)
-        value, error = _call(ctx, record)
-        # Engine errors swallowed by the task's own `except` still stop it here.
-        execution.check_divergence()
-        if error is None:
-            # Code that returns having done less than its journal recorded has diverged.
-            execution.finish()
-        if replay_only:
-            if error is not None:
-                execution.finish()
-                raise error
-            return value
-        if error is None:
-            try:
-                record.result = codec.encode(
-                    value,
-                    what=lambda: f"result of task {task.task_id!r}",
-                    limit=app.config.max_payload_bytes,
-                )
-            except Exception as exc:  # noqa: BLE001 - an unstorable result fails the task
-                error = exc
-        if error is not None and _retryable(task, record, error):
-            record.attempts.append(
-                {"attempt": record.attempt, "error": f"{type(error).__qualname__}: {error}"}
-            )
-            record.attempt += 1
-            execution.stage()
-            store_record(app, record, fence)
-            execution.flush()
-            time.sleep(retry_delay(task, record))
-            continue
-        if error is None:
-            record.status, record.error = InvocationStatus.SUCCESS, None
-        else:
-            record.status, record.result = InvocationStatus.FAILED, None
-            record.error = ErrorInfo.capture(error)
-        execution.stage()
-        store_record(app, record, fence)
-        if fence is not None:
-            app.store.complete(record.invocation_id, fence)
-        execution.flush()
-        _maybe_crash(task.task_id)
-        return value
 
 
 def _call(ctx: WorkflowContext, record: InvocationRecord) -> tuple[Any, BaseException | None]:
@@ -313,6 +306,13 @@ def run_claimed(app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bo
     keeper.hold(invocation_id, token)
     try:
         run(app, record, fence_token=token, taken_over=taken_over)
+    except NonDeterminismError:
+        # It cannot go on until its code is fixed: given back, but not claimable for a lease
+        # time, so workers do not spin on it; whoever claims it next is not taking it over.
+        keeper.drop(invocation_id)
+        with contextlib.suppress(LeaseLostError):  # taken over meanwhile: nothing to give
+            app.store.defer(invocation_id, token, now_ms() + keeper.lease_ms)
+        raise
     finally:
         keeper.drop(invocation_id)
 
@@ -394,11 +394,7 @@ def side_effect(ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
         except ENGINE_ERRORS:
             raise
         except Exception as exc:  # what it raised is the side effect's outcome
-            error = ErrorInfo.capture(exc).to_wire()
-            recorded = (
-                codec.encode(error, what=f"error of side effect {name!r}", limit=limit),
-                True,
-            )
+            recorded = (_encode_error(ErrorInfo.capture(exc), name, limit), True)
             execution.side_effect_record(name, *recorded)
             execution.flush()
             raise _side_effect_error(name, recorded[0]) from exc
@@ -409,6 +405,27 @@ def side_effect(ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
         raise _side_effect_error(name, data)
     result: T = codec.decode(data, what=f"side effect {name!r}")
     return result
+
+
+def _encode_error(error: ErrorInfo, name: str, limit: int) -> bytes:
+    """A side effect's error as recorded: whole when it fits in `limit`, else with its message
+    (its only argument then) and traceback cut to fit, so it is recorded either way and still
+    raised as its own type."""
+    what = f"error of side effect {name!r}"
+    try:
+        return codec.encode(error.to_wire(), what=what, limit=limit)
+    except PayloadTooLargeError:
+        pass
+    keep = max(0, limit // 4 - 64)
+    message = error.message[:keep]
+    cut = ErrorInfo(
+        error.type_name,
+        error.module,
+        message,
+        codec.encode([message], what=what, limit=limit),
+        f"(cut to fit max_payload_bytes)\n{error.traceback_text[-keep:] if keep else ''}",
+    )
+    return codec.encode(cut.to_wire(), what=what, limit=max(limit, 1024))
 
 
 def _side_effect_error(name: str, data: bytes) -> BaseException:

@@ -8,7 +8,6 @@ claimed again once its lease expired, or at once when the dead worker ran on thi
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import threading
 import time
@@ -16,7 +15,8 @@ import uuid
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from pynenc.errors import InvalidArgumentError, LeaseLostError, NonDeterminismError, PynencError
+from pynenc import checks
+from pynenc.errors import LeaseLostError, NonDeterminismError, PynencError
 from pynenc.runner import execute
 from pynenc.runner.leases import now_ms
 from pynenc.runner.owner import current_owner
@@ -52,19 +52,9 @@ class Worker:
         grace_seconds: float = 30.0,
         idle_poll_seconds: float = 0.05,
     ) -> None:
-        if type(concurrency) is not int or concurrency < 1:
-            raise InvalidArgumentError(
-                f"concurrency must be a whole number of at least 1, got {concurrency!r}"
-            )
-        for name, seconds, least in (
-            ("grace_seconds", grace_seconds, 0.0),
-            ("idle_poll_seconds", idle_poll_seconds, 1e-3),
-        ):
-            if not isinstance(seconds, int | float) or not least <= seconds < math.inf:
-                raise InvalidArgumentError(
-                    f"{name} must be a finite number of seconds of at least {least:g}, "
-                    f"got {seconds!r}"
-                )
+        concurrency = checks.whole("concurrency", concurrency, least=1)
+        grace_seconds = checks.seconds("grace_seconds", grace_seconds, positive=False)
+        idle_poll_seconds = checks.seconds("idle_poll_seconds", idle_poll_seconds, positive=True)
         self.app = app
         self.concurrency = concurrency
         self.grace_seconds = grace_seconds
@@ -167,10 +157,10 @@ class Worker:
                 workflow,
             )
         except NonDeterminismError as exc:
-            # Left as it was, claimed until its lease runs out: a worker tries it again then
+            # Left as it was and deferred for a lease time: a worker tries it again then
             # (resuming once the code is fixed) instead of every worker failing on it at once.
             log.error(
-                "[invocation %s] [workflow %s] %s (tried again once its lease expires, in %.0f s)",
+                "[invocation %s] [workflow %s] %s (tried again in %.0f s)",
                 ident,
                 workflow,
                 exc,
@@ -192,6 +182,8 @@ class Worker:
     def _release_unfinished(self) -> None:
         with self._lock:
             unfinished = dict(self._running)
+        # Children claimed by a parent waiting on them are held by the lease keeper too.
+        unfinished |= self.app._lease_keeper().held()
         for invocation_id, token in unfinished.items():
             log.warning(
                 "[invocation %s] still running after the grace period: lease released",

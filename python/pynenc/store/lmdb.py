@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pynenc import _core
+from pynenc import _core, checks
 from pynenc.errors import InvalidArgumentError
 
 log = logging.getLogger("pynenc.store")
@@ -60,14 +60,13 @@ class StoreOptions:
     flush_interval_ms: int = 5
 
     def __post_init__(self) -> None:
-        if not isinstance(self.sync, bool):
-            raise InvalidArgumentError(f"sync must be True or False, got {self.sync!r}")
+        settle = object.__setattr__  # frozen: each option is stored in its plain type
+        settle(self, "sync", checks.switch("sync", self.sync))
         for name, least in (("map_size", 1), ("max_readers", 1), ("flush_interval_ms", 0)):
-            value = getattr(self, name)
-            if type(value) is not int or not least <= value < 1 << 63:
-                raise InvalidArgumentError(
-                    f"{name} must be a whole number >= {least}, got {value!r}"
-                )
+            value = checks.whole(name, getattr(self, name), least=least)
+            if value >= 1 << 63:
+                raise InvalidArgumentError(f"{name} must be below 2**63, got {value}")
+            settle(self, name, value)
 
 
 def report_migration(core: _core.Store) -> None:
@@ -194,6 +193,15 @@ class LmdbStore:
             LeaseLostError: `token` is no longer the invocation's lease token.
         """
         self._core.release(invocation, token)
+
+    def defer(self, invocation: bytes, token: int, until_ms: int) -> None:
+        """`release`, leaving the invocation unclaimable until `until_ms` (for one that cannot
+        go on now, e.g. its code diverged); the next claim is not a takeover.
+
+        Raises:
+            LeaseLostError: `token` is no longer the invocation's lease token.
+        """
+        self._core.defer(invocation, token, until_ms)
 
     def release_dead(self, invocation: bytes, token: int) -> None:
         """`release` for a holder known to be dead: the expired lease keeps its owner, so the

@@ -222,6 +222,14 @@ impl PyStore {
             .py_err()
     }
 
+    /// Release a lease, leaving the invocation unclaimable until `until_ms` (not a takeover).
+    fn defer(&self, py: Python<'_>, invocation: &[u8], token: u64, until_ms: u64) -> PyResult<()> {
+        let invocation = parse_id(invocation)?;
+        // A release is its own synced commit.
+        py.detach(|| self.inner.defer(&invocation, token, until_ms))
+            .py_err()
+    }
+
     /// Release the lease of a holder known to be dead: the next claim is a takeover.
     fn release_dead(&self, py: Python<'_>, invocation: &[u8], token: u64) -> PyResult<()> {
         let invocation = parse_id(invocation)?;

@@ -136,11 +136,17 @@ fn create_dbs(dir: &Path, env: &Env<WithoutTls>) -> Result<(Dbs, Option<u32>)> {
                     supported: FORMAT_VERSION,
                 }))
             }
-            Some(FORMAT_VERSION) => {}
+            Some(FORMAT_VERSION) | None => {}
             Some(1) => migrate::from_named_databases(opener, wtxn, main)?,
             // Format 2 has this layout; only its version changes, so that builds that cannot
             // read entries of kind 8 refuse the store instead of failing on a journal.
-            Some(_) | None => {}
+            Some(2) => {}
+            Some(other) => {
+                return Ok(CommitOrAbort::Abort(Error::CorruptStore {
+                    path: dir.to_path_buf(),
+                    detail: format!("format version record says {other}, which no build wrote"),
+                }))
+            }
         }
         if found != Some(FORMAT_VERSION) {
             meta.put(wtxn, META_FORMAT_VERSION, &FORMAT_VERSION.to_be_bytes())?;

@@ -78,17 +78,30 @@ impl Store {
     /// queued and can be claimed again at once. The lease is replaced by an ownerless, expired
     /// one with a fresh token, so later writes carrying `token` are fenced off.
     pub fn release(&self, inv: &[u8; 16], token: u64) -> Result<()> {
-        self.release_lease(inv, token, false)
+        self.release_lease(inv, token, false, 0)
+    }
+
+    /// Release the lease of `inv` as `release` does, but leave it unclaimable until
+    /// `until_ms`: for an invocation that cannot go on now (its code diverged), so workers do
+    /// not take it up again at once. The next claim is not a takeover.
+    pub fn defer(&self, inv: &[u8; 16], token: u64, until_ms: u64) -> Result<()> {
+        self.release_lease(inv, token, false, until_ms)
     }
 
     /// Release the lease of `inv` for a holder known to be dead: as `release`, but the expired
     /// lease keeps its owner, so the next claim is a takeover (`Claim::taken_over`) and its
     /// execution counts as a resumption.
     pub fn release_dead(&self, inv: &[u8; 16], token: u64) -> Result<()> {
-        self.release_lease(inv, token, true)
+        self.release_lease(inv, token, true, 0)
     }
 
-    fn release_lease(&self, inv: &[u8; 16], token: u64, holder_died: bool) -> Result<()> {
+    fn release_lease(
+        &self,
+        inv: &[u8; 16],
+        token: u64,
+        holder_died: bool,
+        until_ms: u64,
+    ) -> Result<()> {
         self.check_fork();
         self.write("releasing a lease", |h, txn| {
             let held = self.held(h.dbs.leases.get(txn, inv)?, inv, token)?;
@@ -98,7 +111,7 @@ impl Store {
                 .put(txn, COUNTER_LEASE_TOKEN, &fresh.to_be_bytes())?;
             let released = Lease {
                 owner: if holder_died { held.owner } else { Vec::new() },
-                expires_ms: 0,
+                expires_ms: until_ms,
                 token: fresh,
             };
             h.dbs.leases.put(txn, inv, &keys::encode_lease(&released))?;

@@ -180,6 +180,11 @@ fn a_lease_released_for_a_dead_holder_is_taken_over_and_fences_it_off() {
     );
     let next = store.claim(b"next", 60_000, 1).unwrap().unwrap();
     assert!(next.taken_over && next.invocation == inv(1));
+    // Deferred: unclaimable until then, and then not a takeover.
+    store.defer(&inv(1), next.token, 500).unwrap();
+    assert_eq!(store.claim(b"early", 60_000, 499).unwrap(), None);
+    let later = store.claim(b"later", 60_000, 500).unwrap().unwrap();
+    assert!(!later.taken_over);
 }
 
 #[test]
@@ -379,6 +384,16 @@ fn a_format_2_store_keeps_its_rows_and_takes_the_current_version() {
     assert_eq!(store.format_version().unwrap(), FORMAT_VERSION);
     assert_eq!(store.take_migration().map(|m| m.from), Some(2));
     assert_eq!(store.get(Table::Data, b"k").unwrap(), Some(b"v".to_vec()));
+}
+
+#[test]
+fn a_format_version_no_build_wrote_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    set_format_version(&open(&dir), 0);
+    match Store::open(dir.path(), options()) {
+        Err(Error::CorruptStore { detail, .. }) => assert!(detail.contains("says 0"), "{detail}"),
+        other => panic!("expected CorruptStore, got {:?}", other.err()),
+    }
 }
 
 #[test]
