@@ -345,25 +345,24 @@ class Pynenc:
         self.release_dead_leases()
         queued = set(self.store.queued())
         me = current_owner()
-        with _recovery_lock(Path(self.store.path())):
-            stranded = self._stranded()
-            # Every stranded inline invocation, roots and the children inside them, is adopted
-            # while no other recover() can look: one that looks next sees a live owner and
-            # leaves them alone. Queued ones are claimed atomically instead.
-            adopted = {
-                r.invocation_id: r.owner for r in stranded.values() if r.invocation_id not in queued
-            }
-            for invocation_id in adopted:
-                record = stranded[invocation_id]
-                record.owner = me
-                execute.store_record(self, record)
-            if adopted:
-                self.store.flush()
-        roots = [r for r in stranded.values() if r.parent_invocation_id not in stranded]
-        roots.sort(key=lambda r: r.created_at)
-        resumed: list[Invocation[Any]] = []
-        diverged: list[NonDeterminismError] = []
+        adopted: dict[bytes, str | None] = {}  # id -> the dead owner it had
         try:
+            with _recovery_lock(Path(self.store.path())):
+                stranded = self._stranded()
+                # Every stranded inline invocation, roots and the children inside them, is
+                # adopted while no other recover() can look: one that looks next sees a live
+                # owner and leaves them alone. Queued ones are claimed atomically instead.
+                for record in stranded.values():
+                    if record.invocation_id not in queued:
+                        adopted[record.invocation_id] = record.owner
+                        record.owner = me
+                        execute.store_record(self, record)
+                if adopted:
+                    self.store.flush()
+            roots = [r for r in stranded.values() if r.parent_invocation_id not in stranded]
+            roots.sort(key=lambda r: r.created_at)
+            resumed: list[Invocation[Any]] = []
+            diverged: list[NonDeterminismError] = []
             for root in roots:
                 # Resuming an earlier root may have finished this one (a retried inline child
                 # whose parent's record was not stored yet looks like a root of its own).
@@ -458,12 +457,14 @@ def _parse_id(invocation_id: str) -> bytes:
 
 
 def _is_function(obj: object) -> bool:
-    """Whether a task can be made from `obj`: something callable that is not a class and has a
-    module and qualified name (a function, also one wrapped by `functools.cache` or by any
-    decorator that keeps them)."""
+    """Whether a task can be made from `obj`: a function of Python code, also one wrapped by a
+    decorator that keeps its module and qualified name (e.g. `functools.wraps`); not a class, a
+    task, a bound method or a builtin."""
     return (
         callable(obj)
-        and not isinstance(obj, type)
+        and not isinstance(obj, type | Task)
+        and not inspect.ismethod(obj)  # instances would share one task id
+        and not inspect.isbuiltin(obj)
         and isinstance(getattr(obj, "__qualname__", None), str)
         and isinstance(getattr(obj, "__module__", None), str)
     )

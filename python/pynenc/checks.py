@@ -29,10 +29,13 @@ def whole(name: str, value: object, *, least: int, hint: str = "") -> int:
 def seconds(name: str, value: object, *, positive: bool) -> float:
     """`value` as a finite `float` of seconds, > 0 when `positive`, else >= 0."""
     number = None
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        number = float(value)
-    elif hasattr(type(value), "__index__") and not isinstance(value, bool):
-        number = float(operator.index(value))  # type: ignore[arg-type]
+    try:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            number = float(value)
+        elif hasattr(type(value), "__index__") and not isinstance(value, bool):
+            number = float(operator.index(value))  # type: ignore[arg-type]
+    except (OverflowError, TypeError, ValueError):
+        number = None
     if number is not None and math.isfinite(number) and (number > 0 if positive else number >= 0):
         return number
     least = "positive" if positive else "at least 0"
@@ -40,7 +43,16 @@ def seconds(name: str, value: object, *, positive: bool) -> float:
 
 
 def switch(name: str, value: object) -> bool:
-    """`value` as a `bool` (True/False, 1/0, or a numpy bool)."""
-    if not isinstance(value, str | bytes) and value in (True, False):
+    """`value` as a `bool`: True/False, a numpy bool, or an integer 1/0."""
+    if isinstance(value, bool):
+        return value
+    kind = type(value)
+    if kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_"):  # numpy.bool_
         return bool(value)
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        number = None
+    if number in (0, 1):
+        return bool(number)
     raise InvalidArgumentError(f"{name} must be True or False, got {value!r}")

@@ -29,6 +29,7 @@ from pynenc.errors import (
     LeaseLostError,
     NonDeterminismError,
     PayloadTooLargeError,
+    PynencError,
 )
 from pynenc.invocation import (
     ErrorInfo,
@@ -313,6 +314,15 @@ def run_claimed(app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bo
         with contextlib.suppress(LeaseLostError):  # taken over meanwhile: nothing to give
             app.store.defer(invocation_id, token, now_ms() + keeper.lease_ms)
         raise
+    except LeaseLostError:
+        raise  # another worker holds it now
+    except BaseException:
+        # The engine failed here (an unknown task, a store error, an interrupt): give it back
+        # at once, so another process can run it while this one lives.
+        keeper.drop(invocation_id)
+        with contextlib.suppress(PynencError):
+            app.store.release(invocation_id, token)
+        raise
     finally:
         keeper.drop(invocation_id)
 
@@ -409,23 +419,29 @@ def side_effect(ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
 
 def _encode_error(error: ErrorInfo, name: str, limit: int) -> bytes:
     """A side effect's error as recorded: whole when it fits in `limit`, else with its message
-    (its only argument then) and traceback cut to fit, so it is recorded either way and still
-    raised as its own type."""
+    (its only argument then) and traceback cut until it fits, so it is recorded either way and
+    still raised as its own type."""
     what = f"error of side effect {name!r}"
     try:
         return codec.encode(error.to_wire(), what=what, limit=limit)
     except PayloadTooLargeError:
         pass
-    keep = max(0, limit // 4 - 64)
-    message = error.message[:keep]
-    cut = ErrorInfo(
-        error.type_name,
-        error.module,
-        message,
-        codec.encode([message], what=what, limit=limit),
-        f"(cut to fit max_payload_bytes)\n{error.traceback_text[-keep:] if keep else ''}",
-    )
-    return codec.encode(cut.to_wire(), what=what, limit=max(limit, 1024))
+    keep = len(error.message) + len(error.traceback_text)
+    while True:
+        keep //= 2
+        message = error.message[:keep]
+        tail = error.traceback_text[-keep:] if keep else ""
+        cut = ErrorInfo(
+            error.type_name,
+            error.module,
+            message,
+            codec.encode([message], what=what, limit=1 << 62),
+            f"(cut to fit max_payload_bytes)\n{tail}",
+        )
+        try:
+            return codec.encode(cut.to_wire(), what=what, limit=limit if keep else 1 << 62)
+        except PayloadTooLargeError:
+            continue
 
 
 def _side_effect_error(name: str, data: bytes) -> BaseException:

@@ -34,6 +34,7 @@ class LeaseKeeper:
         self._store = store
         self.lease_ms = int(lease_seconds * 1000)
         self._held: dict[bytes, int] = {}
+        self._holders: dict[bytes, int] = {}  # invocation id -> ident of the thread holding it
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -42,6 +43,7 @@ class LeaseKeeper:
         """Keep renewing this lease until `drop`."""
         with self._lock:
             self._held[invocation_id] = token
+            self._holders[invocation_id] = threading.get_ident()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._renew_forever, name="pynenc-lease-keeper", daemon=True
@@ -52,11 +54,17 @@ class LeaseKeeper:
         """Stop renewing this lease."""
         with self._lock:
             self._held.pop(invocation_id, None)
+            self._holders.pop(invocation_id, None)
 
     def held(self) -> dict[bytes, int]:
         """The leases held now: invocation id → token."""
         with self._lock:
             return dict(self._held)
+
+    def held_by(self, threads: set[int]) -> dict[bytes, int]:
+        """The leases held now by these threads (by `threading.get_ident()`)."""
+        with self._lock:
+            return {i: t for i, t in self._held.items() if self._holders.get(i) in threads}
 
     def _renew_forever(self) -> None:
         while True:

@@ -61,6 +61,7 @@ class Worker:
         self.idle_poll_seconds = idle_poll_seconds
         self._stopping = threading.Event()
         self._running: dict[bytes, int] = {}
+        self._threads: set[int] = set()
         self._lock = threading.Lock()
         self.completed = 0
 
@@ -88,6 +89,7 @@ class Worker:
         ]
         for t in threads:
             t.start()
+        self._threads = {t.ident for t in threads if t.ident is not None}
         last_sweep = 0.0
         while not self._stopping.wait(0.2):
             if time.monotonic() - last_sweep > 1.0:
@@ -182,8 +184,9 @@ class Worker:
     def _release_unfinished(self) -> None:
         with self._lock:
             unfinished = dict(self._running)
-        # Children claimed by a parent waiting on them are held by the lease keeper too.
-        unfinished |= self.app._lease_keeper().held()
+        # Children its threads claimed while a parent waited on them are held by the lease
+        # keeper (shared by every worker and recovery of this process: only its own count).
+        unfinished |= self.app._lease_keeper().held_by(self._threads)
         for invocation_id, token in unfinished.items():
             log.warning(
                 "[invocation %s] still running after the grace period: lease released",
