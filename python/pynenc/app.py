@@ -214,11 +214,7 @@ class Pynenc:
             if record is not None and record.status.finished:
                 return record
             if inside_task and self.config.execution == "queued":
-                claim = self.store.claim_invocation(
-                    invocation_id, current_owner().encode(), self._lease_keeper().lease_ms, now_ms()
-                )
-                if claim is not None:
-                    execute.run_claimed(self, invocation_id, claim[1], taken_over=claim[3])
+                if execute.claim_and_run(self, invocation_id):
                     continue
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(
@@ -372,17 +368,8 @@ class Pynenc:
                 record = current
                 try:
                     if record.invocation_id in queued:
-                        claim = self.store.claim_invocation(
-                            record.invocation_id,
-                            me.encode(),
-                            self._lease_keeper().lease_ms,
-                            now_ms(),
-                        )
-                        if claim is None:
+                        if not execute.claim_and_run(self, record.invocation_id):
                             continue  # a worker got there first
-                        execute.run_claimed(
-                            self, record.invocation_id, claim[1], taken_over=claim[3]
-                        )
                     else:
                         execute.run(self, record)
                 except NonDeterminismError as exc:

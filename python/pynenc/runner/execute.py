@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from pynenc.app import Pynenc
 
 __all__ = [
+    "claim_and_run",
     "dispatch_child",
     "encode_arguments",
     "new_record",
@@ -298,33 +299,44 @@ def run_claimed(app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bo
     """Run a queued invocation this process has just claimed, renewing its lease meanwhile.
     `taken_over` (from the claim): its last holder died with it, so this run resumes it."""
     fence = (invocation_id, token)
-    record = app._load_record(invocation_id)
-    if record is None or record.status.finished:
-        app.store.complete(invocation_id, fence)  # finished (or never stored): off the queue
-        app.store.flush()
-        return
     keeper = app._lease_keeper()
     keeper.hold(invocation_id, token)
     try:
+        record = app._load_record(invocation_id)
+        if record is None or record.status.finished:
+            app.store.complete(invocation_id, fence)  # finished (or never stored): off the queue
+            app.store.flush()
+            return
         run(app, record, fence_token=token, taken_over=taken_over)
-    except NonDeterminismError:
-        # It cannot go on until its code is fixed: given back, but not claimable for a lease
-        # time, so workers do not spin on it; whoever claims it next is not taking it over.
-        keeper.drop(invocation_id)
-        with contextlib.suppress(LeaseLostError):  # taken over meanwhile: nothing to give
-            app.store.defer(invocation_id, token, now_ms() + keeper.lease_ms)
-        raise
     except LeaseLostError:
         raise  # another worker holds it now
-    except BaseException:
-        # The engine failed here (an unknown task, a store error, an interrupt): give it back
-        # at once, so another process can run it while this one lives.
+    except BaseException as exc:
+        # Given back, so another process can run it while this one lives: at once when the
+        # engine failed here (an unknown task, a store error, an interrupt); after a lease
+        # time when its code diverged, so workers do not spin on it until it is fixed.
+        # Either way whoever claims it next is not taking it over.
         keeper.drop(invocation_id)
-        with contextlib.suppress(PynencError):
-            app.store.release(invocation_id, token)
+        with contextlib.suppress(PynencError):  # taken over meanwhile: nothing to give back
+            if isinstance(exc, NonDeterminismError):
+                app.store.defer(invocation_id, token, now_ms() + keeper.lease_ms)
+            else:
+                app.store.release(invocation_id, token)
         raise
     finally:
         keeper.drop(invocation_id)
+
+
+def claim_and_run(app: Pynenc, invocation_id: bytes) -> bool:
+    """Claim this queued invocation for this process and run it, if no live lease holds it.
+    Returns whether it was claimed."""
+    keeper = app._lease_keeper()
+    claim = app.store.claim_invocation(
+        invocation_id, current_owner().encode(), keeper.lease_ms, now_ms()
+    )
+    if claim is None:
+        return False
+    run_claimed(app, invocation_id, claim[1], taken_over=claim[3])
+    return True
 
 
 _crash_target: list[str | None] = []
@@ -395,6 +407,7 @@ def side_effect(ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
         if execution.volatile_pending:
             execution.flush()
         limit = ctx.app.config.max_payload_bytes
+        cause: Exception | None = None
         try:
             value = fn()
             recorded = (
@@ -403,13 +416,12 @@ def side_effect(ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
             )
         except ENGINE_ERRORS:
             raise
-        except Exception as exc:  # what it raised is the side effect's outcome
-            recorded = (_encode_error(ErrorInfo.capture(exc), name, limit), True)
-            execution.side_effect_record(name, *recorded)
-            execution.flush()
-            raise _side_effect_error(name, recorded[0]) from exc
+        except Exception as exc:  # noqa: BLE001 - what it raised is the side effect's outcome
+            recorded, cause = (_encode_error(ErrorInfo.capture(exc), name, limit), True), exc
         execution.side_effect_record(name, *recorded)
         execution.flush()
+        if cause is not None:
+            raise _side_effect_error(name, recorded[0]) from cause
     data, failed = recorded
     if failed:
         raise _side_effect_error(name, data)

@@ -169,8 +169,8 @@ class Worker:
                 self.app._lease_keeper().lease_ms / 1000,
             )
         except Exception:
+            # `run_claimed` has given the lease back.
             log.exception("[invocation %s] [workflow %s] engine failure", ident, workflow)
-            self._release(invocation_id, token)
         finally:
             with self._lock:
                 self._running.pop(invocation_id, None)
