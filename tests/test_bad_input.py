@@ -32,7 +32,7 @@ def stored_invocations(app: Pynenc) -> int:
 def test_unencodable_arguments_are_refused_before_any_write(app: Pynenc, bad: Any) -> None:
     ran: list[int] = []
 
-    @app.task
+    @app.task(name="test_bad_input.job")
     def job(order: Any, qty: int = 1) -> int:
         ran.append(qty)
         return qty
@@ -46,11 +46,11 @@ def test_unencodable_arguments_are_refused_before_any_write(app: Pynenc, bad: An
 def test_an_open_file_in_a_child_call_is_refused_before_any_write(
     app: Pynenc, tmp_path: Path
 ) -> None:
-    @app.task
+    @app.task(name="test_bad_input.child")
     def child(handle: Any) -> None:
         return None
 
-    @app.task
+    @app.task(name="test_bad_input.parent")
     def parent() -> str:
         with open(tmp_path / "f.txt", "w") as handle:
             try:
@@ -65,7 +65,7 @@ def test_an_open_file_in_a_child_call_is_refused_before_any_write(
 
 
 def test_wf_outside_a_task_is_a_membership_error(app: Pynenc) -> None:
-    @app.task
+    @app.task(name="test_bad_input.job")
     def job() -> float:
         return job.wf.random()
 
@@ -77,7 +77,7 @@ def test_wf_outside_a_task_is_a_membership_error(app: Pynenc) -> None:
 def test_payload_over_the_limit_is_refused_and_one_under_round_trips(store_url: str) -> None:
     app = Pynenc(store=store_url, sync=False, max_payload_bytes=1 << 20)
 
-    @app.task
+    @app.task(name="test_bad_input.echo")
     def echo(blob: bytes) -> bytes:
         return blob
 
@@ -89,7 +89,7 @@ def test_payload_over_the_limit_is_refused_and_one_under_round_trips(store_url: 
 
 
 def test_default_limit_is_16_mib(app: Pynenc) -> None:
-    @app.task
+    @app.task(name="test_bad_input.size")
     def size(blob: bytes) -> int:
         return len(blob)
 
@@ -101,7 +101,7 @@ def test_default_limit_is_16_mib(app: Pynenc) -> None:
 def test_oversized_result_fails_the_task_not_the_store(store_url: str) -> None:
     app = Pynenc(store=store_url, sync=False, max_payload_bytes=1024)
 
-    @app.task
+    @app.task(name="test_bad_input.big")
     def big() -> bytes:
         return b"y" * 4096
 
@@ -110,7 +110,7 @@ def test_oversized_result_fails_the_task_not_the_store(store_url: str) -> None:
 
 
 def test_unencodable_data_and_side_effect_values_name_the_key(app: Pynenc) -> None:
-    @app.task
+    @app.task(name="test_bad_input.job")
     def job() -> list[str]:
         errors = []
         for action in (
@@ -130,7 +130,7 @@ def test_unencodable_data_and_side_effect_values_name_the_key(app: Pynenc) -> No
 def test_a_data_key_too_long_for_the_store_is_refused_and_not_written(app: Pynenc) -> None:
     longest = "k" * 494  # the store's 510-byte keys, less the 16-byte workflow id
 
-    @app.task
+    @app.task(name="test_bad_input.job")
     def job() -> str:
         job.wf.set_data(longest, 1)
         with pytest.raises(InvalidArgumentError, match="longest accepted is 494"):
@@ -144,7 +144,7 @@ def test_a_data_key_too_long_for_the_store_is_refused_and_not_written(app: Pynen
 
 
 def test_foreign_cbor_tags_in_the_store_are_refused(app: Pynenc) -> None:
-    @app.task
+    @app.task(name="test_bad_input.job")
     def job() -> str:
         job.wf.set_data("k", "v")
         return job.workflow.workflow_id
@@ -229,7 +229,7 @@ def test_bad_task_options_are_refused_at_decoration(
 def test_one_exception_class_is_a_retry_for_of_one(app: Pynenc) -> None:
     attempts: list[int] = []
 
-    @app.task(retry_for=TimeoutError, max_retries=1)
+    @app.task(name="test_bad_input.flaky", retry_for=TimeoutError, max_retries=1)
     def flaky() -> int:
         attempts.append(1)
         if len(attempts) == 1:
@@ -295,7 +295,7 @@ def test_wrong_kinds_of_input_to_the_app_and_wf_are_refused_with_what_to_do(app:
     def plain() -> int:
         return 1
 
-    @app.task
+    @app.task(name="test_bad_input.parent")
     def parent() -> str:
         try:
             parent.wf.execute_task(plain)  # type: ignore[arg-type]
@@ -305,7 +305,7 @@ def test_wrong_kinds_of_input_to_the_app_and_wf_are_refused_with_what_to_do(app:
 
     assert "decorated with @app.task" in parent().result
 
-    @app.task
+    @app.task(name="test_bad_input.effects")
     def effects() -> list[str]:
         refused = []
         for name, fn in ((5, plain), ("charge", 5)):
@@ -364,7 +364,7 @@ def test_settings_take_any_integer_type_and_an_empty_variable_is_unset(
     assert (options.map_size, options.sync) == (1 << 20, False)
     assert Worker(app, concurrency=Index(2)).concurrency == 2  # type: ignore[arg-type]
 
-    @app.task(max_retries=Index(2))  # type: ignore[call-overload]
+    @app.task(name="test_bad_input.job", max_retries=Index(2))  # type: ignore[call-overload]
     def job() -> int:
         return 1
 
@@ -379,7 +379,7 @@ def test_a_function_wrapped_by_a_decorator_can_be_a_task_and_others_cannot(app: 
 
         return wrapper
 
-    @app.task
+    @app.task(name="test_bad_input.square")
     @logged
     def square(x: int) -> int:
         return x * x
@@ -390,7 +390,8 @@ def test_a_function_wrapped_by_a_decorator_can_be_a_task_and_others_cannot(app: 
         return 3 * x
 
     # Taken too, though its replays diverge once the cache skips the body (semantics.md).
-    assert app.task(functools.cache(triple)).task_id.endswith(".triple")
+    cached = app.task(name="test_bad_input.triple")(functools.cache(triple))
+    assert cached.task_id == "test_bad_input.triple"
 
     class Counter:
         def bump(self) -> int:
@@ -410,7 +411,7 @@ def test_a_side_effect_error_of_any_text_is_recorded_within_the_limit(
     def fail() -> None:
         raise ValueError(message)
 
-    @app.task
+    @app.task(name="test_bad_input.job")
     def job() -> str:
         try:
             job.wf.side_effect("call", fail)

@@ -79,7 +79,7 @@ def same(a: Any, b: Any) -> bool:
 def test_set_get_replay_and_outside_reads_agree(value: Any) -> None:
     app = Pynenc(store=f"lmdb://{tempfile.mkdtemp()}/s", sync=False)
 
-    @app.task
+    @app.task(name="test_data_codec.job")
     def job(v: Any) -> dict[str, Any]:
         job.wf.set_data("k", v)
         return {"read": job.wf.get_data("k"), "wf": job.workflow.workflow_id}
@@ -96,7 +96,7 @@ def test_set_get_replay_and_outside_reads_agree(value: Any) -> None:
 def test_values_written_by_the_python_codec_read_back_in_tasks(value: Any) -> None:
     app = Pynenc(store=f"lmdb://{tempfile.mkdtemp()}/s", sync=False)
 
-    @app.task
+    @app.task(name="test_data_codec.writer")
     def writer() -> str:
         return writer.workflow.workflow_id
 
@@ -115,7 +115,7 @@ def test_scalar_bytes_are_the_codecs_bytes(value: Any) -> None:
     """One value, one encoding: what set_data stores is exactly what pynenc.codec writes."""
     app = Pynenc(store=f"lmdb://{tempfile.mkdtemp()}/s", sync=False)
 
-    @app.task
+    @app.task(name="test_data_codec.job")
     def job(v: Any) -> str:
         job.wf.set_data("k", v)
         return job.workflow.workflow_id

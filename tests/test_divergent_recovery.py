@@ -63,7 +63,7 @@ def test_an_uncaught_side_effect_exception_fails_the_task_identically_on_replay(
         calls.append(1)
         raise ConnectionError("gateway down", 503)
 
-    @app.task
+    @app.task(name="test_divergent_recovery.pay")
     def pay() -> int:
         return pay.wf.side_effect("call", call_gateway)
 
@@ -80,7 +80,7 @@ def test_an_uncaught_side_effect_exception_fails_the_task_identically_on_replay(
 
 
 def test_an_unstorable_side_effect_value_is_recorded_as_its_error(app: Pynenc) -> None:
-    @app.task
+    @app.task(name="test_divergent_recovery.probe")
     def probe() -> str:
         try:
             probe.wf.side_effect("handle", object)
@@ -101,7 +101,7 @@ def test_resumed_code_that_does_less_than_it_recorded_diverges_and_is_never_park
     # More divergent recoveries than max_recoveries (2): none counts as a death.
     for _ in range(3):
         diverged = output(run(tmp_path, "recover", changed=True))["diverged"]
-        assert "execute_task(__main__.charge" in diverged and "the task to return" in diverged
+        assert "execute_task(divergent.charge" in diverged and "the task to return" in diverged
         assert output(run(tmp_path, "state")) == {"shrinking": "running"}
     [(_, result)] = output(run(tmp_path, "recover"))["resumed"]
     assert result == "charged"

@@ -191,11 +191,11 @@ def test_recorded_digests_are_the_documented_hashes(app: Pynenc) -> None:
     """journal-format.md §4: a dispatch records BLAKE2b-128 of the codec bytes of
     `[args, kwargs]`; a data write records the first 16 bytes of BLAKE3 of the value's."""
 
-    @app.task
+    @app.task(name="test_journal_reader.charge")
     def charge(order: str, *, cents: int) -> int:
         return cents
 
-    @app.task
+    @app.task(name="test_journal_reader.flow")
     def flow() -> None:
         charge("o-1", cents=250).result  # the dispatch is what is recorded
         flow.wf.set_data("status", {"paid": True})

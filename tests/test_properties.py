@@ -39,7 +39,7 @@ def fresh_app() -> Iterator[tuple[Pynenc, Any, list[int]]]:
     child_runs: list[int] = []
     crash = {"at": -1, "fd": -1, "inside_side_effect": False}
 
-    @app.task
+    @app.task(name="test_properties.child")
     def child(x: int) -> dict[str, Any]:
         child_runs.append(x)
         return {"x": x, "r": child.wf.random()}
@@ -48,7 +48,7 @@ def fresh_app() -> Iterator[tuple[Pynenc, Any, list[int]]]:
         if crash["fd"] >= 0:
             os.write(crash["fd"], (json.dumps(value) + "\n").encode())
 
-    @app.task
+    @app.task(name="test_properties.program")
     def program(ops: list[list[Any]]) -> list[Any]:
         wf = program.wf
         out: list[Any] = []

@@ -10,12 +10,12 @@ from pynenc import NonDeterminismError, Pynenc
 
 
 def make_app(app: Pynenc, mode: dict[str, Any], runs: list[str]) -> Any:
-    @app.task
+    @app.task(name="test_replay.child")
     def child(x: int) -> dict[str, Any]:
         runs.append("child")
         return {"x": x, "id": child.wf.uuid()}
 
-    @app.task
+    @app.task(name="test_replay.parent")
     def parent(n: int) -> dict[str, Any]:
         first = parent.wf.uuid() if mode["uuid_first"] else parent.wf.random()
         kid = parent.wf.execute_task(child, n + mode["offset"]).result
@@ -70,7 +70,7 @@ def test_uuid_where_random_was_diverges(app: Pynenc) -> None:
 def test_divergence_cannot_be_swallowed_by_the_task(app: Pynenc) -> None:
     mode = {"swallow": False, "extra": False}
 
-    @app.task
+    @app.task(name="test_replay.sloppy")
     def sloppy() -> str:
         try:
             value = sloppy.wf.uuid() if mode["extra"] else sloppy.wf.random()
@@ -87,7 +87,7 @@ def test_divergence_cannot_be_swallowed_by_the_task(app: Pynenc) -> None:
 def test_replay_of_a_longer_or_shorter_program_diverges(app: Pynenc) -> None:
     n = {"ops": 3}
 
-    @app.task
+    @app.task(name="test_replay.counter")
     def counter() -> list[float]:
         return [counter.wf.random() for _ in range(n["ops"])]
 
@@ -103,11 +103,11 @@ def test_replay_of_a_longer_or_shorter_program_diverges(app: Pynenc) -> None:
 
 
 def test_failed_workflow_replays_its_exception(app: Pynenc) -> None:
-    @app.task
+    @app.task(name="test_replay.boom")
     def boom(x: int) -> int:
         raise ValueError(f"bad {x}")
 
-    @app.task
+    @app.task(name="test_replay.outer")
     def outer() -> str:
         try:
             return str(outer.wf.execute_task(boom, 5).result)

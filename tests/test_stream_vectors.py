@@ -25,7 +25,7 @@ def keystream(invocation: bytes, attempt: int, stream: str, n_bytes: int) -> byt
 def test_wf_values_match_an_independent_implementation(tmp_path: Path) -> None:
     app = Pynenc(store=f"lmdb://{tmp_path}/s", sync=False)
 
-    @app.task
+    @app.task(name="test_stream_vectors.draws")
     def draws() -> dict[str, list]:
         return {
             "r": [draws.wf.random() for _ in range(5)],

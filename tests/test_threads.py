@@ -13,11 +13,11 @@ def test_threads_run_workflows_side_by_side_and_share_commits(store_url: str) ->
     # add one whenever a thread waits 5 ms for the GIL with writes staged.
     app = Pynenc("test", store=store_url, sync=False, flush_interval_ms=0)
 
-    @app.task
+    @app.task(name="test_threads.child")
     def child(n: int) -> dict[str, Any]:
         return {"n": n, "id": child.wf.uuid()}
 
-    @app.task
+    @app.task(name="test_threads.workflow")
     def workflow(k: int) -> list[dict[str, Any]]:
         out = []
         for n in range(20):

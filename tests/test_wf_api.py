@@ -17,7 +17,7 @@ from pynenc import InvalidArgumentError, Pynenc
 
 
 def test_rng_methods_replay_identically(app: Pynenc) -> None:
-    @app.task
+    @app.task(name="test_wf_api.draw")
     def draw() -> dict[str, Any]:
         rng = draw.wf.rng()
         deck = list(range(10))
@@ -40,7 +40,7 @@ def test_rng_methods_replay_identically(app: Pynenc) -> None:
 
 
 def test_rng_cannot_be_reseeded(app: Pynenc) -> None:
-    @app.task
+    @app.task(name="test_wf_api.reseed")
     def reseed() -> str:
         try:
             reseed.wf.rng().seed(42)
@@ -52,7 +52,7 @@ def test_rng_cannot_be_reseeded(app: Pynenc) -> None:
 
 
 def test_rng_refuses_a_negative_bit_count_with_the_projects_error(app: Pynenc) -> None:
-    @app.task
+    @app.task(name="test_wf_api.bits")
     def bits() -> str:
         try:
             bits.wf.rng().getrandbits(-1)
@@ -64,11 +64,11 @@ def test_rng_refuses_a_negative_bit_count_with_the_projects_error(app: Pynenc) -
 
 
 def test_journal_shows_what_was_recorded(app: Pynenc) -> None:
-    @app.task
+    @app.task(name="test_wf_api.child")
     def child() -> int:
         return 1
 
-    @app.task
+    @app.task(name="test_wf_api.job")
     def job() -> dict[str, Any]:
         return {
             "r": job.wf.random(),
@@ -101,7 +101,7 @@ def test_journal_shows_what_was_recorded(app: Pynenc) -> None:
 
 
 def test_time_is_real_and_strictly_increasing(app: Pynenc) -> None:
-    @app.task
+    @app.task(name="test_wf_api.clock")
     def clock() -> list[datetime]:
         return [clock.wf.utc_now() for _ in range(200)]
 
@@ -113,7 +113,7 @@ def test_time_is_real_and_strictly_increasing(app: Pynenc) -> None:
 
 
 def test_membership_and_identity(app: Pynenc) -> None:
-    @app.task(force_new_workflow=True)
+    @app.task(name="test_wf_api.sub", force_new_workflow=True)
     def sub() -> dict[str, Any]:
         return {
             "wf": sub.workflow.workflow_id,
@@ -121,11 +121,11 @@ def test_membership_and_identity(app: Pynenc) -> None:
             "type": sub.workflow.workflow_type,
         }
 
-    @app.task
+    @app.task(name="test_wf_api.joiner")
     def joiner() -> str:
         return joiner.workflow.workflow_id
 
-    @app.task
+    @app.task(name="test_wf_api.top")
     def top() -> dict[str, Any]:
         direct = joiner()  # a direct call inside a task behaves like execute_task
         return {

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib
 import inspect
 import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -20,6 +19,7 @@ from pynenc.config import PynencConfig
 from pynenc.errors import InvalidArgumentError, LeaseLostError, NonDeterminismError
 from pynenc.invocation import Invocation, InvocationRecord, InvocationStatus
 from pynenc.journal import JournalEntry, decode_ops
+from pynenc.registry import TaskRegistry, check_modules, check_name
 from pynenc.runner import execute
 from pynenc.runner.leases import LeaseKeeper, now_ms
 from pynenc.runner.owner import current_owner, owner_is_dead
@@ -51,6 +51,9 @@ class Pynenc:
             failed (default 5).
         flush_interval_ms: Longest a write waits for its task's next flush before the store
             commits it in the background (default 5; 0: never in the background).
+        include: Modules that define the app's tasks (dotted names), imported the first time
+            the app looks up a task id it has not registered (a worker or a recovering process
+            meeting a stored invocation), so that it finds them without importing them first.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class Pynenc:
         lease_seconds: float | None = None,
         max_recoveries: int | None = None,
         flush_interval_ms: int | None = None,
+        include: Iterable[str] | None = None,
     ) -> None:
         self.config = PynencConfig.resolve(
             app_id,
@@ -75,12 +79,9 @@ class Pynenc:
             max_recoveries,
             flush_interval_ms,
         )
-        self._tasks: dict[str, Task[..., Any]] = {}
+        self._registry = TaskRegistry(self.config.app_id, check_modules("include=", include))
         self._store: Store | None = None
         self._keeper: LeaseKeeper | None = None
-        #: The module the app was loaded from by `pynenc --app`: tasks a script registered
-        #: as `__main__.X` are found there as `MODULE.X`.
-        self._main_module: str | None = None
 
     def __repr__(self) -> str:
         return f"Pynenc({self.config.app_id!r}, store={self.config.store!r})"
@@ -110,6 +111,7 @@ class Pynenc:
     def task(
         self,
         *,
+        name: str | None = None,
         force_new_workflow: bool = False,
         max_retries: int = 0,
         retry_for: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
@@ -122,6 +124,7 @@ class Pynenc:
         func: Callable[P, R] | None = None,
         /,
         *,
+        name: str | None = None,
         force_new_workflow: bool = False,
         max_retries: int = 0,
         retry_for: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
@@ -129,9 +132,15 @@ class Pynenc:
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register a function as a task; use as `@app.task` or `@app.task(**options)`.
 
-        Options are those of `TaskOptions` (`force_new_workflow`, `max_retries`, `retry_for`,
-        `retry_backoff`).
+        `name` is the task's id (stored with every invocation); without it the id is
+        `module.qualname`. Other options are those of `TaskOptions` (`force_new_workflow`,
+        `max_retries`, `retry_for`, `retry_backoff`).
+
+        Raises:
+            InvalidArgumentError: Not a plain function; a lambda or nested function without a
+                `name`; or an id another function already has (both places are named).
         """
+        task_id = None if name is None else check_name(name)
         if isinstance(retry_for, list | set | frozenset):
             retry_for = tuple(retry_for)
         if isinstance(retry_for, type):
@@ -146,32 +155,19 @@ class Pynenc:
                     f"{f.__qualname__} is async: tasks are plain functions for now; call "
                     "asyncio.run(...) inside a plain task function instead"
                 )
-            t = Task(self, f, opts)
-            self._tasks[t.task_id] = t
-            return t
+            return self._registry.add(Task(self, f, opts, task_id))
 
         return register(func) if func is not None else register
 
     def get_task(self, task_id: str) -> Task[..., Any]:
-        """The task registered under `task_id`, importing its module if needed."""
-        found = self._tasks.get(task_id)
-        if found is not None:
-            return found
-        if task_id.startswith("__main__.") and self._main_module:
-            return self.get_task(f"{self._main_module}.{task_id.removeprefix('__main__.')}")
-        module = task_id
-        while "." in module:
-            module = module.rsplit(".", 1)[0]
-            try:
-                importlib.import_module(module)
-            except ImportError:
-                continue
-            if task_id in self._tasks:
-                return self._tasks[task_id]
-        raise InvalidArgumentError(
-            f"task {task_id!r} is not registered with app {self.config.app_id!r}: import the "
-            "module that defines it before running or recovering its invocations"
-        )
+        """The task registered under `task_id`. The id is only looked up, never imported: the
+        first miss imports the app's `include` modules, then looks again.
+
+        Raises:
+            InvalidArgumentError: No task has this id (the message says how to register it),
+                or an `include` module cannot be imported.
+        """
+        return self._registry.get(task_id)
 
     # -- running ---------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from pynenc._core import format_id
 from pynenc.app import Pynenc
 from pynenc.errors import InvalidArgumentError, PynencError
 from pynenc.invocation import InvocationStatus
+from pynenc.registry import check_modules
 from pynenc.store import store_path
 
 __all__ = ["load_app", "main", "show", "status"]
@@ -38,7 +39,7 @@ def load_app(spec: str) -> Pynenc:
     app = getattr(module, attr)
     if not isinstance(app, Pynenc):
         raise SystemExit(f"{spec} is not a Pynenc app (found {type(app).__name__})")
-    app._main_module = module_name
+    app._registry.app_module = module_name
     return app
 
 
@@ -100,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pynenc", description="pynenc-replay workers and tools")
     parser.add_argument("--app", required=True, help="the app to use, as MODULE:ATTR")
     parser.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="a module that defines tasks of the app, imported at start (repeatable)",
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         type=str.upper,
@@ -127,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         app = load_app(opts.app)
+        # The app's own `include` modules too: one that cannot be imported fails here, once.
+        app._registry.import_included(check_modules("--include", opts.include))
         if opts.command != "worker":
             path = store_path(app.config.store)
             if not (path / "data.mdb").exists():

@@ -142,6 +142,8 @@ class InvocationRecord:
     updated_at: float = field(default_factory=time.time)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     recoveries: int = 0
+    #: Claims by workers that did not know its task (parked after `max_recoveries`).
+    misses: int = 0
     _id_str: str = field(default="", repr=False, compare=False)
 
     @property
@@ -167,6 +169,7 @@ class InvocationRecord:
                 "task": self.task_id,
                 "error": None if self.error is None else self.error.to_wire(),
                 "owner": self.owner,
+                "misses": self.misses,
                 "parent": self.parent_invocation_id,
                 "result": self.result,
                 "status": _VALUE_OF[self.status],
@@ -200,6 +203,7 @@ class InvocationRecord:
                 updated_at=d["updated"],
                 attempts=d["attempts"],
                 recoveries=d.get("recoveries", 0),
+                misses=d.get("misses", 0),
             )
         except (cbor2.CBORDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
             raise CorruptEntryError(f"invocation record cannot be decoded: {exc}") from exc
@@ -237,7 +241,7 @@ class Invocation(Generic[R]):
 
     @property
     def task_id(self) -> str:
-        """The id (`module.qualname`) of the task this invocation calls."""
+        """The id of the task this invocation calls (its `name`, or `module.qualname`)."""
         return self._record.task_id
 
     @property

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from pynenc import checks
 from pynenc.errors import InvalidArgumentError, WorkflowMembershipError
+from pynenc.registry import definition_site, derive_task_id, is_script, script_module
 from pynenc.workflow.context import current_context
 
 if TYPE_CHECKING:
@@ -66,21 +67,34 @@ class TaskOptions:
             )
 
 
-def task_id_of(func: Callable[..., Any]) -> str:
-    """The id of the task made from `func`: `module.qualname`."""
-    return f"{func.__module__}.{func.__qualname__}"
-
-
 class Task(Generic[P, R]):
     """A function registered with an app. Calling it runs it durably and returns an
     `Invocation`; inside its body, `task.wf` gives the deterministic workflow operations.
     """
 
-    def __init__(self, app: Pynenc, func: Callable[P, R], options: TaskOptions) -> None:
+    def __init__(
+        self,
+        app: Pynenc,
+        func: Callable[P, R],
+        options: TaskOptions,
+        task_id: str | None = None,
+    ) -> None:
         self.app = app
         self.func = func
         self.options = options
-        self.task_id = task_id_of(func)
+        #: Its id: the explicit `name=`, else `module.qualname` (see `derive_task_id`).
+        self.task_id = derive_task_id(func) if task_id is None else task_id
+        #: Why no other process could import it, for a task of a script without an
+        #: importable name (`python -c`); None when it can be found.
+        self.unimportable: str | None = None
+        if is_script(func) and script_module(func) is None:
+            self.unimportable = (
+                f"task {self.task_id!r} ({definition_site(func)}) is defined in a program "
+                "that cannot be imported (python -c, the interactive prompt, or a file on no "
+                "sys.path entry under an importable name): no worker or other process can "
+                "find it. Move it into a module file (e.g. flow.py, run as python flow.py or "
+                "imported), or use execution='inline'"
+            )
         self._signature = inspect.signature(func)
         params = self._signature.parameters.values()
         # Calls of this many positional arguments need no binding to be valid (the hot path).

@@ -68,7 +68,10 @@ ENGINE_ERRORS = (NonDeterminismError, LeaseLostError)
 
 
 def encode_arguments(app: Pynenc, task: Task[..., Any], args: Any, kwargs: dict[str, Any]) -> bytes:
-    """Encode a call's arguments; raises `TypeError` naming the parameter before any write."""
+    """Encode a call's arguments; raises `TypeError` naming the parameter before any write
+    (and `InvalidArgumentError` for a queued call of a task no worker could import)."""
+    if task.unimportable is not None and app.config.execution == "queued":
+        raise InvalidArgumentError(task.unimportable)
     task.check_arguments(args, kwargs)
     try:
         return codec.encode(
@@ -276,19 +279,31 @@ def retry_delay(task: Task[..., Any], record: InvocationRecord) -> float:
     return float(task.options.retry_backoff * 2 ** (record.attempt - 1) * jitter)
 
 
-def _park(app: Pynenc, record: InvocationRecord, fence: tuple[bytes, int] | None) -> None:
+def _park(
+    app: Pynenc,
+    record: InvocationRecord,
+    fence: tuple[bytes, int] | None,
+    why: str | None = None,
+    *,
+    quiet: bool = False,
+) -> None:
     """Give up on poison work: record why, fail the invocation, take it off the queue."""
+    if why is None:
+        why = (
+            f"its process died while running it {record.recoveries} times "
+            f"(max_recoveries={app.config.max_recoveries})"
+        )
     reason = InvocationParkedError(
-        f"invocation {record.id_str} of {record.task_id} was parked: its process died while "
-        f"running it {record.recoveries} times (max_recoveries={app.config.max_recoveries}); "
-        "fix the cause, then call the task again"
+        f"invocation {record.id_str} of {record.task_id} was parked: {why}; fix the cause, "
+        "then call the task again"
     )
     record.status, record.result, record.error = (
         InvocationStatus.FAILED,
         None,
         ErrorInfo.capture(reason),
     )
-    log.error("%s", reason)
+    if not quiet:
+        log.error("%s", reason)
     store_record(app, record, fence)
     if fence is not None:
         app.store.complete(record.invocation_id, fence)
@@ -307,6 +322,7 @@ def run_claimed(app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bo
             app.store.complete(invocation_id, fence)  # finished (or never stored): off the queue
             app.store.flush()
             return
+        _check_task_known(app, record, fence)
         run(app, record, fence_token=token, taken_over=taken_over)
     except LeaseLostError:
         raise  # another worker holds it now
@@ -319,6 +335,9 @@ def run_claimed(app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bo
         with contextlib.suppress(PynencError):  # taken over meanwhile: nothing to give back
             if isinstance(exc, NonDeterminismError):
                 app.store.defer(invocation_id, token, now_ms() + keeper.lease_ms)
+            elif isinstance(exc, UnknownTaskError):
+                if exc.retry_seconds is not None:  # else parked: off the queue already
+                    app.store.defer(invocation_id, token, now_ms() + exc.retry_ms)
             else:
                 app.store.release(invocation_id, token)
         raise
@@ -326,9 +345,57 @@ def run_claimed(app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bo
         keeper.drop(invocation_id)
 
 
+class UnknownTaskError(InvalidArgumentError):
+    """A claimed invocation's task is not registered here: it was deferred for
+    `retry_seconds`, or parked (`retry_seconds` None)."""
+
+    def __init__(self, message: str, retry_seconds: float | None) -> None:
+        super().__init__(message)
+        self.retry_seconds = retry_seconds
+
+    @property
+    def retry_ms(self) -> int:
+        return int((self.retry_seconds or 0.0) * 1000)
+
+
+def _check_task_known(app: Pynenc, record: InvocationRecord, fence: tuple[bytes, int]) -> None:
+    """Raise `UnknownTaskError` unless the claimed invocation's task is registered. Each such
+    claim is counted in the record; the invocation waits 1, 2, 4 ... s (at most a lease time)
+    before it can be claimed again, and is parked once the count exceeds `max_recoveries`."""
+    try:
+        app.get_task(record.task_id)
+    except InvalidArgumentError as exc:
+        record.misses += 1
+        limit = app.config.max_recoveries
+        if record.misses > limit:
+            _park(
+                app,
+                record,
+                fence,
+                f"no process that claimed it knew task {record.task_id!r} "
+                f"({record.misses} claims, max_recoveries={limit})",
+                quiet=True,
+            )
+            raise UnknownTaskError(f"{exc}; parked after {record.misses} claims", None) from None
+        store_record(app, record, fence)
+        app.store.flush()
+        delay = min(float(2 ** (record.misses - 1)), app.config.lease_seconds)
+        raise UnknownTaskError(
+            f"{exc}; tried again in {delay:g} s (claim {record.misses}, parked after {limit + 1})",
+            delay,
+        ) from None
+
+
 def claim_and_run(app: Pynenc, invocation_id: bytes) -> bool:
-    """Claim this queued invocation for this process and run it, if no live lease holds it.
-    Returns whether it was claimed."""
+    """Claim this queued invocation for this process and run it, if no live lease holds it
+    and its task is registered here (else it is left to a worker that knows it). Returns
+    whether it was claimed."""
+    record = app._load_record(invocation_id)
+    if record is not None and app._registry.find(record.task_id) is None:
+        try:
+            app.get_task(record.task_id)
+        except InvalidArgumentError:
+            return False
     keeper = app._lease_keeper()
     claim = app.store.claim_invocation(
         invocation_id, current_owner().encode(), keeper.lease_ms, now_ms()

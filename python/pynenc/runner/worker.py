@@ -16,7 +16,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from pynenc import checks
-from pynenc.errors import LeaseLostError, NonDeterminismError, PynencError
+from pynenc.errors import InvalidArgumentError, LeaseLostError, NonDeterminismError, PynencError
 from pynenc.runner import execute
 from pynenc.runner.leases import now_ms
 from pynenc.runner.owner import current_owner
@@ -143,15 +143,20 @@ class Worker:
         record = self.app._load_record(invocation_id)
         workflow = record.workflow.workflow_id if record else "?"
         task = record.task_id if record else "?"
-        log.info(
-            "[invocation %s] [workflow %s] running %s (token %d)", ident, workflow, task, token
-        )
+        if record is None or self._knows(task):
+            # (An unknown task gets one line, below, once `run_claimed` has counted it.)
+            log.info(
+                "[invocation %s] [workflow %s] running %s (token %d)", ident, workflow, task, token
+            )
         with self._lock:
             self._running[invocation_id] = token
         try:
             execute.run_claimed(self.app, invocation_id, token, taken_over=taken_over)
             self.completed += 1
             log.info("[invocation %s] [workflow %s] finished", ident, workflow)
+        except execute.UnknownTaskError as exc:
+            # Deferred (or parked) by `run_claimed`: one line, never a traceback.
+            log.error("[invocation %s] [workflow %s] %s", ident, workflow, exc)
         except LeaseLostError:
             log.warning(
                 "[invocation %s] [workflow %s] lease lost: another worker owns it now",
@@ -174,6 +179,13 @@ class Worker:
         finally:
             with self._lock:
                 self._running.pop(invocation_id, None)
+
+    def _knows(self, task_id: str) -> bool:
+        try:
+            self.app.get_task(task_id)
+        except InvalidArgumentError:
+            return False
+        return True
 
     def _release(self, invocation_id: bytes, token: int) -> None:
         try:
