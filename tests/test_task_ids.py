@@ -437,3 +437,127 @@ def test_an_include_that_fails_to_import_is_named(store_url: str) -> None:
     app = Pynenc(store=store_url, include=["pynenc_no_such_module"])
     with pytest.raises(InvalidArgumentError, match="cannot import module 'pynenc_no_such_module'"):
         app.get_task("x.y")
+
+
+# -- stored data names no code -------------------------------------------------------------
+
+FORGE = """
+import json, os, signal, sys
+from pynenc import Pynenc
+from pynenc.invocation import ErrorInfo, InvocationRecord, InvocationStatus
+from pynenc.runner import execute
+
+app = Pynenc("forged", store="lmdb://./store")
+
+@app.task
+def boom():
+    boom.wf.random()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+@app.task
+def fine():
+    return 1
+
+@app.task
+def fails():
+    raise ValueError("v")
+
+def save(record):
+    execute.store_record(app, record)
+    app.store.flush()
+
+if sys.argv[1] == "finished":
+    ids = {}
+    done = fine()
+    done._record.task_id = "this.fine"
+    save(done._record)
+    ids["named_this"] = done.invocation_id
+    for label, exc in [("exit", SystemExit(42)), ("interrupt", KeyboardInterrupt()),
+                       ("zen", None), ("unloaded", None), ("value", ValueError("v", 2))]:
+        inv = fails()
+        record = inv._record
+        if exc is not None:
+            record.error = ErrorInfo.capture(exc)
+        elif label == "zen":
+            record.error = ErrorInfo("Zen", "this", "m", None, "tb")
+        else:  # an Exception class of a module the reader has not imported
+            record.error = ErrorInfo("Error", "wave", "bad wave", b"\\x81\\x63bad", "tb")
+        save(record)
+        ids[label] = inv.invocation_id
+    print(json.dumps(ids))
+else:
+    boom()
+"""
+
+READ = """
+import json, sys
+from pynenc import Pynenc, TaskError
+from pynenc.invocation import ErrorInfo
+
+app = Pynenc("forged", store="lmdb://./store")
+ids = json.loads(sys.argv[1])
+out = {}
+
+def attempt(label, action):
+    try:
+        out[label] = ["ok", repr(action())]
+    except BaseException as exc:
+        fields = [getattr(exc, a, None) for a in ("type_name", "message", "traceback_text")]
+        out[label] = [type(exc).__name__, str(exc), fields]
+
+attempt("recover", app.recover)
+attempt("replay", lambda: app.replay(ids["named_this"]))
+attempt("task", lambda: app.get_invocation(ids["named_this"]).task)
+for label in ("exit", "interrupt", "zen", "unloaded", "value"):
+    attempt(label, lambda: app.get_invocation(ids[label]).result)
+attempt("side_effect_error", lambda: ErrorInfo("Zen", "this", "m", None, "tb").to_exception())
+out["imported"] = [m for m in ("this", "wave") if m in sys.modules]
+print(json.dumps(out))
+"""
+
+
+def test_records_naming_modules_import_nothing_and_exits_come_back_as_task_errors(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "forge.py", FORGE)
+    write(tmp_path, "read.py", READ)
+    crashed = run(tmp_path, "forge.py", "crash")
+    assert crashed.returncode == -signal.SIGKILL
+    ids = last_json(run(tmp_path, "forge.py", "finished"))
+    # The crashed invocation's record now names a task of the module `this`.
+    rename = run(
+        tmp_path,
+        "-c",
+        textwrap.dedent(
+            """
+            from pynenc import Pynenc
+            from pynenc.runner import execute
+            app = Pynenc("forged", store="lmdb://./store")
+            [inv] = app.list_invocations(task_id="boom")
+            inv._record.task_id = "this.boom"
+            execute.store_record(app, inv._record)
+            app.store.flush()
+            """
+        ),
+    )
+    assert rename.returncode == 0, rename.stderr
+    proc = run(tmp_path, "read.py", json.dumps(ids))
+    assert ZEN not in proc.stdout + proc.stderr
+    out = last_json(proc)
+    assert out.pop("imported") == []
+    for label in ("recover", "replay", "task"):
+        kind, message, _ = out[label]
+        assert kind == "InvalidArgumentError", out[label]
+        assert "'this." in message and "include" in message and "never imported" in message
+    for label, name, message in [
+        ("exit", "builtins.SystemExit", "42"),
+        ("interrupt", "builtins.KeyboardInterrupt", ""),
+        ("zen", "this.Zen", "m"),
+        ("unloaded", "wave.Error", "bad wave"),
+    ]:
+        kind, _, (type_name, text, traceback_text) = out[label]
+        assert (kind, type_name, text) == ("TaskError", name, message), out[label]
+        assert traceback_text
+    assert "SystemExit: 42" in out["exit"][2][2]  # the original traceback
+    assert out["value"][:2] == ["ValueError", "('v', 2)"]  # imported and an Exception: itself
+    assert out["side_effect_error"][0] == "ok" and "TaskError" in out["side_effect_error"][1]

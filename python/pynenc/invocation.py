@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import builtins
 import enum
-import importlib
+import sys
 import time
 import traceback
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -76,9 +76,11 @@ class ErrorInfo:
         )
 
     def to_exception(self, raised_by: str = "the task") -> BaseException:
-        """The exception to raise: the original type when importable, else `TaskError`.
+        """The exception to raise: the original type when it is an `Exception` class this
+        process has already imported and it can be built from the stored arguments, else
+        `TaskError` (never `SystemExit` or `KeyboardInterrupt`; nothing is imported).
         `raised_by` names what raised it, in the note that carries the original traceback."""
-        exc_type = _import_exception_type(self.module, self.type_name)
+        exc_type = _loaded_exception_type(self.module, self.type_name)
         if exc_type is not None and self.args is not None:
             try:
                 exc = exc_type(*codec.decode(self.args))
@@ -89,7 +91,9 @@ class ErrorInfo:
                     f"raised by {raised_by}; original traceback:\n{self.traceback_text}"
                 ]
                 return exc
-        return TaskError(f"{self.module}.{self.type_name}", self.message, self.traceback_text)
+        return TaskError(
+            f"{self.module}.{self.type_name}", str(self.message), str(self.traceback_text)
+        )
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -112,14 +116,23 @@ def _dumps(record: dict[str, Any]) -> bytes:
     return fast if fast is not None else cbor2.dumps(record, canonical=True)
 
 
-def _import_exception_type(module: str, qualname: str) -> type[BaseException] | None:
-    try:
-        obj: Any = builtins if module == "builtins" else importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError):
+def _loaded_exception_type(module: object, qualname: object) -> type[Exception] | None:
+    """The `Exception` class `module.qualname`, if that module is already imported: stored data
+    never makes this process import anything. Looked up in the namespaces themselves, so no
+    module `__getattr__` or descriptor runs either."""
+    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
         return None
-    if isinstance(obj, type) and issubclass(obj, BaseException):
+    obj: Any = sys.modules.get(module)
+    if obj is None:
+        return None
+    for part in qualname.split("."):
+        namespace = getattr(obj, "__dict__", None)
+        if not isinstance(namespace, Mapping):
+            return None
+        obj = namespace.get(part)
+        if obj is None:
+            return None
+    if isinstance(obj, type) and issubclass(obj, Exception):
         return obj
     return None
 
