@@ -235,6 +235,35 @@ def test_a_script_task_is_found_by_a_program_that_imports_the_script(tmp_path: P
     assert last_json(run(tmp_path, "-c", by_path)) == result
 
 
+def test_an_id_stored_as_main_by_earlier_versions_is_still_found(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "legacy.py",
+        """
+        import json, sys
+        from pynenc import Pynenc
+        from pynenc.runner import execute
+
+        app = Pynenc("legacy", store="lmdb://./store")
+
+        @app.task
+        def job():
+            return job.wf.random()
+
+        if sys.argv[1] == "start":
+            inv = job()
+            inv._record.task_id = "__main__.job"  # as stored before ids were derived
+            execute.store_record(app, inv._record)
+            app.store.flush()
+            print(json.dumps([inv.invocation_id, inv.result]))
+        else:
+            print(json.dumps([app.replay(sys.argv[2])]))
+        """,
+    )
+    invocation_id, value = last_json(run(tmp_path, "legacy.py", "start"))
+    assert last_json(run(tmp_path, "legacy.py", "replay", invocation_id)) == [value]
+
+
 def test_a_task_of_a_program_without_a_file_is_refused_at_its_first_queued_call(
     tmp_path: Path,
 ) -> None:
