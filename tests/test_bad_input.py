@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -585,3 +586,69 @@ def test_a_bad_store_url_is_refused_when_the_app_is_made(tmp_path: Path, url: st
     with pytest.raises(InvalidArgumentError, match=r"store URL .*\(from Pynenc\(store=\.\.\.\)\)"):
         Pynenc(store=url)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- workflow data keys: a str of valid UTF-8 --------------------------------------------------
+
+BAD_KEYS = [5, None, b"order", "\ud800", "order:\udc80"]
+BAD_KEY_IDS = ["int", "None", "bytes", "lone-surrogate", "surrogate-inside"]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS, ids=BAD_KEY_IDS)
+@pytest.mark.parametrize("operation", ["set_data", "get_data"])
+def test_a_bad_data_key_is_refused_naming_it_and_nothing_is_written(
+    app: Pynenc, key: Any, operation: str
+) -> None:
+    @app.task
+    def job() -> str:
+        op = getattr(job.wf, operation)
+        with pytest.raises(InvalidArgumentError) as err:
+            op(key, "value") if operation == "set_data" else op(key)
+        job.wf.set_data("after", 1)  # the task goes on as if the call had not happened
+        return str(err.value)
+
+    invocation = job()
+    message = invocation.result
+    assert message.startswith("a workflow data key is a str of valid UTF-8, got ")
+    assert repr(key) in message, message
+    if isinstance(key, str):
+        assert "lone surrogate" in message
+    assert [(e.operation, e.name) for e in app.journal(invocation.invocation_id)] == [
+        ("set_data", "after")
+    ]
+    workflow = uuid.UUID(invocation.workflow.workflow_id).bytes
+    assert [k[16:] for k, _ in app.store.scan("data", workflow)] == [b"after"]
+    assert app.replay(invocation.invocation_id) == message
+
+
+@pytest.mark.parametrize("key", BAD_KEYS, ids=BAD_KEY_IDS)
+def test_a_bad_key_is_refused_when_read_from_outside(app: Pynenc, key: Any) -> None:
+    @app.task
+    def job() -> str:
+        job.wf.set_data("k", 1)
+        return job.workflow.workflow_id
+
+    workflow_id = job().result
+    with pytest.raises(InvalidArgumentError) as err:
+        app.get_workflow_data(workflow_id, key)
+    assert str(err.value).startswith("a workflow data key is a str of valid UTF-8, got ")
+    assert repr(key) in str(err.value)
+
+
+def test_a_side_effect_name_with_a_lone_surrogate_is_refused_naming_it(app: Pynenc) -> None:
+    calls: list[int] = []
+
+    @app.task
+    def job() -> str:
+        try:
+            job.wf.side_effect("charge\ud800", lambda: calls.append(1))
+        except InvalidArgumentError as exc:
+            return str(exc)
+        return "ran"
+
+    invocation = job()
+    assert invocation.result == (
+        "a side effect's name is a str of valid UTF-8, got 'charge\\ud800' (it holds a lone "
+        "surrogate, which UTF-8 cannot encode)"
+    )
+    assert calls == [] and app.journal(invocation.invocation_id) == []

@@ -288,12 +288,20 @@ class Pynenc:
         """The live value of `key` in the data of workflow `workflow_id` (from outside it).
 
         Raises:
-            InvalidArgumentError: `workflow_id` is not an id, or `key` is not a string a
-                workflow could have written (`wf.set_data` takes at most 494 bytes of UTF-8).
+            InvalidArgumentError: `workflow_id` is not an id, or `key` is not a key a workflow
+                could have written (a `str` of valid UTF-8, at most 494 bytes of it).
         """
-        if not isinstance(key, str):
-            raise InvalidArgumentError(f"a workflow data key is a str, got {key!r}")
-        encoded = key.encode()
+        try:
+            encoded = key.encode() if isinstance(key, str) else None
+        except UnicodeEncodeError:
+            encoded = None
+        if encoded is None:
+            shown = repr(key)
+            why = " (it holds a lone surrogate, which UTF-8 cannot encode)"
+            raise InvalidArgumentError(
+                f"a workflow data key is a str of valid UTF-8, got {shown[:200]}"
+                f"{'...' if len(shown) > 200 else ''}{why if isinstance(key, str) else ''}"
+            )
         if len(encoded) > MAX_KEY_LEN - 16:
             raise InvalidArgumentError(
                 f"workflow data key is {len(encoded)} bytes, the longest accepted is "
