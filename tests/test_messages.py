@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pynenc import InvalidArgumentError, Pynenc
+from pynenc import InvalidArgumentError, NonDeterminismError, Pynenc
 
 # --- a queued wait with no worker ---------------------------------------------------------------
 
@@ -144,3 +144,113 @@ def test_a_script_run_from_its_own_directory_is_told_the_bare_command(
     )
     message = json.loads(run.stdout.splitlines()[-1])["message"]
     assert message.endswith("start one with: pynenc --app flow:app worker"), message
+
+
+# --- an execute_task divergence shows the arguments -----------------------------------------
+
+
+def diverging_flow(app: Pynenc, first: Any, then: Any, *, swallow: bool = False) -> str:
+    """Run a flow dispatching `charge(first, currency="EUR")`, then replay it dispatching
+    `charge(then, ...)`; the divergence's message."""
+    amount = [first]
+
+    @app.task
+    def charge(amount: Any, currency: str = "EUR") -> str:
+        return currency
+
+    @app.task
+    def flow() -> str:
+        try:
+            return flow.wf.execute_task(charge, amount[0], currency="EUR").result
+        except NonDeterminismError:
+            if not swallow:
+                raise
+            return "swallowed"
+
+    invocation = flow()
+    amount[0] = then
+    with pytest.raises(NonDeterminismError) as err:
+        app.replay(invocation.invocation_id)
+    return str(err.value)
+
+
+def test_a_child_called_with_other_arguments_shows_both_decoded(app: Pynenc) -> None:
+    message = diverging_flow(app, 10, 11)
+    assert "the journal recorded execute_task(" in message
+    assert ".charge, 10, currency='EUR') but the code now asks for execute_task(" in message
+    assert ".charge, 11, currency='EUR')." in message
+    assert "digest" not in message
+
+
+def test_a_swallowed_child_divergence_is_raised_again_in_the_same_words(app: Pynenc) -> None:
+    message = diverging_flow(app, {"qty": 2, "sku": "A-1"}, {"qty": 3, "sku": "A-1"}, swallow=True)
+    assert "charge, {'qty': 2, 'sku': 'A-1'}, currency='EUR') but the code now asks" in message
+    assert "charge, {'qty': 3, 'sku': 'A-1'}, currency='EUR')." in message
+
+
+def test_long_arguments_are_cut_to_a_readable_length(app: Pynenc) -> None:
+    message = diverging_flow(app, "x" * 5000, "y" * 5000)
+    recorded = message.split("the journal recorded ", 1)[1].split(" but the code", 1)[0]
+    requested = message.split("now asks for ", 1)[1].split(". Restore", 1)[0]
+    for shown, letter in ((recorded, "x"), (requested, "y")):
+        arguments = shown.split(".charge, ", 1)[1]
+        assert len(arguments) == 201 and arguments.endswith("...)") and letter * 150 in shown
+
+
+def test_arguments_that_differ_only_past_the_cut_add_their_digests(app: Pynenc) -> None:
+    message = diverging_flow(app, "x" * 5000 + "1", "x" * 5000 + "2")
+    assert message.count("...) (args digest ") == 2, message
+
+
+CRASHING_FLOW = """
+import json, os, signal, sys
+from pynenc import NonDeterminismError, Pynenc
+
+app = Pynenc("flow", store=sys.argv[1], sync=False)
+
+
+@app.task
+def charge(amount: int) -> int:
+    charge.wf.side_effect("debit", lambda: amount)  # makes the parent's dispatch durable
+    if os.environ.get("CRASH"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return amount
+
+
+@app.task
+def flow() -> int:
+    return flow.wf.execute_task(charge, int(os.environ["AMOUNT"])).result
+
+
+if os.environ.get("CRASH"):
+    flow()
+try:
+    app.recover()
+    print(json.dumps({"message": None}))
+except NonDeterminismError as exc:
+    print(json.dumps({"message": str(exc)}))
+"""
+
+
+def test_a_child_that_was_never_stored_is_compared_by_digest(tmp_path: Path) -> None:
+    store = f"lmdb://{tmp_path / 'store'}"
+    script = textwrap.dedent(CRASHING_FLOW)
+    env = dict(os.environ, AMOUNT="10", CRASH="1")
+    crashed = subprocess.run(
+        [sys.executable, "-c", script, store], env=env, capture_output=True, timeout=60
+    )
+    assert crashed.returncode == -9, crashed.stderr
+    env = dict(os.environ, AMOUNT="11")
+    recovered = subprocess.run(
+        [sys.executable, "-c", script, store],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    message = json.loads(recovered.stdout.splitlines()[-1])["message"]
+    # The inline child died before its record was stored: its arguments are only a digest.
+    assert message is not None and "the journal recorded execute_task(" in message
+    assert ".charge, args digest " in message, message
+    assert ".charge, 11) (args digest " in message, message

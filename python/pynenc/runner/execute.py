@@ -37,6 +37,7 @@ from pynenc.invocation import (
     InvocationRecord,
     InvocationStatus,
 )
+from pynenc.runner import divergence
 from pynenc.runner.leases import now_ms
 from pynenc.runner.owner import current_owner
 from pynenc.task import Task
@@ -367,7 +368,10 @@ def dispatch_child(
     app = ctx.app
     args_bytes = encode_arguments(app, task, args, kwargs)
     execution = ctx._execution
-    child_id, replayed = execution.child(task.task_id, codec.digest(args_bytes))
+    try:
+        child_id, replayed = execution.child(task.task_id, codec.digest(args_bytes))
+    except NonDeterminismError as exc:
+        raise divergence.at_child(ctx, exc, task, args_bytes) from None
     # A dispatch recorded just now names a child no store can hold yet: a child is only ever
     # durable together with the dispatch that led to it (causal order), so skip the read.
     record = app._load_record(child_id) if replayed or ctx._replay_only else None

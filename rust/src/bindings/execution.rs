@@ -283,6 +283,23 @@ impl PyExecution {
         }
     }
 
+    /// Describe the divergence just raised at `position` anew (the runner words a child's
+    /// arguments decoded, which takes Python), so `check_divergence` raises it in these words
+    /// too; returns the error to raise.
+    fn reword_divergence(&mut self, position: u64, recorded: String, requested: String) -> PyErr {
+        if let Some(seen) = self.divergence.as_mut().filter(|seen| seen.0 == position) {
+            seen.1.clone_from(&recorded);
+            seen.2.clone_from(&requested);
+        }
+        to_pyerr(Error::NonDeterminism {
+            workflow_id: self.workflow_id.clone(),
+            invocation_id: ids::format(self.recorder.invocation_id()),
+            position,
+            recorded,
+            requested,
+        })
+    }
+
     /// Fence every later write of this execution with a lease token.
     fn set_fence(&mut self, token: u64) {
         self.fence = Some(Fence {
