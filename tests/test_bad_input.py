@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -431,3 +432,224 @@ def test_switches_take_only_booleans_and_whole_zero_or_one(tmp_path: Path) -> No
             StoreOptions(sync=value)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="lease_seconds"):
         Pynenc(store=f"lmdb://{tmp_path}", lease_seconds=10**400)
+
+
+# --- every setting against its documented range (docs/operations.md) -------------------------
+
+DAY = 86400.0
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"lease_seconds": 1e308}, "lease_seconds"),
+        ({"lease_seconds": 7 * DAY + 1}, "lease_seconds"),
+        ({"lease_seconds": 0.05}, "lease_seconds"),
+        ({"lease_seconds": 10**400}, "lease_seconds"),
+        ({"max_payload_bytes": 2**70}, "max_payload_bytes"),
+        ({"max_payload_bytes": (1 << 30) + 1}, "max_payload_bytes"),
+        ({"max_payload_bytes": 0}, "max_payload_bytes"),
+        ({"max_recoveries": 10_001}, "max_recoveries"),
+        ({"max_recoveries": -1}, "max_recoveries"),
+        ({"flush_interval_ms": 2**70}, "flush_interval_ms"),
+        ({"flush_interval_ms": 3_600_001}, "flush_interval_ms"),
+    ],
+)
+def test_app_settings_out_of_range_are_refused_naming_them(
+    store_url: str, options: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=f"^{named} must be .*got ") as err:
+        Pynenc(store=store_url, **options)
+    assert type(err.value) is InvalidArgumentError
+
+
+def test_app_settings_at_the_ends_of_their_ranges_are_taken(store_url: str) -> None:
+    low = Pynenc(store=store_url, lease_seconds=0.1, max_payload_bytes=1, max_recoveries=0)
+    high = Pynenc(
+        store=store_url,
+        lease_seconds=7 * DAY,
+        max_payload_bytes=1 << 30,
+        max_recoveries=10_000,
+        flush_interval_ms=3_600_000,
+    )
+    assert (low.config.lease_seconds, low.config.max_payload_bytes) == (0.1, 1)
+    assert (high.config.lease_seconds, high.config.flush_interval_ms) == (7 * DAY, 3_600_000)
+
+
+@pytest.mark.parametrize(
+    ("variable", "text", "named"),
+    [
+        ("PYNENC_LEASE_SECONDS", "1e308", "lease_seconds"),
+        ("PYNENC_LEASE_SECONDS", "inf", "PYNENC_LEASE_SECONDS"),
+        ("PYNENC_LEASE_SECONDS", "0", "lease_seconds"),
+        ("PYNENC_MAX_PAYLOAD_BYTES", str(2**70), "max_payload_bytes"),
+        ("PYNENC_MAX_PAYLOAD_BYTES", "1.5", "PYNENC_MAX_PAYLOAD_BYTES"),
+        ("PYNENC_MAX_RECOVERIES", "-1", "max_recoveries"),
+        ("PYNENC_FLUSH_INTERVAL_MS", str(2**64), "flush_interval_ms"),
+        ("PYNENC_STORE", "/var/lib/app", "PYNENC_STORE"),
+        ("PYNENC_STORE", "redis://localhost", "PYNENC_STORE"),
+    ],
+)
+def test_environment_settings_out_of_range_are_refused_naming_setting_and_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, text: str, named: str
+) -> None:
+    monkeypatch.setenv(variable, text)
+    with pytest.raises(InvalidArgumentError) as err:
+        Pynenc()
+    assert named in str(err.value) and variable in str(err.value), err.value
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"max_retries": 10_001}, "max_retries"),
+        ({"max_retries": 2**70}, "max_retries"),
+        ({"retry_backoff": 1e308}, "retry_backoff"),
+        ({"retry_backoff": DAY + 1}, "retry_backoff"),
+        ({"retry_backoff": -0.5}, "retry_backoff"),
+    ],
+)
+def test_task_options_out_of_range_are_refused_at_decoration(
+    app: Pynenc, options: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=f"^{named} must be"):
+        app.task(**options)(lambda_free_function)
+
+
+def lambda_free_function() -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("concurrency", 1025),
+        ("concurrency", 2**70),
+        ("grace_seconds", 1e308),
+        ("grace_seconds", DAY + 1),
+        ("idle_poll_seconds", 1e308),
+        ("idle_poll_seconds", 61),
+    ],
+)
+def test_worker_options_out_of_range_are_refused_before_it_starts(
+    app: Pynenc, option: str, value: Any
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=f"^{option} must be"):
+        Worker(app, **{option: value})
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"map_size": 2**70},
+        {"map_size": (1 << 44) + 1},
+        {"max_readers": 2**40},
+        {"max_readers": 65_537},
+        {"flush_interval_ms": 2**63},
+    ],
+)
+def test_store_options_out_of_range_are_refused(tmp_path: Path, options: dict[str, Any]) -> None:
+    with pytest.raises(InvalidArgumentError, match=f"^{next(iter(options))} must be"):
+        LmdbStore(tmp_path / "store", StoreOptions(**options))
+    assert not (tmp_path / "store").exists()
+
+
+def test_the_longest_retry_backoff_with_the_most_retries_waits_at_most_a_day(app: Pynenc) -> None:
+    from pynenc.runner.execute import new_record, retry_delay
+
+    @app.task(name="test_bad_input.flaky", max_retries=10_000, retry_backoff=DAY)
+    def flaky() -> None:
+        return None
+
+    record = new_record(flaky, bytes(16), b"", None)
+    delays = []
+    for attempt in (1, 2, 10_000):
+        record.attempt = attempt
+        delays.append(retry_delay(flaky, record))
+    assert DAY / 2 <= delays[0] <= DAY and delays[1:] == [DAY, DAY]
+
+
+def test_the_command_line_refuses_a_grace_too_long_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "graceapp.py").write_text(
+        f"from pynenc import Pynenc\napp = Pynenc('w', store='lmdb://{tmp_path / 'store'}')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cli.main(["--app", "graceapp:app", "worker", "--grace", "1e308"]) == 1
+    assert capsys.readouterr().err.startswith("pynenc: grace_seconds must be a finite number")
+
+
+@pytest.mark.parametrize(
+    "url", ["/var/lib/app", "store", "lmdb://", "redis://localhost/0", "lmdb://a\0b"]
+)
+def test_a_bad_store_url_is_refused_when_the_app_is_made(tmp_path: Path, url: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"store URL .*\(from Pynenc\(store=\.\.\.\)\)"):
+        Pynenc(store=url)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- workflow data keys: a str of valid UTF-8 --------------------------------------------------
+
+BAD_KEYS = [5, None, b"order", "\ud800", "order:\udc80"]
+BAD_KEY_IDS = ["int", "None", "bytes", "lone-surrogate", "surrogate-inside"]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS, ids=BAD_KEY_IDS)
+@pytest.mark.parametrize("operation", ["set_data", "get_data"])
+def test_a_bad_data_key_is_refused_naming_it_and_nothing_is_written(
+    app: Pynenc, key: Any, operation: str
+) -> None:
+    @app.task(name="test_bad_input.job")
+    def job() -> str:
+        op = getattr(job.wf, operation)
+        with pytest.raises(InvalidArgumentError) as err:
+            op(key, "value") if operation == "set_data" else op(key)
+        job.wf.set_data("after", 1)  # the task goes on as if the call had not happened
+        return str(err.value)
+
+    invocation = job()
+    message = invocation.result
+    assert message.startswith("a workflow data key is a str of valid UTF-8, got ")
+    assert repr(key) in message, message
+    if isinstance(key, str):
+        assert "lone surrogate" in message
+    assert [(e.operation, e.name) for e in app.journal(invocation.invocation_id)] == [
+        ("set_data", "after")
+    ]
+    workflow = uuid.UUID(invocation.workflow.workflow_id).bytes
+    assert [k[16:] for k, _ in app.store.scan("data", workflow)] == [b"after"]
+    assert app.replay(invocation.invocation_id) == message
+
+
+@pytest.mark.parametrize("key", BAD_KEYS, ids=BAD_KEY_IDS)
+def test_a_bad_key_is_refused_when_read_from_outside(app: Pynenc, key: Any) -> None:
+    @app.task(name="test_bad_input.job")
+    def job() -> str:
+        job.wf.set_data("k", 1)
+        return job.workflow.workflow_id
+
+    workflow_id = job().result
+    with pytest.raises(InvalidArgumentError) as err:
+        app.get_workflow_data(workflow_id, key)
+    assert str(err.value).startswith("a workflow data key is a str of valid UTF-8, got ")
+    assert repr(key) in str(err.value)
+
+
+def test_a_side_effect_name_with_a_lone_surrogate_is_refused_naming_it(app: Pynenc) -> None:
+    calls: list[int] = []
+
+    @app.task(name="test_bad_input.job")
+    def job() -> str:
+        try:
+            job.wf.side_effect("charge\ud800", lambda: calls.append(1))
+        except InvalidArgumentError as exc:
+            return str(exc)
+        return "ran"
+
+    invocation = job()
+    assert invocation.result == (
+        "a side effect's name is a str of valid UTF-8, got 'charge\\ud800' (it holds a lone "
+        "surrogate, which UTF-8 cannot encode)"
+    )
+    assert calls == [] and app.journal(invocation.invocation_id) == []

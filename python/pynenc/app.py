@@ -13,14 +13,14 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, overload
 
-from pynenc import codec
+from pynenc import checks, codec
 from pynenc._core import MAX_KEY_LEN, Store, journal_id
 from pynenc.config import PynencConfig
 from pynenc.errors import InvalidArgumentError, LeaseLostError, NonDeterminismError
 from pynenc.invocation import Invocation, InvocationRecord, InvocationStatus
 from pynenc.journal import JournalEntry, decode_ops
 from pynenc.registry import TaskRegistry, check_modules, check_name
-from pynenc.runner import execute
+from pynenc.runner import execute, waiting
 from pynenc.runner.leases import LeaseKeeper, now_ms
 from pynenc.runner.owner import current_owner, owner_is_dead
 from pynenc.store import open_store
@@ -30,6 +30,7 @@ from pynenc.workflow.context import WorkflowContext, current_context
 __all__ = ["Pynenc"]
 
 log = logging.getLogger("pynenc.recovery")
+wait_log = logging.getLogger("pynenc.invocation")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -201,9 +202,14 @@ class Pynenc:
 
     def _wait_for(self, invocation_id: bytes, timeout: float | None) -> InvocationRecord:
         """Wait until the invocation finished. A task waiting on a queued child that no worker
-        holds runs it itself, so waiting parents can never starve a worker pool."""
+        holds runs it itself, so waiting parents can never starve a worker pool; a caller
+        outside any task is told (logged once, and in the `TimeoutError`) when no worker has
+        claimed it."""
+        if timeout is not None:
+            timeout = checks.seconds("timeout", timeout, positive=False)
         deadline = None if timeout is None else time.monotonic() + timeout
         inside_task = current_context() is not None
+        hint_at = None if inside_task else time.monotonic() + waiting.HINT_AFTER_SECONDS
         delay = 0.0005
         while True:
             record = self._load_record(invocation_id)
@@ -212,9 +218,21 @@ class Pynenc:
             if inside_task and self.config.execution == "queued":
                 if execute.claim_and_run(self, invocation_id):
                     continue
+            if hint_at is not None and time.monotonic() >= hint_at:
+                hint_at = None
+                hint = waiting.unclaimed_hint(self, invocation_id)
+                if hint is not None:
+                    wait_log.warning(
+                        "invocation %s waited on for %.0f s: %s",
+                        uuid.UUID(bytes=invocation_id),
+                        waiting.HINT_AFTER_SECONDS,
+                        hint,
+                    )
             if deadline is not None and time.monotonic() >= deadline:
+                hint = None if inside_task else waiting.unclaimed_hint(self, invocation_id)
                 raise TimeoutError(
-                    f"invocation {uuid.UUID(bytes=invocation_id)} did not finish within {timeout} s"
+                    f"invocation {uuid.UUID(bytes=invocation_id)} did not finish within "
+                    f"{timeout} s" + ("" if hint is None else f": {hint}")
                 )
             pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
             time.sleep(pause)
@@ -284,12 +302,20 @@ class Pynenc:
         """The live value of `key` in the data of workflow `workflow_id` (from outside it).
 
         Raises:
-            InvalidArgumentError: `workflow_id` is not an id, or `key` is not a string a
-                workflow could have written (`wf.set_data` takes at most 494 bytes of UTF-8).
+            InvalidArgumentError: `workflow_id` is not an id, or `key` is not a key a workflow
+                could have written (a `str` of valid UTF-8, at most 494 bytes of it).
         """
-        if not isinstance(key, str):
-            raise InvalidArgumentError(f"a workflow data key is a str, got {key!r}")
-        encoded = key.encode()
+        try:
+            encoded = key.encode() if isinstance(key, str) else None
+        except UnicodeEncodeError:
+            encoded = None
+        if encoded is None:
+            shown = repr(key)
+            why = " (it holds a lone surrogate, which UTF-8 cannot encode)"
+            raise InvalidArgumentError(
+                f"a workflow data key is a str of valid UTF-8, got {shown[:200]}"
+                f"{'...' if len(shown) > 200 else ''}{why if isinstance(key, str) else ''}"
+            )
         if len(encoded) > MAX_KEY_LEN - 16:
             raise InvalidArgumentError(
                 f"workflow data key is {len(encoded)} bytes, the longest accepted is "

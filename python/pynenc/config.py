@@ -10,6 +10,7 @@ from typing import Literal
 
 from pynenc import checks, codec
 from pynenc.errors import InvalidArgumentError
+from pynenc.store import store_path
 
 __all__ = ["PynencConfig"]
 
@@ -63,6 +64,13 @@ class PynencConfig:
         max_recoveries: int | None = None,
         flush_interval_ms: int | None = None,
     ) -> PynencConfig:
+        """Every setting from its argument, else its environment variable, else its default,
+        each checked against its documented range (docs/operations.md).
+
+        Raises:
+            InvalidArgumentError: A setting has the wrong type or is out of range; the message
+                names it (and the environment variable it came from).
+        """
         env = os.environ
         for name, text in (("app_id", app_id), ("store", store), ("execution", execution)):
             if text is not None and not isinstance(text, str):
@@ -73,28 +81,47 @@ class PynencConfig:
                 f"execution must be 'inline' or 'queued', got {mode!r} "
                 "(from Pynenc(execution=...) or PYNENC_EXECUTION)"
             )
+        url = store or env.get("PYNENC_STORE") or DEFAULT_STORE
+        try:
+            store_path(url)  # checked now, opened on first use
+        except InvalidArgumentError as exc:
+            source = "Pynenc(store=...)" if store else "PYNENC_STORE"
+            raise InvalidArgumentError(f"{exc} (from {source})") from None
         limit = checks.whole(
-            "max_payload_bytes",
-            _setting(
-                max_payload_bytes, "PYNENC_MAX_PAYLOAD_BYTES", codec.DEFAULT_LIMIT, _parse_int
+            *_setting(
+                max_payload_bytes,
+                "max_payload_bytes",
+                "PYNENC_MAX_PAYLOAD_BYTES",
+                codec.DEFAULT_LIMIT,
+                _parse_int,
             ),
             least=1,
+            most=checks.MAX_PAYLOAD_BYTES,
+            hint=" (1 GiB)",
         )
-        sync = checks.switch("sync", _setting(sync, "PYNENC_SYNC", True, _parse_switch))
+        sync = checks.switch(*_setting(sync, "sync", "PYNENC_SYNC", True, _parse_switch))
+        least, most = checks.LEASE_SECONDS
         lease_seconds = checks.seconds(
-            "lease_seconds",
-            _setting(lease_seconds, "PYNENC_LEASE_SECONDS", 30.0, _parse_float),
+            *_setting(lease_seconds, "lease_seconds", "PYNENC_LEASE_SECONDS", 30.0, _parse_float),
             positive=True,
+            least=least,
+            most=most,
         )
         max_recoveries = checks.whole(
-            "max_recoveries",
-            _setting(max_recoveries, "PYNENC_MAX_RECOVERIES", 5, _parse_int),
+            *_setting(max_recoveries, "max_recoveries", "PYNENC_MAX_RECOVERIES", 5, _parse_int),
             least=0,
+            most=checks.MAX_COUNT,
         )
         flush_interval_ms = checks.whole(
-            "flush_interval_ms",
-            _setting(flush_interval_ms, "PYNENC_FLUSH_INTERVAL_MS", 5, _parse_int),
+            *_setting(
+                flush_interval_ms,
+                "flush_interval_ms",
+                "PYNENC_FLUSH_INTERVAL_MS",
+                5,
+                _parse_int,
+            ),
             least=0,
+            most=checks.MAX_FLUSH_INTERVAL_MS,
             hint=" (0: no background flush)",
         )
         return cls(
@@ -102,7 +129,7 @@ class PynencConfig:
             lease_seconds=lease_seconds,
             max_recoveries=max_recoveries,
             app_id=app_id or "pynenc",
-            store=store or env.get("PYNENC_STORE") or DEFAULT_STORE,
+            store=url,
             execution=mode,  # type: ignore[arg-type]
             max_payload_bytes=limit,
             sync=sync,
@@ -110,14 +137,21 @@ class PynencConfig:
 
 
 def _setting(
-    given: object, variable: str, default: object, parse: Callable[[str, str], object]
-) -> object:
-    """A setting: as given, else from the environment (an empty variable counts as unset),
-    else its default."""
+    given: object,
+    name: str,
+    variable: str,
+    default: object,
+    parse: Callable[[str, str], object],
+) -> tuple[str, object]:
+    """A setting as `(how to name it, value)`: as given, else from the environment (an empty
+    variable counts as unset; its name then says where the value came from), else its
+    default."""
     if given is not None:
-        return given
+        return name, given
     text = os.environ.get(variable, "").strip()
-    return parse(variable, text) if text else default
+    if not text:
+        return name, default
+    return f"{name} (from {variable})", parse(variable, text)
 
 
 #: How `PYNENC_SYNC` may be written (any case).

@@ -32,10 +32,15 @@ class TaskOptions:
     Attributes:
         force_new_workflow: Every call starts a workflow of its own (a child workflow when
             called from inside another task).
-        max_retries: How many times a failing call is retried (inline or queued).
+        max_retries: How many times a failing call is retried (inline or queued); 0 to
+            10,000.
         retry_for: Exception types that trigger a retry (a tuple, or one type); others fail
             at once.
-        retry_backoff: Base delay in seconds between retries (doubled each attempt, jittered).
+        retry_backoff: Base delay in seconds between retries (doubled each attempt, jittered,
+            at most one day); 0 to 86,400.
+
+    Raises:
+        InvalidArgumentError: An option has the wrong type or is out of its range.
     """
 
     force_new_workflow: bool = False
@@ -48,11 +53,17 @@ class TaskOptions:
         settle(
             self, "force_new_workflow", checks.switch("force_new_workflow", self.force_new_workflow)
         )
-        settle(self, "max_retries", checks.whole("max_retries", self.max_retries, least=0))
+        settle(
+            self,
+            "max_retries",
+            checks.whole("max_retries", self.max_retries, least=0, most=checks.MAX_COUNT),
+        )
         settle(
             self,
             "retry_backoff",
-            checks.seconds("retry_backoff", self.retry_backoff, positive=False),
+            checks.seconds(
+                "retry_backoff", self.retry_backoff, positive=False, most=checks.MAX_WAIT_SECONDS
+            ),
         )
         retry_for = self.retry_for
         if isinstance(retry_for, type):

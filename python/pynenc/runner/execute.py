@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pynenc import codec
+from pynenc import checks, codec
 from pynenc._core import Execution, format_id
 from pynenc.errors import (
     InvalidArgumentError,
@@ -37,6 +37,7 @@ from pynenc.invocation import (
     InvocationRecord,
     InvocationStatus,
 )
+from pynenc.runner import divergence
 from pynenc.runner.leases import now_ms
 from pynenc.runner.owner import current_owner
 from pynenc.task import Task
@@ -269,14 +270,17 @@ def _retryable(task: Task[..., Any], record: InvocationRecord, error: BaseExcept
 
 def retry_delay(task: Task[..., Any], record: InvocationRecord) -> float:
     """Seconds before attempt `record.attempt`: `retry_backoff * 2**(attempt-1)`, scaled by a
-    jitter in [0.5, 1.5) drawn from the invocation id and attempt (the same on every replay)."""
+    jitter in [0.5, 1.5) drawn from the invocation id and attempt (the same on every replay),
+    and at most a day."""
     if task.options.retry_backoff <= 0:
         return 0.0
     seed = hashlib.blake2b(
         record.invocation_id + record.attempt.to_bytes(4, "big"), digest_size=8
     ).digest()
     jitter = 0.5 + int.from_bytes(seed, "big") / 2**64
-    return float(task.options.retry_backoff * 2 ** (record.attempt - 1) * jitter)
+    # The exponent is capped so the float cannot overflow; the day cap is reached long before.
+    delay = task.options.retry_backoff * 2.0 ** min(record.attempt - 1, 1000) * jitter
+    return min(delay, checks.MAX_WAIT_SECONDS)
 
 
 def _park(
@@ -431,7 +435,10 @@ def dispatch_child(
     app = ctx.app
     args_bytes = encode_arguments(app, task, args, kwargs)
     execution = ctx._execution
-    child_id, replayed = execution.child(task.task_id, codec.digest(args_bytes))
+    try:
+        child_id, replayed = execution.child(task.task_id, codec.digest(args_bytes))
+    except NonDeterminismError as exc:
+        raise divergence.at_child(ctx, exc, task, args_bytes) from None
     # A dispatch recorded just now names a child no store can hold yet: a child is only ever
     # durable together with the dispatch that led to it (causal order), so skip the read.
     record = app._load_record(child_id) if replayed or ctx._replay_only else None

@@ -34,14 +34,15 @@ class Worker:
 
     Args:
         app: The app whose store and tasks to use.
-        concurrency: How many invocations run at once (threads).
+        concurrency: How many invocations run at once (threads); 1 to 1024.
         grace_seconds: On SIGTERM/SIGINT, how long running invocations may take to finish
-            before their leases are released for other workers.
-        idle_poll_seconds: Longest pause between claim attempts when the queue is empty.
+            before their leases are released for other workers; 0 to 86,400.
+        idle_poll_seconds: Longest pause between claim attempts when the queue is empty;
+            above 0, at most 60.
 
     Raises:
-        InvalidArgumentError: `concurrency` is not a whole number of at least 1, or a number
-            of seconds is negative or not finite (nothing is started).
+        InvalidArgumentError: An option has the wrong type or is out of its range (nothing
+            is started).
     """
 
     def __init__(
@@ -52,9 +53,13 @@ class Worker:
         grace_seconds: float = 30.0,
         idle_poll_seconds: float = 0.05,
     ) -> None:
-        concurrency = checks.whole("concurrency", concurrency, least=1)
-        grace_seconds = checks.seconds("grace_seconds", grace_seconds, positive=False)
-        idle_poll_seconds = checks.seconds("idle_poll_seconds", idle_poll_seconds, positive=True)
+        concurrency = checks.whole("concurrency", concurrency, least=1, most=checks.MAX_CONCURRENCY)
+        grace_seconds = checks.seconds(
+            "grace_seconds", grace_seconds, positive=False, most=checks.MAX_WAIT_SECONDS
+        )
+        idle_poll_seconds = checks.seconds(
+            "idle_poll_seconds", idle_poll_seconds, positive=True, most=checks.MAX_IDLE_POLL_SECONDS
+        )
         self.app = app
         self.concurrency = concurrency
         self.grace_seconds = grace_seconds

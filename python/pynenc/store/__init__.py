@@ -28,7 +28,8 @@ def open_store(url: str, *, sync: bool = True, flush_interval_ms: int = 5) -> St
 
 
 def store_path(url: str) -> Path:
-    """The directory of the store named by `url` (`~` expanded); nothing is opened.
+    """The directory of the store named by `url` (`~` expanded); nothing is opened. A URL is
+    `lmdb://PATH` with a non-empty PATH (relative to the working directory, or absolute).
 
     Raises:
         InvalidArgumentError: The URL names no supported store.
@@ -40,6 +41,8 @@ def store_path(url: str) -> Path:
         )
     if scheme != "lmdb":
         raise InvalidArgumentError(
-            f"unsupported store scheme {scheme!r} in {url!r}: use lmdb://PATH"
+            f"store URL {url!r} has an unsupported scheme {scheme!r}: use lmdb://PATH"
         )
+    if "\0" in rest:
+        raise InvalidArgumentError(f"store URL {url!r} holds a NUL character, which no path can")
     return Path(rest).expanduser()

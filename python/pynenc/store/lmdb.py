@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Literal
 
 from pynenc import _core, checks
-from pynenc.errors import InvalidArgumentError
 
 log = logging.getLogger("pynenc.store")
 
@@ -47,11 +46,15 @@ class StoreOptions:
             pages); a power loss may lose the last commits or leave the store unreadable.
             Off, commits also write through a writable map and `data.mdb` is as long as
             the map (sparse).
-        map_size: initial size of the memory map in bytes; it doubles whenever it is full.
-        max_readers: most read transactions open at once, across all processes.
+        map_size: initial size of the memory map in bytes (1 to 2**44, 16 TiB); it doubles
+            whenever it is full.
+        max_readers: most read transactions open at once, across all processes (1 to 65,536).
         flush_interval_ms: longest a staged write waits for its writer's next flush before a
             background thread of the store commits it (so workflow data reaches other
-            processes while its task runs on); 0 turns the thread off.
+            processes while its task runs on; 0 to 3,600,000); 0 turns the thread off.
+
+    Raises:
+        InvalidArgumentError: An option has the wrong type or is out of its range.
     """
 
     sync: bool = True
@@ -62,11 +65,12 @@ class StoreOptions:
     def __post_init__(self) -> None:
         settle = object.__setattr__  # frozen: each option is stored in its plain type
         settle(self, "sync", checks.switch("sync", self.sync))
-        for name, least in (("map_size", 1), ("max_readers", 1), ("flush_interval_ms", 0)):
-            value = checks.whole(name, getattr(self, name), least=least)
-            if value >= 1 << 63:
-                raise InvalidArgumentError(f"{name} must be below 2**63, got {value}")
-            settle(self, name, value)
+        for name, least, most in (
+            ("map_size", 1, checks.MAX_MAP_SIZE),
+            ("max_readers", 1, checks.MAX_READERS),
+            ("flush_interval_ms", 0, checks.MAX_FLUSH_INTERVAL_MS),
+        ):
+            settle(self, name, checks.whole(name, getattr(self, name), least=least, most=most))
 
 
 def report_migration(core: _core.Store) -> None:

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use super::errors::{to_pyerr, IntoPy};
 use super::store::PyStore;
@@ -119,8 +119,9 @@ impl PyExecution {
     fn side_effect_lookup<'py>(
         &mut self,
         py: Python<'py>,
-        name: &str,
+        name: &Bound<'py, PyAny>,
     ) -> PyResult<Option<(Bound<'py, PyBytes>, bool)>> {
+        let name = text("a side effect's name", name)?;
         let r = self.recorder.side_effect(name);
         let found = self.watch(r)?;
         Ok(found.map(|(v, failed)| (PyBytes::new(py, &v), failed)))
@@ -174,7 +175,8 @@ impl PyExecution {
 
     /// Write workflow data: recorded by digest; visible to this process at once, durable at
     /// the next flush. A replayed write is not written again (a newer value may exist).
-    fn set_data(&mut self, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn set_data(&mut self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let key = text(DATA_KEY, key)?;
         let data_key = self.data_key(key)?;
         let bytes = scalar::encode(
             value,
@@ -207,9 +209,10 @@ impl PyExecution {
     fn get_data<'py>(
         &mut self,
         py: Python<'py>,
-        key: &str,
+        key: &Bound<'py, PyAny>,
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let key = text(DATA_KEY, key)?;
         let r = self.recorder.data_read(key);
         let decode = |data: &Option<Vec<u8>>| match data {
             Some(bytes) => scalar::decode(py, bytes, || format!("workflow data '{key}'")),
@@ -278,6 +281,23 @@ impl PyExecution {
                 requested: requested.clone(),
             })),
         }
+    }
+
+    /// Describe the divergence just raised at `position` anew (the runner words a child's
+    /// arguments decoded, which takes Python), so `check_divergence` raises it in these words
+    /// too; returns the error to raise.
+    fn reword_divergence(&mut self, position: u64, recorded: String, requested: String) -> PyErr {
+        if let Some(seen) = self.divergence.as_mut().filter(|seen| seen.0 == position) {
+            seen.1.clone_from(&recorded);
+            seen.2.clone_from(&requested);
+        }
+        to_pyerr(Error::NonDeterminism {
+            workflow_id: self.workflow_id.clone(),
+            invocation_id: ids::format(self.recorder.invocation_id()),
+            position,
+            recorded,
+            requested,
+        })
     }
 
     /// Fence every later write of this execution with a lease token.
@@ -364,6 +384,28 @@ impl PyExecution {
             staging.journal(journal_id, first, entries, fence);
         });
     }
+}
+
+/// How `InvalidArgumentError`s name a workflow data key.
+const DATA_KEY: &str = "a workflow data key";
+
+/// `value` as text for the journal and the store: a `str` of valid UTF-8 (no lone
+/// surrogates), else `InvalidArgumentError` naming `what` and the value.
+fn text<'a>(what: &str, value: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
+    let refuse = |why: &str| {
+        let shown = value
+            .repr()
+            .map_or_else(|_| "?".to_owned(), |r| r.to_string_lossy().into_owned());
+        let cut: String = shown.chars().take(200).collect();
+        let more = if cut.len() < shown.len() { "..." } else { "" };
+        to_pyerr(Error::InvalidArgument(format!(
+            "{what} is a str of valid UTF-8, got {cut}{more}{why}"
+        )))
+    };
+    let string = value.cast::<PyString>().map_err(|_| refuse(""))?;
+    string
+        .to_str()
+        .map_err(|_| refuse(" (it holds a lone surrogate, which UTF-8 cannot encode)"))
 }
 
 static DATETIME: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();

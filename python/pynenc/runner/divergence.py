@@ -1,0 +1,78 @@
+"""How a divergence at a child dispatch is worded: with the recorded and the requested
+arguments decoded (cut to a readable length), and their digests only when the recorded
+arguments cannot be read or the two read alike once cut."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pynenc import codec
+from pynenc._core import journal_id
+from pynenc.errors import NonDeterminismError
+
+if TYPE_CHECKING:
+    from pynenc.task import Task
+    from pynenc.workflow.context import WorkflowContext
+
+__all__ = ["at_child"]
+
+#: Longest text shown for one call's arguments.
+SHOWN_CHARS = 200
+
+
+def at_child(
+    ctx: WorkflowContext, exc: NonDeterminismError, task: Task[..., Any], args_bytes: bytes
+) -> NonDeterminismError:
+    """`exc`, raised by dispatching `task` with `args_bytes`, worded with both calls'
+    arguments; the execution re-raises it in these words if the task swallows it."""
+    position = getattr(exc, "position", None)
+    recorded = str(getattr(exc, "recorded", ""))
+    if not isinstance(position, int):
+        return exc
+    requested = f"execute_task({task.task_id}{_arguments(args_bytes)})"
+    op = _recorded_op(ctx, position)
+    if op is not None and op[0] == "execute_task":
+        _kind, child_task, child_id, digest = op
+        shown = _child_arguments(ctx, child_id)
+        mine = codec.digest(args_bytes)[:4].hex()
+        if shown is None:  # only the digests can be compared
+            requested = f"{requested} (args digest {mine})"
+        else:
+            recorded = f"execute_task({child_task}{shown})"
+            if recorded == requested:  # they differ beyond what is shown
+                recorded = f"{recorded} (args digest {bytes(digest[:4]).hex()})"
+                requested = f"{requested} (args digest {mine})"
+    return ctx._execution.reword_divergence(position, recorded, requested)
+
+
+def _recorded_op(ctx: WorkflowContext, position: int) -> tuple[Any, ...] | None:
+    record = ctx._record
+    try:
+        ops = ctx.app.store.journal_ops(journal_id(record.invocation_id, record.attempt))
+    except Exception:  # noqa: BLE001 - the wording must never hide the divergence itself
+        return None
+    return ops[position] if position < len(ops) else None
+
+
+def _child_arguments(ctx: WorkflowContext, child_id: bytes) -> str | None:
+    """The recorded child's arguments as shown, or None when its record cannot be read (an
+    inline child is stored only with its outcome)."""
+    try:
+        child = ctx.app._load_record(bytes(child_id))
+        return None if child is None else _arguments(child.args)
+    except Exception:  # noqa: BLE001 - fall back to the digest
+        return None
+
+
+def _arguments(args_bytes: bytes) -> str:
+    """`, 1, 'b', key=2` for encoded arguments `[[1, 'b'], {'key': 2}]`, cut to
+    `SHOWN_CHARS`."""
+    try:
+        args, kwargs = codec.decode(args_bytes)
+        parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    except Exception:  # noqa: BLE001 - arguments this build cannot read
+        return f", args digest {codec.digest(args_bytes)[:4].hex()}"
+    text = ", ".join(parts)
+    if len(text) > SHOWN_CHARS:
+        text = text[: SHOWN_CHARS - 3] + "..."
+    return f", {text}" if text else ""
