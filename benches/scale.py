@@ -135,6 +135,12 @@ def _rss_kib(field: str) -> int | None:
     return None
 
 
+def _maxrss_kib() -> int:
+    """This process's high-water RSS in KiB (`ru_maxrss` counts bytes on macOS, KiB elsewhere)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak
+
+
 def _replay_alone(store_dir: str, invocation_id: str) -> None:
     """Replay the invocation in this fresh process; print its peak RSS above the start.
 
@@ -144,9 +150,9 @@ def _replay_alone(store_dir: str, invocation_id: str) -> None:
     """
     app = tasks.fresh_app(Path(store_dir), sync=True)
     app.store  # noqa: B018 - open the store before taking the starting point
-    start = _rss_kib("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = _rss_kib("VmRSS") or _maxrss_kib()
     app.replay(invocation_id)
-    peak = _rss_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _rss_kib("VmHWM") or _maxrss_kib()
     print(json.dumps({"peak_mb_above_start": (peak - start) / 1024}))
 
 

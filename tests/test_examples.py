@@ -61,22 +61,3 @@ def test_example_scripts_run(tmp_path: Path, script: str) -> None:
     proc = run(script, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip().startswith("{")
-
-
-def test_the_readme_example_runs(tmp_path: Path) -> None:
-    import re
-
-    readme = (EXAMPLES.parent / "README.md").read_text()
-    code = re.findall(r"```python\n(.*?)```", readme, re.S)[0]
-    (tmp_path / "readme_example.py").write_text(code)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYNENC_")}
-    proc = subprocess.run(
-        [sys.executable, "readme_example.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "'tracking': 'TRK-ORD-1-" in proc.stdout and "'payment_id'" in proc.stdout
