@@ -17,7 +17,7 @@ from pynenc import checks, codec
 from pynenc._core import MAX_KEY_LEN, Store, journal_id
 from pynenc.config import PynencConfig
 from pynenc.errors import InvalidArgumentError, LeaseLostError, NonDeterminismError
-from pynenc.invocation import Invocation, InvocationRecord, InvocationStatus
+from pynenc.invocation import Invocation, InvocationRecord, InvocationStatus, describe_exception
 from pynenc.journal import JournalEntry, decode_ops
 from pynenc.registry import TaskRegistry, check_modules, check_name
 from pynenc.runner import execute, waiting
@@ -397,6 +397,16 @@ class Pynenc:
                 except NonDeterminismError as exc:
                     log.error("cannot resume invocation %s: %s", record.id_str, exc)
                     diverged.append(exc)
+                    continue
+                except SystemExit as exc:
+                    # Raised inside a side effect's function (a task's own `SystemExit` is its
+                    # failure): not a death of this process, which goes on recovering.
+                    log.error(
+                        "cannot resume invocation %s: interrupted by %s inside a workflow "
+                        "operation; nothing of it recorded, left to resume",
+                        record.id_str,
+                        describe_exception(exc),
+                    )
                     continue
                 resumed.append(Invocation(self, self._load_record(record.invocation_id) or record))
         finally:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pynenc.app import Pynenc
     from pynenc.task import Task
 
-__all__ = ["Invocation", "InvocationStatus"]
+__all__ = ["Invocation", "InvocationStatus", "describe_exception"]
 
 R = TypeVar("R")
 
@@ -70,7 +70,7 @@ class ErrorInfo:
         return cls(
             type_name=type(exc).__qualname__,
             module=type(exc).__module__,
-            message=str(exc),
+            message=_message_of(exc),
             args=args,
             traceback_text="".join(traceback.format_exception(exc)),
         )
@@ -107,6 +107,20 @@ class ErrorInfo:
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> ErrorInfo:
         return cls(d["type"], d["module"], d["message"], d["args"], d["traceback"])
+
+
+def _message_of(exc: BaseException) -> str:
+    """`str(exc)`, or a placeholder naming its type when its `__str__` fails."""
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the exception
+        return f"<unprintable {type(exc).__qualname__}>"
+    return message
+
+
+def describe_exception(exc: BaseException) -> str:
+    """`TYPE: message`, for logs and attempt lists; never fails (see `_message_of`)."""
+    return f"{type(exc).__qualname__}: {_message_of(exc)}"
 
 
 def _dumps(record: dict[str, Any]) -> bytes:

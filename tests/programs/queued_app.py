@@ -47,7 +47,8 @@ def campaign(children: int) -> dict[str, Any]:
         out[f"read-{n}"] = campaign.wf.get_data(f"step-{n}")
         time.sleep(float(os.environ.get("PARENT_SLEEP", "0")))
     out["steps"] = results
-    out["token"] = campaign.wf.side_effect("token", lambda: campaign.wf.uuid())
+    token = campaign.wf.uuid()
+    out["token"] = campaign.wf.side_effect("token", lambda: token)
     return out
 
 

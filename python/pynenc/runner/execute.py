@@ -16,9 +16,10 @@ import hashlib
 import logging
 import os
 import signal
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pynenc import checks, codec
@@ -30,12 +31,14 @@ from pynenc.errors import (
     NonDeterminismError,
     PayloadTooLargeError,
     PynencError,
+    StoreError,
 )
 from pynenc.invocation import (
     ErrorInfo,
     Invocation,
     InvocationRecord,
     InvocationStatus,
+    describe_exception,
 )
 from pynenc.runner import divergence
 from pynenc.runner.leases import now_ms
@@ -64,8 +67,9 @@ T = TypeVar("T")
 
 INVOCATIONS = "invocations"
 
-#: Exceptions of the engine itself: never recorded as the task's outcome.
-ENGINE_ERRORS = (NonDeterminismError, LeaseLostError)
+#: Exceptions of the engine itself (a divergence, any failure of the store, a lost lease):
+#: never recorded as an outcome; they end the attempt and leave the invocation to resume.
+ENGINE_ERRORS = (NonDeterminismError, StoreError)
 
 
 def encode_arguments(app: Pynenc, task: Task[..., Any], args: Any, kwargs: dict[str, Any]) -> bytes:
@@ -199,8 +203,11 @@ def run(
                 app, task, record, execution, replay_only=replay_only, fence=fence
             )
             value, error = _call(ctx, record)
-            # Engine errors swallowed by the task's own `except` still stop it here.
-            execution.check_divergence()
+            # An engine error or interruption that ended the attempt stops it here, even if
+            # the task's own `except` swallowed it; so does one the task raised itself.
+            execution.check_fault()
+            if error is not None and _interrupts(error):
+                raise error
             if error is None and had_journal:
                 # Code that returns having done less than its journal recorded has diverged.
                 execution.finish()
@@ -220,7 +227,7 @@ def run(
                     error = exc
             if error is not None and _retryable(task, record, error):
                 record.attempts.append(
-                    {"attempt": record.attempt, "error": f"{type(error).__qualname__}: {error}"}
+                    {"attempt": record.attempt, "error": describe_exception(error)}
                 )
                 record.attempt += 1
                 execution.stage()
@@ -240,28 +247,43 @@ def run(
             execution.flush()
             _maybe_crash(task.task_id)
             return value
-    except NonDeterminismError:
-        if counted:
-            # Not a death of its process: the resumption is not counted against
-            # `max_recoveries`, so fixing the code and recovering again still resumes it.
+    except BaseException as exc:
+        if counted and (isinstance(exc, NonDeterminismError) or not isinstance(exc, Exception)):
+            # Not a death of its process (a divergence, an interruption): the resumption is not
+            # counted against `max_recoveries`, so resuming it again later still resumes it.
             record.recoveries -= 1
-            store_record(app, record, fence)
-            app.store.flush()
+            with contextlib.suppress(StoreError):
+                store_record(app, record, fence)
+                app.store.flush()
         raise
 
 
 def _call(ctx: WorkflowContext, record: InvocationRecord) -> tuple[Any, BaseException | None]:
-    """Run the task's function inside `ctx`: (value, None) or (None, the task's exception)."""
+    """Run the task's function inside `ctx`: (value, None) or (None, what it raised)."""
     args, kwargs = codec.decode(record.args, what=lambda: f"arguments of {record.id_str}")
     token = _CURRENT.set(ctx)
     try:
         return ctx.task.func(*args, **kwargs), None
-    except ENGINE_ERRORS:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the task's own failure is its outcome
+    except BaseException as exc:  # noqa: BLE001 - sorted out by the caller (`_interrupts`)
         return None, exc
     finally:
         _CURRENT.reset(token)
+
+
+def _interrupts(error: BaseException) -> bool:
+    """Whether what the task raised stops the attempt instead of being its outcome.
+
+    An engine error does: the invocation is left to resume. So does an interruption (a
+    `BaseException` that is not an `Exception`, `KeyboardInterrupt` above all) in the main
+    thread, where Ctrl-C lands: the invocation is left to resume as after a crash. `SystemExit`
+    is the task's own decision, and an interruption in any other thread (a worker's) can only
+    be raised by the task itself: both are its outcome, a failure.
+    """
+    if isinstance(error, Exception):
+        return isinstance(error, ENGINE_ERRORS)
+    if isinstance(error, SystemExit):
+        return False
+    return threading.current_thread() is threading.main_thread()
 
 
 def _retryable(task: Task[..., Any], record: InvocationRecord, error: BaseException) -> bool:
@@ -332,12 +354,12 @@ def run_claimed(app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bo
         raise  # another worker holds it now
     except BaseException as exc:
         # Given back, so another process can run it while this one lives: at once when the
-        # engine failed here (an unknown task, a store error, an interrupt); after a lease
-        # time when its code diverged, so workers do not spin on it until it is fixed.
-        # Either way whoever claims it next is not taking it over.
+        # engine failed here (an unknown task, a store error); after a lease time when its code
+        # diverged or a side effect was interrupted (`SystemExit` in its function), so workers
+        # do not spin on it. Either way whoever claims it next is not taking it over.
         keeper.drop(invocation_id)
         with contextlib.suppress(PynencError):  # taken over meanwhile: nothing to give back
-            if isinstance(exc, NonDeterminismError):
+            if isinstance(exc, NonDeterminismError) or not isinstance(exc, Exception):
                 app.store.defer(invocation_id, token, now_ms() + keeper.lease_ms)
             elif isinstance(exc, UnknownTaskError):
                 if exc.retry_seconds is not None:  # else parked: off the queue already
@@ -428,12 +450,19 @@ def dispatch_child(
     ctx: WorkflowContext, task: Task[..., T], args: Any, kwargs: dict[str, Any]
 ) -> Invocation[T]:
     """Start (or, on replay, find) the child invocation of `task` at this position."""
+    execution = ctx._execution
+    execution.guard("execute_task")
     if not isinstance(task, Task):
         raise InvalidArgumentError(
             f"execute_task runs a task (a function decorated with @app.task), got {task!r}"
         )
+    args_bytes = encode_arguments(ctx.app, task, args, kwargs)
+    with _ends_attempt_on_fault(execution):
+        return _dispatch(ctx, task, args_bytes)
+
+
+def _dispatch(ctx: WorkflowContext, task: Task[..., T], args_bytes: bytes) -> Invocation[T]:
     app = ctx.app
-    args_bytes = encode_arguments(app, task, args, kwargs)
     execution = ctx._execution
     try:
         child_id, replayed = execution.child(task.task_id, codec.digest(args_bytes))
@@ -468,39 +497,79 @@ def dispatch_child(
     return Invocation(app, record)
 
 
+@contextlib.contextmanager
+def _ends_attempt_on_fault(execution: Execution) -> Iterator[None]:
+    """An engine error, or an interruption (`KeyboardInterrupt`, `SystemExit`, ...), raised
+    while a workflow operation is mid-way ends the attempt: the task may catch it, but nothing
+    more is recorded and the engine raises it again when the task returns."""
+    try:
+        yield
+    except BaseException as exc:
+        if isinstance(exc, ENGINE_ERRORS) or not isinstance(exc, Exception):
+            execution.fail(exc)
+        raise
+
+
 def side_effect(ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
     """Run `fn` once and durably record its outcome, then return its value or raise its
-    exception; a replay returns (or raises) the recorded outcome without calling `fn`."""
+    exception; a replay returns (or raises) the recorded outcome without calling `fn`.
+
+    All or nothing: an engine error, or an interruption raised by `fn` (a `BaseException`
+    that is not an `Exception`), is not recorded; it ends the attempt (see
+    `_ends_attempt_on_fault`) and the invocation resumes as after a crash, calling `fn` again.
+    A workflow operation called by `fn` is refused, and that refusal is the outcome."""
+    execution = ctx._execution
+    execution.guard("side_effect")
     if not isinstance(name, str):
         raise InvalidArgumentError(f"a side effect's name is a str, got {name!r}")
     if not callable(fn):
         raise InvalidArgumentError(f"side effect {name!r} needs a function to call, got {fn!r}")
-    execution = ctx._execution
-    recorded = execution.side_effect_lookup(name)
-    if recorded is None:
-        if execution.volatile_pending:
-            execution.flush()
-        limit = ctx.app.config.max_payload_bytes
-        cause: Exception | None = None
-        try:
-            value = fn()
-            recorded = (
-                codec.encode(value, what=f"value of side effect {name!r}", limit=limit),
-                False,
-            )
-        except ENGINE_ERRORS:
-            raise
-        except Exception as exc:  # noqa: BLE001 - what it raised is the side effect's outcome
-            recorded, cause = (_encode_error(ErrorInfo.capture(exc), name, limit), True), exc
-        execution.side_effect_record(name, *recorded)
-        execution.flush()
-        if cause is not None:
-            raise _side_effect_error(name, recorded[0]) from cause
+    cause: BaseException | None = None
+    with _ends_attempt_on_fault(execution):
+        recorded = execution.side_effect_lookup(name)
+        if recorded is None:
+            recorded, cause = _run_side_effect(ctx, name, fn)
     data, failed = recorded
     if failed:
+        if cause is not None:
+            raise _side_effect_error(name, data) from cause
         raise _side_effect_error(name, data)
     result: T = codec.decode(data, what=f"side effect {name!r}")
     return result
+
+
+def _run_side_effect(
+    ctx: WorkflowContext, name: str, fn: Callable[[], Any]
+) -> tuple[tuple[bytes, bool], BaseException | None]:
+    """Call `fn`, record its outcome and make it durable: ((encoded value or error, failed),
+    the exception `fn` raised or None)."""
+    execution = ctx._execution
+    if execution.volatile_pending:
+        execution.flush()
+    limit = ctx.app.config.max_payload_bytes
+    execution.enter_side_effect(name)
+    try:
+        value = fn()
+        error: BaseException | None = None
+    except ENGINE_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001 - what it raised is the side effect's outcome
+        value, error = None, exc
+    finally:
+        nested = execution.exit_side_effect()
+    if nested is not None:
+        error = nested  # whatever `fn` then did with the refusal
+    if error is None:
+        try:
+            what = f"value of side effect {name!r}"
+            recorded = (codec.encode(value, what=what, limit=limit), False)
+        except Exception as exc:  # noqa: BLE001 - an unstorable value is the outcome too
+            error = exc
+    if error is not None:
+        recorded = (_encode_error(ErrorInfo.capture(error), name, limit), True)
+    execution.side_effect_record(name, *recorded)
+    execution.flush()
+    return recorded, error
 
 
 def _encode_error(error: ErrorInfo, name: str, limit: int) -> bytes:

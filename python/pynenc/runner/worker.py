@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from pynenc import checks
 from pynenc.errors import InvalidArgumentError, LeaseLostError, NonDeterminismError, PynencError
+from pynenc.invocation import describe_exception
 from pynenc.runner import execute
 from pynenc.runner.leases import now_ms
 from pynenc.runner.owner import current_owner
@@ -181,6 +182,19 @@ class Worker:
         except Exception:
             # `run_claimed` has given the lease back.
             log.exception("[invocation %s] [workflow %s] engine failure", ident, workflow)
+        except BaseException as exc:  # noqa: BLE001 - the worker thread must live on
+            # An interruption inside a side effect's function (the task's own `SystemExit`
+            # or `KeyboardInterrupt` is its failure, stored by `run`): nothing of it was
+            # recorded; `run_claimed` gave the lease back, to run again after a lease time.
+            log.error(
+                "[invocation %s] [workflow %s] interrupted by %s inside a workflow operation "
+                "(a side effect's function): nothing of it recorded, left to resume (tried "
+                "again in %.0f s)",
+                ident,
+                workflow,
+                describe_exception(exc),
+                self.app._lease_keeper().lease_ms / 1000,
+            )
         finally:
             with self._lock:
                 self._running.pop(invocation_id, None)

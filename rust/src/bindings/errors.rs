@@ -10,7 +10,7 @@ use crate::error::Error;
 
 static ERRORS_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
-fn class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     let module =
         ERRORS_MODULE.get_or_try_init(py, || py.import("pynenc.errors").map(|m| m.unbind()))?;
     module.bind(py).getattr(name)

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyString, PyTuple};
 
-use super::errors::{to_pyerr, IntoPy};
+use super::errors::{class, to_pyerr, IntoPy};
 use super::store::PyStore;
 use super::{bytes16, scalar};
 use crate::error::Error;
@@ -32,9 +32,15 @@ pub struct PyExecution {
     max_payload_bytes: usize,
     /// Scratch buffer for data keys (see `data_key`).
     key_buf: Vec<u8>,
-    /// The first divergence seen, kept so user code that swallows the exception cannot hide
-    /// it: the runner re-raises it when the task returns (`check_divergence`).
-    divergence: Option<(u64, String, String)>,
+    /// The engine error (a divergence, a failed store operation) or interruption that ended
+    /// this attempt, kept so user code that swallows it cannot hide it: every later operation
+    /// raises it again and records nothing, and the runner re-raises it when the task returns
+    /// (`check_fault`).
+    fault: Option<Py<PyAny>>,
+    /// The side effect whose function is running now: operations are refused meanwhile.
+    inside: Option<String>,
+    /// The first refusal of an operation called inside that function (`exit_side_effect`).
+    nested: Option<Py<PyAny>>,
 }
 
 #[pymethods]
@@ -78,24 +84,29 @@ impl PyExecution {
             data_prefix,
             max_payload_bytes,
             key_buf: Vec::new(),
-            divergence: None,
+            fault: None,
+            inside: None,
+            nested: None,
         })
     }
 
     /// A float in [0, 1) with 53 random bits.
     fn random(&mut self) -> PyResult<f64> {
+        self.usable("random")?;
         let r = self.recorder.random_u64();
         self.watch(r).map(u64_to_unit_f64)
     }
 
     /// A raw 64-bit draw of the random stream.
     fn random_u64(&mut self) -> PyResult<u64> {
+        self.usable("rng")?;
         let r = self.recorder.random_u64();
         self.watch(r)
     }
 
     /// A version-4 UUID string.
     fn uuid(&mut self) -> PyResult<String> {
+        self.usable("uuid")?;
         let r = self.recorder.uuid();
         let bytes = self.watch(r)?;
         Ok(ids::format(&bytes))
@@ -103,6 +114,7 @@ impl PyExecution {
 
     /// A timezone-aware UTC datetime: the real clock when recording, the journal on replay.
     fn utc_now<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.usable("utc_now")?;
         let r = self.recorder.time();
         let us = self.watch(r)?;
         datetime_from_us(py, us)
@@ -110,6 +122,7 @@ impl PyExecution {
 
     /// As `utc_now`, in microseconds since the epoch.
     fn utc_now_us(&mut self) -> PyResult<i64> {
+        self.usable("utc_now")?;
         let r = self.recorder.time();
         self.watch(r)
     }
@@ -121,6 +134,7 @@ impl PyExecution {
         py: Python<'py>,
         name: &Bound<'py, PyAny>,
     ) -> PyResult<Option<(Bound<'py, PyBytes>, bool)>> {
+        self.usable("side_effect")?;
         let name = text("a side effect's name", name)?;
         let r = self.recorder.side_effect(name);
         let found = self.watch(r)?;
@@ -139,6 +153,7 @@ impl PyExecution {
         task_id: &str,
         args_digest: &[u8],
     ) -> PyResult<(Bound<'py, PyBytes>, bool)> {
+        self.usable("execute_task")?;
         let r = self
             .recorder
             .child(task_id, bytes16("an arguments digest", args_digest)?);
@@ -153,6 +168,7 @@ impl PyExecution {
         py: Python<'py>,
         key: &str,
     ) -> PyResult<(bool, Option<Bound<'py, PyBytes>>)> {
+        self.usable("get_data")?;
         let r = self.recorder.data_read(key);
         Ok(match self.watch(r)? {
             Some(v) => (true, v.map(|b| PyBytes::new(py, &b))),
@@ -167,6 +183,7 @@ impl PyExecution {
 
     /// A data write; True when replayed (already durable: do not write again).
     fn data_write(&mut self, key: &str, value_digest: &[u8]) -> PyResult<bool> {
+        self.usable("set_data")?;
         let r = self
             .recorder
             .data_write(key, bytes16("a value digest", value_digest)?);
@@ -176,6 +193,7 @@ impl PyExecution {
     /// Write workflow data: recorded by digest; visible to this process at once, durable at
     /// the next flush. A replayed write is not written again (a newer value may exist).
     fn set_data(&mut self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.usable("set_data")?;
         let key = text(DATA_KEY, key)?;
         let data_key = self.data_key(key)?;
         let bytes = scalar::encode(
@@ -212,6 +230,7 @@ impl PyExecution {
         key: &Bound<'py, PyAny>,
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        self.usable("get_data")?;
         let key = text(DATA_KEY, key)?;
         let r = self.recorder.data_read(key);
         let decode = |data: &Option<Vec<u8>>| match data {
@@ -222,9 +241,9 @@ impl PyExecution {
             Some(recorded) => decode(&recorded),
             None => {
                 let data_key = self.data_key(key)?;
-                let live = self.store.get(Table::Data, &data_key).py_err();
+                let live = self.store.get(Table::Data, &data_key);
                 self.key_buf = data_key;
-                let live = live?;
+                let live = self.engine(live)?;
                 let value = decode(&live)?;
                 self.recorder.record_data_read(key, live);
                 Ok(value)
@@ -239,19 +258,23 @@ impl PyExecution {
 
     /// Stage, then make everything pending in this process durable (group commit).
     fn flush(&mut self, py: Python<'_>) -> PyResult<()> {
+        if self.fault.is_some() {
+            return Err(self.refusal(py, "flush"));
+        }
         self.stage_entries();
         if self.replay_only {
             return Ok(());
         }
         let store = Arc::clone(&self.store);
         // The commit waits on fsync and on other threads' commits: release the GIL.
-        py.detach(|| store.flush()).py_err()?;
+        let flushed = py.detach(|| store.flush());
+        self.engine(flushed)?;
         self.recorder.mark_durable();
         // Another thread's flush may have committed (and rejected) this execution's writes,
         // so ask the store rather than this flush's report.
         if let Some(own) = self.fence {
             if let Some(current) = store.stale_fence(own) {
-                return Err(to_pyerr(Error::StaleLease {
+                return self.engine(Err(Error::StaleLease {
                     invocation_id: ids::format(&own.invocation),
                     token: own.token,
                     current,
@@ -268,36 +291,73 @@ impl PyExecution {
         self.watch(r)
     }
 
-    /// Raise the first divergence seen during this execution, if any (even if user code caught
-    /// and swallowed it).
-    fn check_divergence(&self) -> PyResult<()> {
-        match &self.divergence {
+    /// Raise the fault that ended this attempt, if any (even if user code caught and
+    /// swallowed it): a divergence, a failed store operation, an interruption.
+    fn check_fault(&self, py: Python<'_>) -> PyResult<()> {
+        match &self.fault {
             None => Ok(()),
-            Some((position, recorded, requested)) => Err(to_pyerr(Error::NonDeterminism {
-                workflow_id: self.workflow_id.clone(),
-                invocation_id: ids::format(self.recorder.invocation_id()),
-                position: *position,
-                recorded: recorded.clone(),
-                requested: requested.clone(),
-            })),
+            Some(exc) => Err(PyErr::from_value(exc.bind(py).clone())),
         }
     }
 
     /// Describe the divergence just raised at `position` anew (the runner words a child's
-    /// arguments decoded, which takes Python), so `check_divergence` raises it in these words
-    /// too; returns the error to raise.
-    fn reword_divergence(&mut self, position: u64, recorded: String, requested: String) -> PyErr {
-        if let Some(seen) = self.divergence.as_mut().filter(|seen| seen.0 == position) {
-            seen.1.clone_from(&recorded);
-            seen.2.clone_from(&requested);
-        }
-        to_pyerr(Error::NonDeterminism {
+    /// arguments decoded, which takes Python), so `check_fault` and every later operation
+    /// raise it in these words too; returns the error to raise.
+    fn reword_divergence(
+        &mut self,
+        py: Python<'_>,
+        position: u64,
+        recorded: String,
+        requested: String,
+    ) -> PyResult<PyErr> {
+        let err = to_pyerr(Error::NonDeterminism {
             workflow_id: self.workflow_id.clone(),
             invocation_id: ids::format(self.recorder.invocation_id()),
             position,
             recorded,
             requested,
-        })
+        });
+        if let Some(kept) = &self.fault {
+            let kept = kept.bind(py);
+            if kept.is_instance(&class(py, "NonDeterminismError")?)?
+                && kept.getattr("position")?.extract::<u64>()? == position
+            {
+                self.fault = Some(err.value(py).clone().into_any().unbind());
+            }
+        }
+        Ok(err)
+    }
+
+    /// The fault that ended this attempt, or None.
+    #[getter]
+    fn fault(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.fault.as_ref().map(|e| e.clone_ref(py))
+    }
+
+    /// End this attempt with `exc` (an engine error, or an interruption raised where the
+    /// engine was mid-way): every later operation raises it again and records nothing. The
+    /// first fault is kept.
+    fn fail(&mut self, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        self.set_fault(exc)
+    }
+
+    /// Raise the fault, or the refusal of `op` inside a side effect's function, if either
+    /// applies (for operations written in Python).
+    fn guard(&mut self, op: &str) -> PyResult<()> {
+        self.usable(op)
+    }
+
+    /// The function of side effect `name` runs now: refuse every operation until
+    /// `exit_side_effect`.
+    fn enter_side_effect(&mut self, name: String) {
+        self.inside = Some(name);
+        self.nested = None;
+    }
+
+    /// The function has returned: the refusal it met, if it called an operation.
+    fn exit_side_effect(&mut self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.inside = None;
+        self.nested.take().map(|e| e.clone_ref(py))
     }
 
     /// Fence every later write of this execution with a lease token.
@@ -356,26 +416,86 @@ impl PyExecution {
         Ok(k)
     }
 
-    /// Convert a recorder result, remembering the first divergence.
+    /// Convert a recorder result; a divergence ends the attempt (see `engine`).
     #[inline(always)]
     fn watch<T>(&mut self, r: crate::error::Result<T>) -> PyResult<T> {
-        if let Err(Error::NonDeterminism {
-            position,
-            recorded,
-            requested,
-            ..
-        }) = &r
-        {
-            if self.divergence.is_none() {
-                self.divergence = Some((*position, recorded.clone(), requested.clone()));
-            }
+        self.engine(r)
+    }
+
+    /// Convert a core result. Any error but a bad argument (which records nothing and leaves
+    /// the execution as it was) is a fault of the engine: it ends the attempt.
+    #[inline(always)]
+    fn engine<T>(&mut self, r: crate::error::Result<T>) -> PyResult<T> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(e @ Error::InvalidArgument(_)) => Err(to_pyerr(e)),
+            Err(e) => Err(self.fault_from(to_pyerr(e))),
         }
-        r.py_err()
+    }
+
+    #[cold]
+    fn fault_from(&mut self, err: PyErr) -> PyErr {
+        Python::attach(|py| {
+            let value = err.value(py).clone();
+            match self.set_fault(value.into_any()) {
+                Ok(()) => err,
+                Err(e) => e,
+            }
+        })
+    }
+
+    fn set_fault(&mut self, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        if self.fault.is_some() {
+            return Ok(());
+        }
+        // A divergence's own message and documentation say all of this already.
+        let diverged = exc.is_instance(&class(exc.py(), "NonDeterminismError")?)?;
+        if !diverged {
+            exc.call_method1(
+                "add_note",
+                (format!(
+                    "invocation {} stopped here: every later workflow operation of this attempt \
+                 raises this again and records nothing, the engine raises it when the task \
+                 returns, and the invocation is left to resume (app.recover(), or a worker)",
+                    ids::format(self.recorder.invocation_id())
+                ),),
+            )?;
+        }
+        self.fault = Some(exc.unbind());
+        Ok(())
+    }
+
+    /// Refuse `op` when the attempt has ended or a side effect's function is running.
+    #[inline(always)]
+    fn usable(&mut self, op: &str) -> PyResult<()> {
+        if self.fault.is_none() && self.inside.is_none() {
+            return Ok(());
+        }
+        Err(Python::attach(|py| self.refusal(py, op)))
+    }
+
+    #[cold]
+    fn refusal(&mut self, py: Python<'_>, op: &str) -> PyErr {
+        if let Some(exc) = &self.fault {
+            return PyErr::from_value(exc.bind(py).clone());
+        }
+        let name = self.inside.clone().unwrap_or_default();
+        let err = to_pyerr(Error::InvalidArgument(format!(
+            "wf.{op}() was called inside the function of side effect {name:?}: side effects \
+             cannot nest (only a side effect's outcome is recorded, so nothing its function \
+             does could be replayed); call wf.{op}() in the task before or after \
+             wf.side_effect({name:?}, ...) and pass its value to the function, or make the \
+             work a task of its own and call it with wf.execute_task"
+        )));
+        if self.nested.is_none() {
+            self.nested = Some(err.value(py).clone().into_any().unbind());
+        }
+        err
     }
 
     /// Hand the new entries to the store's staging buffer (no I/O).
     fn stage_entries(&mut self) {
-        if self.replay_only || self.recorder.pending_len() == 0 {
+        if self.replay_only || self.fault.is_some() || self.recorder.pending_len() == 0 {
             return;
         }
         let mut staging = self.store.staging();

@@ -13,7 +13,11 @@
 //! listed for all of them), and a failed commit is reported to every thread whose writes it
 //! held, at that thread's next flush even when the commit was another thread's (the range of a
 //! flush starts at its thread's first write since its previous flush). A failed batch is
-//! dropped: its writes are not retried behind the caller's back.
+//! dropped: its writes are not retried behind the caller's back. Nor can a later commit cut a
+//! hole in a journal the failed batch held entries of: a batch that would continue such a
+//! journal past the lost entries fails whole with the same error (its writers are told at
+//! their flush, like the failed batch's); only a new execution, appending where the durable
+//! journal ends, writes that journal again.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -103,6 +107,8 @@ struct State {
     /// Tokens only grow, so a rejected token stays stale: kept for the writer, whose writes
     /// another thread's flush may have committed before its own flush found nothing left.
     stale: Map<[u8; 16], (u64, u64)>,
+    /// Per journal id, the first position a failed commit lost and that commit's error.
+    lost: Map<[u8; 16], (u64, Error)>,
 }
 
 struct Outcome {
@@ -256,10 +262,15 @@ impl GroupCommit {
             st.pending_timed = false;
             self.waiting.since_us.store(0, Ordering::Relaxed);
             let batch = Arc::clone(&st.inflight);
+            let gap = cuts_a_lost_journal(&st.lost, &batch.ops);
             drop(st);
-            let result = catch_unwind(AssertUnwindSafe(|| commit(&batch.ops)))
-                .unwrap_or_else(|_| Err(panicked()));
+            let result = match gap {
+                Some(e) => Err(e),
+                None => catch_unwind(AssertUnwindSafe(|| commit(&batch.ops)))
+                    .unwrap_or_else(|_| Err(panicked())),
+            };
             st = self.lock();
+            note_lost_journals(&mut st.lost, &batch.ops, &result);
             for (fence, current) in result.iter().flat_map(|r| &r.rejected) {
                 let seen = st.stale.entry(fence.invocation).or_default();
                 *seen = (*seen).max((fence.token, *current));
@@ -311,6 +322,57 @@ impl GroupCommit {
     }
 }
 
+/// The error of the failed commit whose lost entries `ops` would leave a hole behind: a
+/// journal segment starting past the first position that commit lost.
+fn cuts_a_lost_journal(lost: &Map<[u8; 16], (u64, Error)>, ops: &[WriteOp]) -> Option<Error> {
+    if lost.is_empty() {
+        return None;
+    }
+    ops.iter().find_map(|op| match op {
+        WriteOp::Journal {
+            invocation,
+            first_position,
+            ..
+        } => lost
+            .get(invocation)
+            .filter(|(from, _)| first_position > from)
+            .map(|(_, e)| e.clone()),
+        _ => None,
+    })
+}
+
+/// After a commit: a failed one lost the journal entries it held (from their first position
+/// on); a successful one that wrote a journal from where its durable part ends mended it.
+fn note_lost_journals(
+    lost: &mut Map<[u8; 16], (u64, Error)>,
+    ops: &[WriteOp],
+    result: &Result<FlushReport>,
+) {
+    if result.is_ok() && lost.is_empty() {
+        return;
+    }
+    for op in ops {
+        if let WriteOp::Journal {
+            invocation,
+            first_position,
+            ..
+        } = op
+        {
+            match result {
+                Err(e) => {
+                    let mark = lost
+                        .entry(*invocation)
+                        .or_insert((*first_position, e.clone()));
+                    mark.0 = mark.0.min(*first_position);
+                }
+                Ok(_) => {
+                    lost.remove(invocation);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,5 +408,43 @@ mod tests {
         });
         // A thread that staged nothing has nothing to hear.
         assert!(gc.flush(failing, never).is_ok());
+    }
+
+    #[test]
+    fn no_commit_continues_a_journal_past_entries_a_failed_commit_lost() {
+        use crate::entry::{Entry, Op};
+        let gc = GroupCommit::default();
+        let failing = |_: &[WriteOp]| -> Result<FlushReport> {
+            Err(Error::InvalidArgument("the disk is full".into()))
+        };
+        let never = || Error::InvalidArgument("panicked".into());
+        let committed = Mutex::new(Vec::new());
+        let ok = |ops: &[WriteOp]| {
+            committed.lock().unwrap().push(ops.len());
+            Ok(FlushReport::default())
+        };
+        let append = |position: u64| {
+            let mut entries = vec![Entry::new(Op::Random(position))];
+            gc.staging().journal([7; 16], position, &mut entries, None);
+        };
+        append(0);
+        assert!(gc.flush(ok, never).is_ok());
+        append(1); // lost
+        assert!(gc.flush(failing, never).is_err());
+        // The same execution goes on at position 2: refused whole, with the first error.
+        append(2);
+        gc.stage([put(b"data", b"after the loss", None)]);
+        let err = gc.flush(ok, never).unwrap_err();
+        assert!(err.to_string().contains("the disk is full"), "{err}");
+        // Other journals are not held back.
+        let mut other = vec![Entry::new(Op::Random(0))];
+        gc.staging().journal([8; 16], 0, &mut other, None);
+        assert!(gc.flush(ok, never).is_ok());
+        // A new execution appends where the durable journal ends: accepted, and mended.
+        append(1);
+        assert!(gc.flush(ok, never).is_ok());
+        append(2);
+        assert!(gc.flush(ok, never).is_ok());
+        assert_eq!(*committed.lock().unwrap(), vec![1, 1, 1, 1]);
     }
 }
