@@ -21,6 +21,7 @@ __all__ = [
     "StoreAccessError",
     "StoreError",
     "StoreFormatError",
+    "StoreFullError",
     "StoreIOError",
     "StoreReadOnlyError",
     "TaskError",
@@ -74,6 +75,18 @@ class StoreIOError(StoreError):
     """The operating system reported an I/O failure while using the store."""
 
     code = "STORE_IO"
+
+
+class StoreFullError(StoreIOError):
+    """The filesystem holding the store has no room left; nothing of the commit was stored.
+
+    Attributes:
+        path: The store directory.
+        needed: Bytes the store needs beyond what is free (a lower bound when not exact).
+        available: Bytes that were free on the filesystem.
+    """
+
+    code = "STORE_FULL"
 
 
 class LeaseLostError(StoreError):

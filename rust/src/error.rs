@@ -70,6 +70,23 @@ pub enum Error {
         source: std::sync::Arc<std::io::Error>,
     },
 
+    /// The filesystem holding the store has no room for what the store must write (ENOSPC,
+    /// or a quota); nothing of the commit was stored.
+    #[error(
+        "store at {path} is full during {during}: it needs at least {needed} more bytes on its \
+         filesystem, which has {available} bytes free; nothing of this commit was stored. \
+         Free at least {needed} bytes there (or move the store to a larger disk) and retry; \
+         an interrupted workflow resumes from its journal with recover()"
+    )]
+    StoreFull {
+        path: PathBuf,
+        during: &'static str,
+        /// Bytes the store needs beyond what is free (a lower bound when not known exactly).
+        needed: u64,
+        /// Bytes free on the filesystem for this process when the failure was seen.
+        available: u64,
+    },
+
     /// Any other LMDB failure.
     #[error("LMDB error on store at {path} during {during}: {detail}")]
     Lmdb {
