@@ -1,5 +1,5 @@
 """The map of a store shared by processes: opening or growing never cuts another process's
-file.
+file, and a deleted or replaced lock file stops every writer before it writes.
 
 Every process here is a real interpreter driving a store through `LmdbStore` (an "agent" that
 takes one command per line on stdin and answers one JSON line), so a SIGBUS shows as a
@@ -9,6 +9,8 @@ negative exit status.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -164,3 +166,55 @@ def test_fork_stress_ci_variant() -> None:
     result = json.loads(proc.stdout.splitlines()[-1])
     assert result["failed"] == 0, result
     assert proc.returncode == 0
+
+
+def _remove(lock: Path) -> None:
+    lock.unlink()
+
+
+def _replace(lock: Path) -> None:
+    copy = lock.with_name("lock.mdb.copy")
+    shutil.copyfile(lock, copy)
+    os.replace(copy, lock)
+
+
+@pytest.mark.parametrize("change", [_remove, _replace], ids=["deleted", "replaced"])
+@pytest.mark.parametrize("sync", [0, 1])
+def test_a_changed_lock_file_stops_every_writer_at_its_next_write(
+    store_path: Path, sync: int, change: Any
+) -> None:
+    what = "deleted" if change is _remove else "replaced"
+    one, two = Agent(store_path), Agent(store_path)
+    try:
+        ok(one(f"open {sync} {1 << 20}"))
+        ok(two(f"open {sync} {1 << 20}"))
+        ok(one("write a 50 500"))
+        ok(two("write b 50 500"))
+        change(store_path / "lock.mdb")
+        for agent, prefix in ((one, "a2"), (two, "b2")):
+            refused = agent(f"write {prefix} 1 500")
+            assert refused["error"] == "StoreLockError", refused
+            assert "StoreError" in refused["mro"]
+            assert f"lock.mdb was {what}" in refused["message"]
+            assert "Stop every process using the store and start them again" in (refused["message"])
+            again = agent(f"write {prefix} 1 500")  # still refused, still nothing written
+            assert again["error"] == "StoreLockError", again
+    finally:
+        assert one.close() == 0
+        assert two.close() == 0
+    # A fresh process (all the others stopped) reads back exactly what was written before.
+    fresh = Agent(store_path)
+    try:
+        ok(fresh(f"open {sync} {1 << 20}"))
+        for prefix, count in (("a-", 50), ("b-", 50), ("a2-", 0), ("b2-", 0)):
+            assert ok(fresh(f"count {prefix}"))["count"] == count, prefix
+            assert ok(fresh(f"count {prefix}"))["good"]
+        ok(fresh("write c 20 500"))
+        assert ok(fresh("count c-"))["count"] == 20
+    finally:
+        assert fresh.close() == 0
+    import lmdb
+
+    with lmdb.open(str(store_path), readonly=True, lock=False, max_dbs=9) as env:
+        with env.begin() as txn:  # every page of the main tree is reachable and readable
+            assert sum(1 for _ in txn.cursor()) >= 120

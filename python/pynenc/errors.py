@@ -23,6 +23,7 @@ __all__ = [
     "StoreFormatError",
     "StoreFullError",
     "StoreIOError",
+    "StoreLockError",
     "StoreReadOnlyError",
     "TaskError",
     "WorkflowMembershipError",
@@ -87,6 +88,14 @@ class StoreFullError(StoreIOError):
     """
 
     code = "STORE_FULL"
+
+
+class StoreLockError(StoreError):
+    """The store's lock file was deleted or replaced while it was open: processes no longer
+    exclude each other, so the store writes nothing more. Stop every process using the store
+    and start them again."""
+
+    code = "STORE_LOCK"
 
 
 class LeaseLostError(StoreError):

@@ -87,6 +87,15 @@ pub enum Error {
         available: u64,
     },
 
+    /// `lock.mdb` was deleted or replaced while this process had the store open: processes
+    /// no longer exclude each other, so the store refuses to write.
+    #[error(
+        "the lock file {path}/lock.mdb was {what} while this process had the store open, so \
+         the processes using the store no longer exclude each other; nothing more is written \
+         by this process. Stop every process using the store and start them again"
+    )]
+    StoreLock { path: PathBuf, what: &'static str },
+
     /// Any other LMDB failure.
     #[error("LMDB error on store at {path} during {during}: {detail}")]
     Lmdb {

@@ -149,6 +149,8 @@ class LmdbStore:
             StoreIOError: the commit failed; nothing of it was stored.
             StoreFullError: the store's filesystem is full (a `StoreIOError`); nothing of
                 the commit was stored, and the message says how many bytes to free.
+            StoreLockError: `lock.mdb` was deleted or replaced since the store was opened;
+                nothing is written until every process using the store is restarted.
         """
         return self._core.flush()
 

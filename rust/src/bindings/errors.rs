@@ -90,6 +90,10 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             attrs.set_item("available", available)?;
             "StoreFullError"
         }
+        Error::StoreLock { path, .. } => {
+            attrs.set_item("path", path.display().to_string())?;
+            "StoreLockError"
+        }
         Error::StaleLease {
             invocation_id,
             token,

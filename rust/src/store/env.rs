@@ -34,6 +34,9 @@ pub(crate) struct Handle {
     pub migrated: Option<Migration>,
     /// The store directory, open for its `flock` (`map.rs`).
     pub dir_file: File,
+    /// The (device, inode) of `lock.mdb` when the environment was opened: compared before
+    /// every write transaction (`check_lock`).
+    lock_id: Option<(u64, u64)>,
 }
 
 /// A migration done while opening a store.
@@ -66,6 +69,8 @@ pub(crate) fn open(dir: &Path, options: &StoreOptions) -> Result<Handle> {
         }
         env
     };
+    let lock_id =
+        map::lock_identity(&dir_file).map_err(|e| map_io(dir, "inspecting the lock file", e))?;
     // Stale slots of readers that died mid-transaction (e.g. SIGKILL) would otherwise
     // accumulate until the table is full.
     env.clear_stale_readers()
@@ -82,7 +87,26 @@ pub(crate) fn open(dir: &Path, options: &StoreOptions) -> Result<Handle> {
             took: started.elapsed(),
         }),
         dir_file,
+        lock_id,
     })
+}
+
+/// Refuse to write when `lock.mdb` is no longer the file the environment opened: LMDB's
+/// writer lock and reader table live in it, so a process that opens the store after it was
+/// deleted or replaced takes another lock, and two writers would share the pages.
+pub(crate) fn check_lock(dir: &Path, h: &Handle) -> Result<()> {
+    match map::lock_identity(&h.dir_file) {
+        Ok(now) if now == h.lock_id => Ok(()),
+        Ok(None) => Err(Error::StoreLock {
+            path: dir.to_path_buf(),
+            what: "deleted",
+        }),
+        Ok(Some(_)) => Err(Error::StoreLock {
+            path: dir.to_path_buf(),
+            what: "replaced",
+        }),
+        Err(e) => Err(map_io(dir, "inspecting the lock file", e)),
+    }
 }
 
 /// Open the LMDB environment of `dir` with a map of `map_size` bytes, at least the file's

@@ -317,7 +317,7 @@ impl Store {
     }
 
     /// Run `f` in a write transaction and commit it, growing the map and retrying when it
-    /// is full.
+    /// is full. Nothing is written once `lock.mdb` is not the file the store opened.
     pub(crate) fn write<T>(
         &self,
         during: &'static str,
@@ -332,6 +332,8 @@ impl Store {
                 .write_txn()
                 .map_err(TxnError::from)
                 .and_then(|mut txn| {
+                    // Checked holding LMDB's writer lock, once per transaction (one `stat`).
+                    env::check_lock(&self.path, h)?;
                     // Without a writable map, LMDB extends the file with `pwrite` during the
                     // transaction; no process may set its map meanwhile (`map.rs`). Taken after
                     // the writer lock: threads of this process share the descriptor's lock.

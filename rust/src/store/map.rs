@@ -186,3 +186,32 @@ fn available(dir: &Path) -> u64 {
     #[allow(clippy::useless_conversion)] // narrower than u64 on some targets
     u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize))
 }
+
+/// The identity (device, inode) of `lock.mdb` in the store directory open as `dir_file`, or
+/// `None` when it does not exist: one `fstatat` relative to the directory (no walk of the
+/// store's path), never an `open`, since closing any descriptor of `lock.mdb` would drop the
+/// `fcntl` locks LMDB holds on it.
+pub(crate) fn lock_identity(dir_file: &File) -> io::Result<Option<(u64, u64)>> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fstatat` fills the struct it is given, for a NUL-terminated name relative to
+    // a directory descriptor this process owns.
+    let rc = unsafe {
+        libc::fstatat(
+            dir_file.as_raw_fd(),
+            c"lock.mdb".as_ptr(),
+            st.as_mut_ptr(),
+            0,
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::NotFound => Ok(None),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: `fstatat` returned 0, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::useless_conversion)] // narrower than u64 on some targets
+    Ok(Some((u64::from(st.st_dev), u64::from(st.st_ino))))
+}

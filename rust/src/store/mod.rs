@@ -8,7 +8,7 @@
 //!
 //! Files: `lmdb.rs` (the `Store`, fork safety, transaction helpers with map growth), `env.rs`
 //! (the one `unsafe` open, format version, error mapping), `map.rs` (map sizes that never cut
-//! another process's file, reserved space), `tables.rs` (the tables: tagged
+//! another process's file, reserved space, the lock file's identity), `tables.rs` (the tables: tagged
 //! ranges of LMDB's main database), `migrate.rs` (older formats, in place), `batch.rs` (the
 //! staged writes, indexed), `commit.rs` (group commit), `ticker.rs` (the background flusher),
 //! `fork_gate.rs` (a fork waits for store calls; the cached pid), `apply.rs` (a batch inside
