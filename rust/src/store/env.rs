@@ -77,7 +77,8 @@ pub(crate) fn open(dir: &Path, options: &StoreOptions) -> Result<Handle> {
         .map_err(|e| map_err(dir, "clearing stale readers", e))?;
     check_not_truncated(dir, &env)?;
     let started = std::time::Instant::now();
-    let (dbs, migrated_from) = create_dbs(dir, &env)?;
+    let extending = options.sync.then_some(&dir_file);
+    let (dbs, migrated_from) = create_dbs(dir, &env, extending)?;
     Ok(Handle {
         env,
         dbs,
@@ -147,11 +148,17 @@ fn open_env(dir: &Path, options: &StoreOptions, map_size: usize) -> Result<Env<W
     unsafe { builder.open(dir) }.map_err(|e| map_err(dir, "opening the environment", e))
 }
 
-/// The databases, and the format the store was migrated from, if it was.
-fn create_dbs(dir: &Path, env: &Env<WithoutTls>) -> Result<(Dbs, Option<u32>)> {
+/// The databases, and the format the store was migrated from, if it was. Without a writable
+/// map the transaction holds `dir_file`'s lock shared, as every write does (`map.rs`).
+fn create_dbs(
+    dir: &Path,
+    env: &Env<WithoutTls>,
+    dir_file: Option<&File>,
+) -> Result<(Dbs, Option<u32>)> {
     let wtxn = env
         .write_txn()
         .map_err(|e| map_err(dir, "creating databases", e))?;
+    let _extending = dir_file.map(|f| map::lock(dir, f, false)).transpose()?;
     let mut found_version = None;
     let created = env.create_databases_and_commit(wtxn, |opener, wtxn| {
         let meta = opener.create_database::<Bytes, Bytes>(wtxn, Some("meta"))?;
