@@ -167,9 +167,9 @@ def test_a_swallowed_disk_full_error_leaves_the_workflow_resumable(
     # The disk really filled up, the task swallowed the store's error, and the engine raised
     # it anyway when the task returned, leaving the workflow running (not failed).
     assert int((tmp_path / "free.txt").read_text()) == 0
-    assert "swallowed StoreIOError" in _read(tmp_path, "run.err")
+    assert "swallowed StoreFullError" in _read(tmp_path, "run.err")
     run = json.loads(_read(tmp_path, "run.json"))
-    assert run["raised"] == "StoreIOError", run
+    assert run["raised"] == "StoreFullError", run
     inspect = json.loads(_read(tmp_path, "inspect.json"))
     assert inspect["status"] == "running"
     assert run["running"] == [inspect["id"]]

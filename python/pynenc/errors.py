@@ -21,7 +21,9 @@ __all__ = [
     "StoreAccessError",
     "StoreError",
     "StoreFormatError",
+    "StoreFullError",
     "StoreIOError",
+    "StoreLockError",
     "StoreReadOnlyError",
     "TaskError",
     "WorkflowMembershipError",
@@ -74,6 +76,26 @@ class StoreIOError(StoreError):
     """The operating system reported an I/O failure while using the store."""
 
     code = "STORE_IO"
+
+
+class StoreFullError(StoreIOError):
+    """The filesystem holding the store has no room left; nothing of the commit was stored.
+
+    Attributes:
+        path: The store directory.
+        needed: Bytes the store needs beyond what is free (a lower bound when not exact).
+        available: Bytes that were free on the filesystem.
+    """
+
+    code = "STORE_FULL"
+
+
+class StoreLockError(StoreError):
+    """The store's lock file was deleted or replaced while it was open: processes no longer
+    exclude each other, so the store writes nothing more. Stop every process using the store
+    and start them again."""
+
+    code = "STORE_LOCK"
 
 
 class LeaseLostError(StoreError):

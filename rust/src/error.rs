@@ -70,6 +70,32 @@ pub enum Error {
         source: std::sync::Arc<std::io::Error>,
     },
 
+    /// The filesystem holding the store has no room for what the store must write (ENOSPC,
+    /// or a quota); nothing of the commit was stored.
+    #[error(
+        "store at {path} is full during {during}: it needs at least {needed} more bytes on its \
+         filesystem, which has {available} bytes free; nothing of this commit was stored. \
+         Free at least {needed} bytes there (or move the store to a larger disk) and retry; \
+         an interrupted workflow resumes from its journal with recover()"
+    )]
+    StoreFull {
+        path: PathBuf,
+        during: &'static str,
+        /// Bytes the store needs beyond what is free (a lower bound when not known exactly).
+        needed: u64,
+        /// Bytes free on the filesystem for this process when the failure was seen.
+        available: u64,
+    },
+
+    /// `lock.mdb` was deleted or replaced while this process had the store open: processes
+    /// no longer exclude each other, so the store refuses to write.
+    #[error(
+        "the lock file {path}/lock.mdb was {what} while this process had the store open, so \
+         the processes using the store no longer exclude each other; nothing more is written \
+         by this process. Stop every process using the store and start them again"
+    )]
+    StoreLock { path: PathBuf, what: &'static str },
+
     /// Any other LMDB failure.
     #[error("LMDB error on store at {path} during {during}: {detail}")]
     Lmdb {

@@ -45,9 +45,10 @@ class StoreOptions:
         sync: fsync every commit. Off, a process crash still loses nothing (the OS keeps the
             pages); a power loss may lose the last commits or leave the store unreadable.
             Off, commits also write through a writable map and `data.mdb` is as long as
-            the map (sparse).
-        map_size: initial size of the memory map in bytes (1 to 2**44, 16 TiB); it doubles
-            whenever it is full.
+            the map, reserved on disk (a full disk is `StoreFullError`, not a crash).
+        map_size: initial size of the memory map in bytes (1 to 2**44, 16 TiB; with `sync`
+            off, at most 1 MiB: that map is reserved on disk); it doubles whenever it is full,
+            and is never less than the file another process grew.
         max_readers: most read transactions open at once, across all processes (1 to 65,536).
         flush_interval_ms: longest a staged write waits for its writer's next flush before a
             background thread of the store commits it (so workflow data reaches other
@@ -149,6 +150,10 @@ class LmdbStore:
 
         Raises:
             StoreIOError: the commit failed; nothing of it was stored.
+            StoreFullError: the store's filesystem is full (a `StoreIOError`); nothing of
+                the commit was stored, and the message says how many bytes to free.
+            StoreLockError: `lock.mdb` was deleted or replaced since the store was opened;
+                nothing is written until every process using the store is restarted.
         """
         return self._core.flush()
 

@@ -79,6 +79,21 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             attrs.set_item("path", path.display().to_string())?;
             "StoreIOError"
         }
+        Error::StoreFull {
+            path,
+            needed,
+            available,
+            ..
+        } => {
+            attrs.set_item("path", path.display().to_string())?;
+            attrs.set_item("needed", needed)?;
+            attrs.set_item("available", available)?;
+            "StoreFullError"
+        }
+        Error::StoreLock { path, .. } => {
+            attrs.set_item("path", path.display().to_string())?;
+            "StoreLockError"
+        }
         Error::StaleLease {
             invocation_id,
             token,

@@ -2,7 +2,7 @@
 //! format-version check (migrating older stores), and the translation of LMDB failures into
 //! `Error` variants.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io;
 use std::path::Path;
 
@@ -10,6 +10,7 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Env, EnvFlags, EnvOpenOptions, MdbError, WithoutTls};
 
 use super::keys::META_FORMAT_VERSION;
+use super::map;
 use super::migrate;
 use super::tables::Dbs;
 use super::tables::MAX_KEY_LEN;
@@ -31,6 +32,11 @@ pub(crate) struct Handle {
     pub pid: u32,
     /// Set when this open migrated the store from an older format.
     pub migrated: Option<Migration>,
+    /// The store directory, open for its `flock` (`map.rs`).
+    pub dir_file: File,
+    /// The (device, inode) of `lock.mdb` when the environment was opened: compared before
+    /// every write transaction (`check_lock`).
+    lock_id: Option<(u64, u64)>,
 }
 
 /// A migration done while opening a store.
@@ -44,15 +50,35 @@ pub struct Migration {
 
 /// Open (creating if needed) the environment in the existing directory `dir`.
 pub(crate) fn open(dir: &Path, options: &StoreOptions) -> Result<Handle> {
-    let file_len = check_data_file(dir)?;
-    let env = open_env(dir, options, file_len)?;
+    let dir_file = map::open_dir(dir)?;
+    let env = {
+        // No other process sets its map meanwhile (`map.rs`), so the length read here is
+        // still the file's when LMDB maps it.
+        let _lock = map::lock(dir, &dir_file, true)?;
+        let (file_len, readable) = check_data_file(dir)?;
+        let writable = !options.sync;
+        let size = map::first_size(options.map_size, file_len, writable);
+        if writable && readable {
+            map::reserve(dir, size, "opening the environment")?;
+        }
+        let env = open_env(dir, options, size)?;
+        if writable && !readable {
+            // A new file (or one LMDB judged itself): LMDB wrote its meta pages and sized it;
+            // nothing went through the map yet.
+            map::reserve(dir, size, "opening the environment")?;
+        }
+        env
+    };
+    let lock_id =
+        map::lock_identity(&dir_file).map_err(|e| map_io(dir, "inspecting the lock file", e))?;
     // Stale slots of readers that died mid-transaction (e.g. SIGKILL) would otherwise
     // accumulate until the table is full.
     env.clear_stale_readers()
         .map_err(|e| map_err(dir, "clearing stale readers", e))?;
     check_not_truncated(dir, &env)?;
     let started = std::time::Instant::now();
-    let (dbs, migrated_from) = create_dbs(dir, &env)?;
+    let extending = options.sync.then_some(&dir_file);
+    let (dbs, migrated_from) = create_dbs(dir, &env, extending)?;
     Ok(Handle {
         env,
         dbs,
@@ -61,17 +87,35 @@ pub(crate) fn open(dir: &Path, options: &StoreOptions) -> Result<Handle> {
             from,
             took: started.elapsed(),
         }),
+        dir_file,
+        lock_id,
     })
 }
 
-/// Open the LMDB environment of `dir`.
-fn open_env(dir: &Path, options: &StoreOptions, file_len: u64) -> Result<Env<WithoutTls>> {
+/// Refuse to write when `lock.mdb` is no longer the file the environment opened: LMDB's
+/// writer lock and reader table live in it, so a process that opens the store after it was
+/// deleted or replaced takes another lock, and two writers would share the pages.
+pub(crate) fn check_lock(dir: &Path, h: &Handle) -> Result<()> {
+    match map::lock_identity(&h.dir_file) {
+        Ok(now) if now == h.lock_id => Ok(()),
+        Ok(None) => Err(Error::StoreLock {
+            path: dir.to_path_buf(),
+            what: "deleted",
+        }),
+        Ok(Some(_)) => Err(Error::StoreLock {
+            path: dir.to_path_buf(),
+            what: "replaced",
+        }),
+        Err(e) => Err(map_io(dir, "inspecting the lock file", e)),
+    }
+}
+
+/// Open the LMDB environment of `dir` with a map of `map_size` bytes, at least the file's
+/// length (`map::first_size`).
+fn open_env(dir: &Path, options: &StoreOptions, map_size: usize) -> Result<Env<WithoutTls>> {
     let mut builder = EnvOpenOptions::new().read_txn_without_tls();
-    // Never map less than the file holds: with WRITE_MAP, LMDB sets the file's length to the
-    // map size, which must not cut off pages another process is writing.
-    let file_len = usize::try_from(file_len).unwrap_or(usize::MAX);
     builder
-        .map_size(round_to_page(options.map_size.max(file_len)))
+        .map_size(map_size)
         .max_dbs(MAX_DBS)
         .max_readers(options.max_readers.max(1));
     // SAFETY: NO_SYNC only drops the fsync at commit: a process crash loses nothing (the OS
@@ -80,10 +124,11 @@ fn open_env(dir: &Path, options: &StoreOptions, file_len: u64) -> Result<Env<Wit
     // Without fsync, WRITE_MAP lets a commit write its pages straight into the shared map
     // instead of one `pwrite` per page (about twice the steps/s): the pages are the same
     // page-cache pages every process reads, so a process crash still loses nothing.
-    // - The file's length becomes the map size (sparse on Linux); `check_data_file` has
-    //   already compared the length with the pages the meta page claims, before LMDB could
-    //   extend a truncated file.
-    // - The map is at least the file's length (above), so opening never shrinks the file.
+    // - The file's length becomes the map size; `check_data_file` has already compared the
+    //   length with the pages the meta page claims, before LMDB could extend a truncated file.
+    // - The map is at least the file's length, read under the directory lock that every
+    //   process setting its map takes (`map.rs`), so opening never shrinks the file, and its
+    //   blocks are reserved before a page is written through the map.
     // - The store uses no nested transactions (WRITE_MAP does not support them).
     // - Wild pointer writes could reach the map: the store's writes are LMDB's own, from Rust.
     if !options.sync {
@@ -103,11 +148,17 @@ fn open_env(dir: &Path, options: &StoreOptions, file_len: u64) -> Result<Env<Wit
     unsafe { builder.open(dir) }.map_err(|e| map_err(dir, "opening the environment", e))
 }
 
-/// The databases, and the format the store was migrated from, if it was.
-fn create_dbs(dir: &Path, env: &Env<WithoutTls>) -> Result<(Dbs, Option<u32>)> {
+/// The databases, and the format the store was migrated from, if it was. Without a writable
+/// map the transaction holds `dir_file`'s lock shared, as every write does (`map.rs`).
+fn create_dbs(
+    dir: &Path,
+    env: &Env<WithoutTls>,
+    dir_file: Option<&File>,
+) -> Result<(Dbs, Option<u32>)> {
     let wtxn = env
         .write_txn()
         .map_err(|e| map_err(dir, "creating databases", e))?;
+    let _extending = dir_file.map(|f| map::lock(dir, f, false)).transpose()?;
     let mut found_version = None;
     let created = env.create_databases_and_commit(wtxn, |opener, wtxn| {
         let meta = opener.create_database::<Bytes, Bytes>(wtxn, Some("meta"))?;
@@ -165,11 +216,12 @@ fn create_dbs(dir: &Path, env: &Env<WithoutTls>) -> Result<(Dbs, Option<u32>)> {
 /// Refuse a data file LMDB would misread, before LMDB opens it: an empty file would silently be
 /// initialised as a new store, a directory in its place cannot be mapped, and a file shorter
 /// than the pages its meta page claims would be extended with zeros (with `WRITE_MAP`) or
-/// fault (SIGBUS) when a missing page is read. Returns the file's length (0 when absent).
-fn check_data_file(dir: &Path) -> Result<u64> {
+/// fault (SIGBUS) when a missing page is read. Returns the file's length (0 when absent), and
+/// whether it starts with meta pages this check could read.
+fn check_data_file(dir: &Path) -> Result<(u64, bool)> {
     let data = dir.join("data.mdb");
     let len = match fs::symlink_metadata(&data) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, false)),
         Err(e) => {
             return Err(access(
                 dir,
@@ -194,7 +246,7 @@ fn check_data_file(dir: &Path) -> Result<u64> {
         .map_err(|e| access(dir, format!("cannot read {}: {e}", data.display())))?;
     match claimed {
         Some(needed) if len < needed => Err(truncated(dir, len, needed)),
-        _ => Ok(len),
+        _ => Ok((len, claimed.is_some())),
     }
 }
 
@@ -267,11 +319,6 @@ fn check_not_truncated(dir: &Path, env: &Env<WithoutTls>) -> Result<()> {
     Ok(())
 }
 
-fn round_to_page(size: usize) -> usize {
-    const PAGE: usize = 64 * 1024; // a multiple of every page size in use
-    size.max(PAGE).div_ceil(PAGE) * PAGE
-}
-
 fn access(dir: &Path, detail: String) -> Error {
     Error::StoreAccess {
         path: dir.to_path_buf(),
@@ -285,6 +332,8 @@ pub(crate) fn map_io(dir: &Path, during: &'static str, e: io::Error) -> Error {
         Some(libc::EROFS) => Error::ReadOnly {
             path: dir.to_path_buf(),
         },
+        // At least a page; a commit replaces it with its own size (`Store::flush`).
+        _ if map::is_full(&e) => map::full(dir, during, 4096),
         Some(libc::EACCES | libc::EPERM | libc::ENOTDIR | libc::EISDIR | libc::ENOENT)
             if during.starts_with("open") || during.starts_with("creat") =>
         {

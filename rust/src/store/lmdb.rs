@@ -16,6 +16,7 @@ use heed::{MdbError, RoTxn, RwTxn, WithoutTls};
 use super::commit::{GroupCommit, Staging};
 use super::env::{self, Handle, MapEvent, Migration};
 use super::fork_gate::{self, current_pid, Busy};
+use super::map;
 use super::{apply, registry, ticker, Fence, WriteOp};
 use crate::error::{Error, Result};
 
@@ -25,7 +26,8 @@ pub struct StoreOptions {
     /// fsync on every commit (default true). Off: a process crash still loses nothing, and
     /// commits write through a writable map (`MDB_WRITEMAP`).
     pub sync: bool,
-    /// Initial map size in bytes; the map grows automatically when full.
+    /// Initial map size in bytes (with `sync` off at most `map::FIRST_WRITABLE_MAP`, since
+    /// that map is reserved on disk); the map grows automatically when full.
     pub map_size: usize,
     /// Maximum concurrent read transactions across all processes.
     pub max_readers: u32,
@@ -200,7 +202,16 @@ impl Store {
         self.check_fork();
         self.commit.flush(
             |ops| {
-                let report = self.write("committing", |h, txn| Ok(apply::apply(h, txn, ops)?))?;
+                let report = self
+                    .write("committing", |h, txn| Ok(apply::apply(h, txn, ops)?))
+                    .map_err(|e| match e {
+                        // Without a writable map the commit's `pwrite` found the disk full;
+                        // with one, the failed reservation said what it lacked.
+                        Error::StoreFull { .. } if self.options.sync => {
+                            map::full(&self.path, "committing", needs(ops))
+                        }
+                        other => other,
+                    })?;
                 self.commits.fetch_add(1, Ordering::Relaxed);
                 Ok(report)
             },
@@ -296,7 +307,7 @@ impl Store {
                     }
                     if let Some(MapEvent::Resized) = env::map_event(&e) {
                         drop(guard);
-                        self.resize(during, 0)?;
+                        self.resize(during, None)?;
                         continue;
                     }
                     return Err(self.err(during, e));
@@ -306,7 +317,7 @@ impl Store {
     }
 
     /// Run `f` in a write transaction and commit it, growing the map and retrying when it
-    /// is full.
+    /// is full. Nothing is written once `lock.mdb` is not the file the store opened.
     pub(crate) fn write<T>(
         &self,
         during: &'static str,
@@ -321,6 +332,15 @@ impl Store {
                 .write_txn()
                 .map_err(TxnError::from)
                 .and_then(|mut txn| {
+                    // Checked holding LMDB's writer lock, once per transaction (one `stat`).
+                    env::check_lock(&self.path, h)?;
+                    // Without a writable map, LMDB extends the file with `pwrite` during the
+                    // transaction; no process may set its map meanwhile (`map.rs`). Taken after
+                    // the writer lock: threads of this process share the descriptor's lock.
+                    let _extending = match self.options.sync {
+                        true => Some(map::lock(&self.path, &h.dir_file, false)?),
+                        false => None,
+                    };
                     let v = f(h, &mut txn)?;
                     txn.commit()?;
                     Ok(v)
@@ -333,9 +353,9 @@ impl Store {
                     let size = h.env.info().map_size;
                     drop(guard);
                     match event {
-                        Some(MapEvent::Resized) => self.resize(during, 0)?,
+                        Some(MapEvent::Resized) => self.resize(during, None)?,
                         Some(MapEvent::Full) if size < MAX_MAP_SIZE => {
-                            self.resize(during, size.saturating_mul(2))?
+                            self.resize(during, Some(map::grown(size)))?
                         }
                         _ => return Err(self.err(during, e)),
                     }
@@ -344,20 +364,37 @@ impl Store {
         }
     }
 
-    /// Set the map size (0: adopt the size another process gave the environment).
-    fn resize(&self, during: &'static str, size: usize) -> Result<()> {
+    /// Grow the map to at least `size` bytes (`None`: adopt the data another process
+    /// committed past this map), and never to less than the file's length (`map.rs`).
+    fn resize(&self, during: &'static str, size: Option<usize>) -> Result<()> {
         let _busy = Busy::enter();
         let guard = self.write_lock();
         let Some(h) = guard.as_ref() else {
             return Ok(());
         };
-        if size != 0 && h.env.info().map_size >= size {
+        let info = h.env.info();
+        if size.is_some_and(|size| info.map_size >= size) {
             return Ok(()); // another thread grew it meanwhile
+        }
+        let _lock = map::lock(&self.path, &h.dir_file, true)?;
+        let page = h.env.unnamed_database_stat().page_size as usize;
+        let committed = (info.last_page_number + 1).saturating_mul(page);
+        let file_len = usize::try_from(map::file_len(&self.path)?).unwrap_or(usize::MAX);
+        let target = map::round_to_page(
+            size.unwrap_or(info.map_size)
+                .max(info.map_size)
+                .max(committed)
+                .max(file_len),
+        );
+        if !self.options.sync {
+            // Reserved before LMDB maps it; on failure the map stays as it was.
+            map::reserve(&self.path, target, during)?;
         }
         // SAFETY: LMDB allows changing the map size while no transaction of this process is
         // active; every transaction runs under the read side of `handle`, and we hold the
-        // write side.
-        unsafe { h.env.resize(size) }.map_err(|e| self.err(during, e))
+        // write side. The size is at least the file's length, read under the directory
+        // lock, so LMDB's `ftruncate` does not cut another process's pages.
+        unsafe { h.env.resize(target) }.map_err(|e| self.err(during, e))
     }
 
     fn current<'g>(&self, guard: &'g RwLockReadGuard<'_, Option<Handle>>) -> Result<&'g Handle> {
@@ -402,6 +439,22 @@ impl Drop for Store {
             stores.remove(&self.path);
         }
     }
+}
+
+/// A lower bound of the bytes a commit of `ops` adds to the file: its keys and values, page
+/// rounded, plus the pages of the tree path and the free list that every commit rewrites.
+fn needs(ops: &[super::WriteOp]) -> u64 {
+    use super::WriteOp;
+    const PAGE: u64 = 4096;
+    let bytes: u64 = ops
+        .iter()
+        .map(|op| match op {
+            WriteOp::Put { key, value, .. } => (key.len() + value.len()) as u64,
+            WriteOp::Journal { entries, .. } => 32 * entries.len() as u64,
+            _ => 32,
+        })
+        .sum();
+    bytes.div_ceil(PAGE) * PAGE + 4 * PAGE
 }
 
 /// Create the store directory (0700) if missing and return its canonical path.

@@ -7,7 +7,8 @@
 //! caller's own staged writes first, then committed data.
 //!
 //! Files: `lmdb.rs` (the `Store`, fork safety, transaction helpers with map growth), `env.rs`
-//! (the one `unsafe` open, format version, error mapping), `tables.rs` (the tables: tagged
+//! (the one `unsafe` open, format version, error mapping), `map.rs` (map sizes that never cut
+//! another process's file, reserved space, the lock file's identity), `tables.rs` (the tables: tagged
 //! ranges of LMDB's main database), `migrate.rs` (older formats, in place), `batch.rs` (the
 //! staged writes, indexed), `commit.rs` (group commit), `ticker.rs` (the background flusher),
 //! `fork_gate.rs` (a fork waits for store calls; the cached pid), `apply.rs` (a batch inside
@@ -39,6 +40,7 @@ mod env;
 mod fork_gate;
 mod keys;
 mod lmdb;
+mod map;
 mod migrate;
 mod queue;
 mod read;
