@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import OrderedDict, namedtuple
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -16,6 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pynenc import codec
+from pynenc._core import canonical_form
 from pynenc.codec import DEFAULT_LIMIT, MAX_NESTING, decode, digest, encode
 from pynenc.errors import (
     InvalidArgumentError,
@@ -26,6 +29,9 @@ from pynenc.errors import (
 )
 
 WHAT = "argument 'order' of task 'shop.process'"
+
+#: The encoders of earlier versions, which let cbor2 sort every map by key.
+_OLD_ENCODERS = {kind: fn for kind, fn in codec._ENCODERS.items() if kind is not dict}
 
 
 def roundtrip(value: object) -> Any:
@@ -140,10 +146,39 @@ def test_decimal_nan_and_float_nan_keep_their_types() -> None:
 # --- canonical bytes and digest ---------------------------------------------------------------
 
 
-def test_equal_dicts_encode_identically_whatever_their_insertion_order() -> None:
-    one = {"b": 1, "a": [1, 2], 3: "x"}
-    two = {3: "x", "a": [1, 2], "b": 1}
-    assert encode(one, what=WHAT) == encode(two, what=WHAT)
+def test_dicts_keep_their_insertion_order_nested_too() -> None:
+    value = {"zebra": 1, "apple": {"z": [{"b": 2, "a": 1}], "a": None}, "id": 3, 3: "x"}
+    result = roundtrip(value)
+    assert list(result) == ["zebra", "apple", "id", 3]
+    assert list(result["apple"]) == ["z", "a"]
+    assert list(result["apple"]["z"][0]) == ["b", "a"]
+
+
+def test_dicts_keep_their_order_on_the_cbor2_path_too() -> None:
+    # A datetime or a set is not on the fast path: the whole value goes through cbor2.
+    value = {"when": date(2024, 1, 2), "b": {"y": {1, 2}, "x": (1, {"d": 1, "c": 2})}, "a": 0}
+    result = roundtrip(value)
+    assert list(result) == ["when", "b", "a"]
+    assert list(result["b"]) == ["y", "x"]
+    assert list(result["b"]["x"][1]) == ["d", "c"]
+
+
+def test_equal_dicts_in_another_key_order_encode_apart_but_digest_alike() -> None:
+    one = {"b": 1, "a": [1, {"y": 1, "x": 2}], 3: "x"}
+    two = {3: "x", "a": [1, {"x": 2, "y": 1}], "b": 1}
+    assert encode(one, what=WHAT) != encode(two, what=WHAT)
+    assert digest(encode(one, what=WHAT)) == digest(encode(two, what=WHAT))
+
+
+def test_payloads_written_with_sorted_keys_still_read() -> None:
+    # Earlier versions wrote canonical CBOR (every map sorted by key): it reads back in the
+    # stored (sorted) order and digests as it always did.
+    value = {"zebra": 1, "apple": {"z": 1, "a": 2}, "id": date(2024, 1, 2)}
+    old = cbor2.dumps(value, canonical=True, encoders=_OLD_ENCODERS)
+    assert decode(old) == value
+    assert list(decode(old)) == ["id", "apple", "zebra"]
+    assert digest(old) == digest(encode(value, what=WHAT))
+    assert digest(old) == hashlib.blake2b(old, digest_size=16).digest()
 
 
 def test_equal_sets_encode_identically_whatever_their_iteration_order() -> None:
@@ -522,16 +557,45 @@ def _same_types(left: Any, right: Any) -> bool:
     if isinstance(left, (list, tuple)):
         return all(_same_types(a, b) for a, b in zip(left, right, strict=True))
     if isinstance(left, dict):
-        return all(_same_types(value, right[key]) for key, value in left.items())
+        # Key order included (keys equal across types, 1 and True, cannot both be in a dict).
+        return list(left) == list(right) and all(
+            _same_types(value, right[key]) for key, value in left.items()
+        )
     return True
 
 
 @settings(max_examples=300, deadline=None)
 @given(plain_data)
-def test_any_plain_data_round_trips_exactly(value: Any) -> None:
+def test_any_plain_data_round_trips_exactly_key_order_included(value: Any) -> None:
     result = roundtrip(value)
     assert result == value
     assert _same_types(result, value)
+
+
+def _shuffled(value: Any, rng: Any) -> Any:
+    """`value` with every dict in it (at any depth) rebuilt in a random key order."""
+    if type(value) is dict:
+        items = [(key, _shuffled(item, rng)) for key, item in value.items()]
+        rng.shuffle(items)
+        return dict(items)
+    if type(value) is list:
+        return [_shuffled(item, rng) for item in value]
+    if type(value) is tuple:
+        return tuple(_shuffled(item, rng) for item in value)
+    return value  # scalars, and sets, whose members hold no dicts
+
+
+@settings(max_examples=300, deadline=None)
+@given(plain_data, st.randoms())
+def test_the_digest_ignores_key_order_and_matches_the_sorted_encoding_of_before(
+    value: Any, rng: Any
+) -> None:
+    data = encode(value, what=WHAT)
+    shuffled = _shuffled(value, rng)
+    assert digest(encode(shuffled, what=WHAT)) == digest(data)
+    # The canonical form is, byte for byte, what earlier versions stored.
+    assert canonical_form(data) == cbor2.dumps(value, canonical=True, encoders=_OLD_ENCODERS)
+    assert decode(canonical_form(data)) == value
 
 
 @settings(max_examples=200, deadline=None)

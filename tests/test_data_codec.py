@@ -70,7 +70,7 @@ def same(a: Any, b: Any) -> bool:
             return False
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)  # key order included
     return type(a) is type(b) and a == b
 
 
@@ -100,7 +100,7 @@ def test_values_written_by_the_python_codec_read_back_in_tasks(value: Any) -> No
     def writer() -> str:
         return writer.workflow.workflow_id
 
-    # A value stored by another writer through the Python codec (canonical cbor2 bytes)...
+    # A value stored by another writer through the Python codec (cbor2 bytes)...
     wf_id = writer().result
     app.store.put("data", uuid.UUID(wf_id).bytes + b"x", codec.encode(value, what="v"), None)
     app.store.flush()

@@ -1,8 +1,8 @@
 """Payload codec: the one place task arguments, results, workflow data and side-effect values
 become bytes and back.
 
-Payloads are canonical CBOR (cbor2 >= 6). Supported values, which round-trip exactly with their
-types preserved: ``None``, ``bool``, ``int`` (any size), ``float``, ``str``, ``bytes``, ``list``,
+Payloads are CBOR (cbor2 >= 6). Supported values, which round-trip exactly with their types
+preserved: ``None``, ``bool``, ``int`` (any size), ``float``, ``str``, ``bytes``, ``list``,
 ``tuple``, ``dict`` (keys any supported hashable value), ``set``, ``frozenset``, ``datetime``
 (aware or naive), ``date``, ``UUID`` and ``Decimal``.
 
@@ -15,9 +15,14 @@ Decisions worth knowing:
   from lists, sets, aware datetimes and plain Decimals with private tags (`_PRIVATE_TAGS`).
 * An aware datetime keeps its UTC offset, but its ``tzinfo`` comes back as a fixed-offset
   ``datetime.timezone`` (a ``ZoneInfo`` name is not stored).
-* Equal values of the same types encode to equal bytes (maps and sets are sorted), which is what
-  lets `digest` compare task arguments on replay. Values that are equal only across types
-  (``1``, ``1.0`` and ``True``; ``0.0`` and ``-0.0``) encode differently.
+* A dict keeps its insertion order, nested ones too: it reads back in the order it was built.
+  Sets have no order and are written sorted, so equal sets encode to equal bytes.
+* `digest` does not depend on key order: it hashes the canonical form of the bytes, every map
+  sorted by key (`pynenc._core.canonical_form`), so equal values of the same types digest
+  alike; that is what compares task arguments on replay. Values that are equal only across
+  types (``1``, ``1.0`` and ``True``; ``0.0`` and ``-0.0``) digest differently. Payloads stored
+  before dicts kept their order were written in canonical form: they read back (sorted) and
+  their recorded digests still match.
 * Decoding builds nothing but the supported types: any CBOR tag outside `_CBOR2_TAGS` and
   `_PRIVATE_TAGS` (shared references 28/29, string references 25/256, regex 35, MIME 36, IP
   addresses 52/54/260/261, rationals 30, complex 43000, ...) is refused, and so is any value
@@ -37,7 +42,7 @@ from uuid import UUID
 
 import cbor2
 
-from pynenc._core import fast_decode, fast_encode
+from pynenc._core import canonical_form, fast_decode, fast_encode
 from pynenc.errors import (
     InvalidArgumentError,
     PayloadDecodeError,
@@ -132,7 +137,7 @@ def _what(what: What) -> str:
 
 
 def encode(value: object, *, what: What, limit: int = DEFAULT_LIMIT) -> bytes:
-    """Encode a payload to canonical CBOR bytes.
+    """Encode a payload to CBOR bytes, dicts in insertion order.
 
     Pure: it writes nothing anywhere, so callers can encode before they persist anything.
 
@@ -155,7 +160,7 @@ def encode(value: object, *, what: What, limit: int = DEFAULT_LIMIT) -> bytes:
     """
     if type(limit) is not int or limit < 1:
         raise InvalidArgumentError(f"limit must be a positive number of bytes, not {limit!r}")
-    fast = fast_encode(value, limit)  # plain values, in Rust: the same canonical bytes
+    fast = fast_encode(value, limit)  # plain values, in Rust: the same bytes
     if fast is not None:
         return fast
     return _encode_cbor(value, _what(what), limit)
@@ -228,15 +233,16 @@ def _decode_cbor(data: bytes, what: str) -> Any:
 
 
 def digest(data: bytes) -> bytes:
-    """Return the 16-byte BLAKE2b digest of encoded payload bytes.
+    """Return the 16-byte BLAKE2b digest of the canonical form of encoded payload bytes.
 
     Args:
         data: Bytes returned by `encode`.
 
     Returns:
-        The digest, used to compare task arguments on replay.
+        The digest, used to compare task arguments on replay. Dicts that differ only in key
+        order digest alike (the canonical form sorts every map by key).
     """
-    return hashlib.blake2b(data, digest_size=_DIGEST_SIZE).digest()
+    return hashlib.blake2b(canonical_form(data), digest_size=_DIGEST_SIZE).digest()
 
 
 class _TooManyItems:
@@ -356,6 +362,14 @@ def _decode_failure(exc: BaseException) -> str:
     return f"the payload is malformed ({type(exc).__name__}: {exc})"
 
 
+def _encode_dict(encoder: cbor2.CBOREncoder, value: dict[Any, Any]) -> None:
+    # In insertion order; cbor2's canonical mode would sort the keys.
+    encoder.encode_length(5, len(value))
+    for key, item in value.items():
+        encoder.encode(key)
+        encoder.encode(item)
+
+
 def _encode_tuple(encoder: cbor2.CBOREncoder, value: tuple[Any, ...]) -> None:
     encoder.encode_semantic(_TUPLE_TAG, list(value))
 
@@ -401,7 +415,9 @@ def _encode_decimal(encoder: cbor2.CBOREncoder, value: Decimal) -> None:
         encoder.encode_decimal(value)
 
 
+# cbor2 runs in canonical mode for its shortest floats and sorted sets; dicts keep their order.
 _ENCODERS: Final[dict[type, Callable[[cbor2.CBOREncoder, Any], None]]] = {
+    dict: _encode_dict,
     tuple: _encode_tuple,
     set: _encode_set,
     frozenset: _encode_frozenset,

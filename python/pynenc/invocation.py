@@ -124,8 +124,9 @@ def describe_exception(exc: BaseException) -> str:
 
 
 def _dumps(record: dict[str, Any]) -> bytes:
-    """A record as canonical CBOR: in Rust when it holds only plain values (it always does,
-    unless an exception's stored arguments are exotic), else through cbor2."""
+    """A record as CBOR: in Rust when it holds only plain values (it always does, unless an
+    exception's stored arguments are exotic), else through cbor2. Records are read by key, so
+    their key order does not matter."""
     fast = fast_encode(record, 1 << 62)
     return fast if fast is not None else cbor2.dumps(record, canonical=True)
 
@@ -183,8 +184,8 @@ class InvocationRecord:
     def encode(self) -> bytes:
         return _dumps(
             {
-                # In canonical order (shorter keys first, then bytewise): the encoder
-                # then has nothing to sort.
+                # In canonical order (shorter keys first, then bytewise), as records have
+                # always been written.
                 "v": RECORD_VERSION,
                 "id": self.invocation_id,
                 "wf": [

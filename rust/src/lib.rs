@@ -4,6 +4,7 @@
 //! lives in `bindings/` and is compiled only with the `python` feature (turned on by maturin);
 //! this file only declares the modules and registers the Python module `pynenc._core`.
 
+pub mod canonical;
 pub mod clock;
 pub mod entry;
 pub mod error;

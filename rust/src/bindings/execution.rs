@@ -1,6 +1,7 @@
 //! `pynenc._core.Execution`: one running attempt of an invocation, with its Recorder.
 //! Twin: `pynenc/workflow/context.py`, which gives it the `wf` API.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
@@ -201,9 +202,12 @@ impl PyExecution {
             || format!("workflow data '{key}'"),
             self.max_payload_bytes,
         )?;
-        let digest: [u8; 16] = blake3::hash(&bytes).as_bytes()[..16]
+        // Over the canonical form: a dict written in another key order is the same write.
+        let form = crate::canonical::canonical(&bytes).unwrap_or(Cow::Borrowed(&bytes));
+        let digest: [u8; 16] = blake3::hash(&form).as_bytes()[..16]
             .try_into()
             .expect("16 bytes");
+        drop(form);
         let r = self.recorder.data_write(key, digest);
         if self.watch(r)? || self.replay_only {
             return Ok(());

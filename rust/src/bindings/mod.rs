@@ -1,7 +1,10 @@
 //! The PyO3 binding layer: the only code that knows about Python. Each file here has one
 //! Python twin that gives its raw objects a typed, documented face.
 
+use std::borrow::Cow;
+
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 pub mod errors;
 pub mod execution;
@@ -28,7 +31,7 @@ fn format_id(id: &[u8]) -> PyResult<String> {
     Ok(crate::ids::format(&bytes16("an id", id)?))
 }
 
-/// The codec's fast path: canonical CBOR of plain values (see `scalar.rs`), or None when
+/// The codec's fast path: the CBOR of plain values (see `scalar.rs`), or None when
 /// `pynenc.codec` must encode it.
 #[pyfunction]
 fn fast_encode<'py>(
@@ -49,6 +52,16 @@ fn fast_decode<'py>(py: Python<'py>, data: &[u8]) -> (bool, Option<Bound<'py, Py
     }
 }
 
+/// The canonical form of codec bytes (maps sorted by key, see `canonical.rs`), which digests
+/// are taken over; `data` itself when it is already in that form (or is not CBOR).
+#[pyfunction]
+fn canonical_form<'py>(py: Python<'py>, data: &Bound<'py, PyBytes>) -> Bound<'py, PyBytes> {
+    match crate::canonical::canonical(data.as_bytes()) {
+        Some(Cow::Owned(sorted)) => PyBytes::new(py, &sorted),
+        _ => data.clone(),
+    }
+}
+
 /// A 16-byte value (an id or a digest) crossing from Python; `what` names it in the error.
 pub(crate) fn bytes16(what: &str, bytes: &[u8]) -> PyResult<[u8; 16]> {
     bytes.try_into().map_err(|_| {
@@ -66,6 +79,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(format_id, m)?)?;
     m.add_function(wrap_pyfunction!(fast_encode, m)?)?;
     m.add_function(wrap_pyfunction!(fast_decode, m)?)?;
+    m.add_function(wrap_pyfunction!(canonical_form, m)?)?;
     store::register(m)?;
     execution::register(m)?;
     Ok(())

@@ -3,8 +3,8 @@
 //! Python code. Anything else (sets, datetimes, big ints, subclasses, foreign tags) is handed
 //! to the Python codec (`pynenc.codec`), which owns the full format and its strict checks.
 //!
-//! The bytes are exactly those `pynenc.codec.encode` writes (canonical CBOR: shortest ints and
-//! floats, map keys sorted by their encoding), which a property test checks.
+//! The bytes are exactly those `pynenc.codec.encode` writes (shortest ints and floats, map
+//! pairs in insertion order), which a property test checks.
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -40,7 +40,7 @@ fn head(out: &mut Vec<u8>, major: u8, n: u64) {
 }
 
 /// The shortest of half, single and double precision that holds `f` exactly (NaN as the
-/// half-precision quiet NaN): the canonical form, byte for byte what `pynenc.codec` writes.
+/// half-precision quiet NaN): byte for byte what `pynenc.codec` writes.
 fn encode_float(out: &mut Vec<u8>, f: f64) {
     if let Some(h) = f16_exact(f) {
         out.push(0xf9);
@@ -86,7 +86,7 @@ const TUPLE_TAG: u64 = 0x706E_0001;
 /// Deepest nesting handled here; deeper values go to the Python codec.
 const MAX_DEPTH: u32 = 32;
 
-/// Append the canonical CBOR of `value` (exact scalars, lists, tuples and dicts of them) to
+/// Append the CBOR of `value` (exact scalars, lists, tuples and dicts of them) to
 /// `out`, exactly the bytes `pynenc.codec.encode` writes; None when the Python codec must
 /// handle it (another type, a subclass, a big int, too deep, or over `limit` bytes).
 fn encode_into(
@@ -134,32 +134,12 @@ fn encode_into(
         }
     } else if value.is_exact_instance_of::<PyDict>() {
         let dict = value.cast::<PyDict>().ok()?;
-        // Canonical order: keys sorted by their encoding, shorter first, then bytewise. The
-        // pairs are encoded in place; only a dict not built in that order (the invocation
-        // record is) is then rewritten in order.
+        // In insertion order: a dict reads back as it was built. Digests sort the keys
+        // (`crate::canonical`).
         head(out, 5, dict.len() as u64);
-        let base = out.len();
-        // (key start, key end, value end), relative to `base`
-        let mut spans = Vec::with_capacity(dict.len());
         for (k, v) in dict.iter() {
-            let key_start = out.len() - base;
             encode_into(&k, out, 0, limit)?;
-            let key_end = out.len() - base;
             encode_into(&v, out, depth - 1, limit)?;
-            spans.push((key_start, key_end, out.len() - base));
-        }
-        let in_order = {
-            let pairs = &out[base..];
-            let key = |&(start, end, _): &(usize, usize, usize)| (end - start, &pairs[start..end]);
-            spans.windows(2).all(|w| key(&w[0]) <= key(&w[1]))
-        };
-        if !in_order {
-            let pairs = out.split_off(base);
-            let key = |&(start, end, _): &(usize, usize, usize)| (end - start, &pairs[start..end]);
-            spans.sort_by(|a, b| key(a).cmp(&key(b)));
-            for &(start, _, end) in &spans {
-                out.extend_from_slice(&pairs[start..end]);
-            }
         }
     } else {
         return None;
