@@ -555,7 +555,8 @@ def test_store_options_out_of_range_are_refused(tmp_path: Path, options: dict[st
 
 
 def test_the_longest_retry_backoff_with_the_most_retries_waits_at_most_a_day(app: Pynenc) -> None:
-    from pynenc.runner.execute import new_record, retry_delay
+    from pynenc.runner.execute import retry_delay
+    from pynenc.runner.records import new_record
 
     @app.task(name="test_bad_input.flaky", max_retries=10_000, retry_backoff=DAY)
     def flaky() -> None:

@@ -64,7 +64,7 @@ report(replayed=m.app.replay(sys.argv[1]), result=inv.result,
 """
 
 STATE = """
-from pynenc.runner.execute import INVOCATIONS
+from pynenc.runner.records import INVOCATIONS
 from pynenc.invocation import InvocationRecord
 inv = m.app.get_invocation(sys.argv[1])
 record = InvocationRecord.decode(m.app.store.get(INVOCATIONS, inv._record.invocation_id))

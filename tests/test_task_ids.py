@@ -242,7 +242,7 @@ def test_an_id_stored_as_main_by_earlier_versions_is_still_found(tmp_path: Path)
         """
         import json, sys
         from pynenc import Pynenc
-        from pynenc.runner import execute
+        from pynenc.runner import records
 
         app = Pynenc("legacy", store="lmdb://./store")
 
@@ -253,7 +253,7 @@ def test_an_id_stored_as_main_by_earlier_versions_is_still_found(tmp_path: Path)
         if sys.argv[1] == "start":
             inv = job()
             inv._record.task_id = "__main__.job"  # as stored before ids were derived
-            execute.store_record(app, inv._record)
+            records.store_record(app, inv._record)
             app.store.flush()
             print(json.dumps([inv.invocation_id, inv.result]))
         else:
@@ -474,7 +474,7 @@ FORGE = """
 import json, os, signal, sys
 from pynenc import Pynenc
 from pynenc.invocation import ErrorInfo, InvocationRecord, InvocationStatus
-from pynenc.runner import execute
+from pynenc.runner import records
 
 app = Pynenc("forged", store="lmdb://./store")
 
@@ -492,7 +492,7 @@ def fails():
     raise ValueError("v")
 
 def save(record):
-    execute.store_record(app, record)
+    records.store_record(app, record)
     app.store.flush()
 
 if sys.argv[1] == "finished":
@@ -560,11 +560,11 @@ def test_records_naming_modules_import_nothing_and_exits_come_back_as_task_error
         textwrap.dedent(
             """
             from pynenc import Pynenc
-            from pynenc.runner import execute
+            from pynenc.runner import records
             app = Pynenc("forged", store="lmdb://./store")
             [inv] = app.list_invocations(task_id="boom")
             inv._record.task_id = "this.boom"
-            execute.store_record(app, inv._record)
+            records.store_record(app, inv._record)
             app.store.flush()
             """
         ),

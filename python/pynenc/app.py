@@ -20,7 +20,7 @@ from pynenc.errors import InvalidArgumentError, LeaseLostError, NonDeterminismEr
 from pynenc.invocation import Invocation, InvocationRecord, InvocationStatus, describe_exception
 from pynenc.journal import JournalEntry, decode_ops
 from pynenc.registry import TaskRegistry, check_modules, check_name
-from pynenc.runner import execute, waiting
+from pynenc.runner import claims, execute, operations, records, waiting
 from pynenc.runner.leases import LeaseKeeper, now_ms
 from pynenc.runner.owner import current_owner, owner_is_dead
 from pynenc.store import open_store
@@ -175,11 +175,11 @@ class Pynenc:
     def _call(self, task: Task[P, R], args: Any, kwargs: dict[str, Any]) -> Invocation[R]:
         ctx = current_context()
         if ctx is not None:
-            return execute.dispatch_child(ctx, task, args, kwargs)
-        args_bytes = execute.encode_arguments(self, task, args, kwargs)
-        record = execute.new_record(task, uuid.uuid4().bytes, args_bytes, None)
+            return operations.dispatch_child(ctx, task, args, kwargs)
+        args_bytes = records.encode_arguments(self, task, args, kwargs)
+        record = records.new_record(task, uuid.uuid4().bytes, args_bytes, None)
         if self.config.execution == "queued":
-            self.store.put(execute.INVOCATIONS, record.invocation_id, record.encode(), None)
+            self.store.put(records.INVOCATIONS, record.invocation_id, record.encode(), None)
             self.store.enqueue(record.invocation_id)
             self.store.flush()
         else:
@@ -189,15 +189,15 @@ class Pynenc:
     def _dispatch_child(
         self, ctx: WorkflowContext, task: Task[..., T], args: Any, kwargs: dict[str, Any]
     ) -> Invocation[T]:
-        return execute.dispatch_child(ctx, task, args, kwargs)
+        return operations.dispatch_child(ctx, task, args, kwargs)
 
     def _side_effect(self, ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
-        return execute.side_effect(ctx, name, fn)
+        return operations.side_effect(ctx, name, fn)
 
     # -- reading state ---------------------------------------------------------------------
 
     def _load_record(self, invocation_id: bytes) -> InvocationRecord | None:
-        data = self.store.get(execute.INVOCATIONS, invocation_id)
+        data = self.store.get(records.INVOCATIONS, invocation_id)
         return None if data is None else InvocationRecord.decode(data)
 
     def _wait_for(self, invocation_id: bytes, timeout: float | None) -> InvocationRecord:
@@ -216,7 +216,7 @@ class Pynenc:
             if record is not None and record.status.finished:
                 return record
             if inside_task and self.config.execution == "queued":
-                if execute.claim_and_run(self, invocation_id):
+                if claims.claim_and_run(self, invocation_id):
                     continue
             if hint_at is not None and time.monotonic() >= hint_at:
                 hint_at = None
@@ -268,7 +268,7 @@ class Pynenc:
             ) from None
         parent = None if parent_invocation_id is None else _parse_id(parent_invocation_id)
         found = []
-        for _key, value in self.store.scan(execute.INVOCATIONS, b""):
+        for _key, value in self.store.scan(records.INVOCATIONS, b""):
             record = InvocationRecord.decode(value)
             if (
                 task_id is not None
@@ -374,7 +374,7 @@ class Pynenc:
                     if record.invocation_id not in queued:
                         adopted[record.invocation_id] = record.owner
                         record.owner = me
-                        execute.store_record(self, record)
+                        records.store_record(self, record)
                 if adopted:
                     self.store.flush()
             roots = [r for r in stranded.values() if r.parent_invocation_id not in stranded]
@@ -390,7 +390,7 @@ class Pynenc:
                 record = current
                 try:
                     if record.invocation_id in queued:
-                        if not execute.claim_and_run(self, record.invocation_id):
+                        if not claims.claim_and_run(self, record.invocation_id):
                             continue  # a worker got there first
                     else:
                         execute.run(self, record)
@@ -427,7 +427,7 @@ class Pynenc:
         leases = {inv: (owner, expires) for inv, owner, expires, _token in self.store.leases()}
         now = now_ms()
         stranded: dict[bytes, InvocationRecord] = {}
-        for _key, value in self.store.scan(execute.INVOCATIONS, b""):
+        for _key, value in self.store.scan(records.INVOCATIONS, b""):
             record = InvocationRecord.decode(value)
             if record.status is not InvocationStatus.RUNNING or record.owner is None:
                 continue
@@ -446,7 +446,7 @@ class Pynenc:
             if record is not None and record.status is InvocationStatus.RUNNING:
                 if record.owner == me:
                     record.owner = owner
-                    execute.store_record(self, record)
+                    records.store_record(self, record)
                     returned = True
         if returned:
             self.store.flush()

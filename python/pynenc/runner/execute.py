@@ -18,112 +18,38 @@ import os
 import signal
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pynenc import checks, codec
-from pynenc._core import Execution, format_id
+from pynenc._core import Execution
 from pynenc.errors import (
-    InvalidArgumentError,
     InvocationParkedError,
-    LeaseLostError,
     NonDeterminismError,
-    PayloadTooLargeError,
-    PynencError,
     StoreError,
 )
 from pynenc.invocation import (
     ErrorInfo,
-    Invocation,
     InvocationRecord,
     InvocationStatus,
     describe_exception,
 )
-from pynenc.runner import divergence
-from pynenc.runner.leases import now_ms
 from pynenc.runner.owner import current_owner
+from pynenc.runner.records import store_record
 from pynenc.task import Task
 from pynenc.workflow.context import _CURRENT, WorkflowContext
-from pynenc.workflow.identity import WorkflowIdentity
 
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
 
-__all__ = [
-    "claim_and_run",
-    "dispatch_child",
-    "encode_arguments",
-    "new_record",
-    "retry_delay",
-    "run",
-    "run_claimed",
-    "store_record",
-]
+__all__ = ["ENGINE_ERRORS", "park", "retry_delay", "run"]
 
 log = logging.getLogger("pynenc.runner")
 
 T = TypeVar("T")
 
-INVOCATIONS = "invocations"
-
 #: Exceptions of the engine itself (a divergence, any failure of the store, a lost lease):
 #: never recorded as an outcome; they end the attempt and leave the invocation to resume.
 ENGINE_ERRORS = (NonDeterminismError, StoreError)
-
-
-def encode_arguments(app: Pynenc, task: Task[..., Any], args: Any, kwargs: dict[str, Any]) -> bytes:
-    """Encode a call's arguments; raises `TypeError` naming the parameter before any write
-    (and `InvalidArgumentError` for a queued call of a task no worker could import)."""
-    if task.unimportable is not None and app.config.execution == "queued":
-        raise InvalidArgumentError(task.unimportable)
-    task.check_arguments(args, kwargs)
-    try:
-        return codec.encode(
-            [list(args), kwargs],
-            what=lambda: f"arguments of task {task.task_id!r}",
-            limit=app.config.max_payload_bytes,
-        )
-    except TypeError:
-        for name, value in task.bind_arguments(args, kwargs).items():
-            codec.encode(
-                value,
-                what=f"argument {name!r} of task {task.task_id!r}",
-                limit=app.config.max_payload_bytes,
-            )
-        raise
-
-
-def new_record(
-    task: Task[..., Any],
-    invocation_id: bytes,
-    args: bytes,
-    parent: WorkflowContext | None,
-) -> InvocationRecord:
-    """The record of a new invocation, placed in its workflow by the membership rules."""
-    if parent is None:
-        workflow = WorkflowIdentity(format_id(invocation_id), task.task_id, None)
-    elif task.options.force_new_workflow:
-        workflow = WorkflowIdentity(
-            format_id(invocation_id), task.task_id, parent.workflow.workflow_id
-        )
-    else:
-        workflow = parent.workflow
-    return InvocationRecord(
-        invocation_id=invocation_id,
-        task_id=task.task_id,
-        args=args,
-        workflow=workflow,
-        parent_invocation_id=None if parent is None else parent._record.invocation_id,
-    )
-
-
-def store_record(
-    app: Pynenc, record: InvocationRecord, fence: tuple[bytes, int] | None = None
-) -> None:
-    """Stage `record` (with its update time) for the next flush."""
-    record.updated_at = time.time()
-    app.store.put(INVOCATIONS, record.invocation_id, record.encode(), fence)
 
 
 def run(
@@ -165,7 +91,7 @@ def run(
         # Its process died while running it: resume, unless that keeps happening.
         record.recoveries += 1
         if record.recoveries > app.config.max_recoveries:
-            _park(app, record, fence)
+            park(app, record, fence)
             return None
     counted = resuming  # `resuming` is cleared once the resumption is durable
     try:
@@ -305,7 +231,7 @@ def retry_delay(task: Task[..., Any], record: InvocationRecord) -> float:
     return min(delay, checks.MAX_WAIT_SECONDS)
 
 
-def _park(
+def park(
     app: Pynenc,
     record: InvocationRecord,
     fence: tuple[bytes, int] | None,
@@ -336,102 +262,6 @@ def _park(
     app.store.flush()
 
 
-def run_claimed(app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bool = False) -> None:
-    """Run a queued invocation this process has just claimed, renewing its lease meanwhile.
-    `taken_over` (from the claim): its last holder died with it, so this run resumes it."""
-    fence = (invocation_id, token)
-    keeper = app._lease_keeper()
-    keeper.hold(invocation_id, token)
-    try:
-        record = app._load_record(invocation_id)
-        if record is None or record.status.finished:
-            app.store.complete(invocation_id, fence)  # finished (or never stored): off the queue
-            app.store.flush()
-            return
-        _check_task_known(app, record, fence)
-        run(app, record, fence_token=token, taken_over=taken_over)
-    except LeaseLostError:
-        raise  # another worker holds it now
-    except BaseException as exc:
-        # Given back, so another process can run it while this one lives: at once when the
-        # engine failed here (an unknown task, a store error); after a lease time when its code
-        # diverged or a side effect was interrupted (`SystemExit` in its function), so workers
-        # do not spin on it. Either way whoever claims it next is not taking it over.
-        keeper.drop(invocation_id)
-        with contextlib.suppress(PynencError):  # taken over meanwhile: nothing to give back
-            if isinstance(exc, NonDeterminismError) or not isinstance(exc, Exception):
-                app.store.defer(invocation_id, token, now_ms() + keeper.lease_ms)
-            elif isinstance(exc, UnknownTaskError):
-                if exc.retry_seconds is not None:  # else parked: off the queue already
-                    app.store.defer(invocation_id, token, now_ms() + exc.retry_ms)
-            else:
-                app.store.release(invocation_id, token)
-        raise
-    finally:
-        keeper.drop(invocation_id)
-
-
-class UnknownTaskError(InvalidArgumentError):
-    """A claimed invocation's task is not registered here: it was deferred for
-    `retry_seconds`, or parked (`retry_seconds` None)."""
-
-    def __init__(self, message: str, retry_seconds: float | None) -> None:
-        super().__init__(message)
-        self.retry_seconds = retry_seconds
-
-    @property
-    def retry_ms(self) -> int:
-        return int((self.retry_seconds or 0.0) * 1000)
-
-
-def _check_task_known(app: Pynenc, record: InvocationRecord, fence: tuple[bytes, int]) -> None:
-    """Raise `UnknownTaskError` unless the claimed invocation's task is registered. Each such
-    claim is counted in the record; the invocation waits 1, 2, 4 ... s (at most a lease time)
-    before it can be claimed again, and is parked once the count exceeds `max_recoveries`."""
-    try:
-        app.get_task(record.task_id)
-    except InvalidArgumentError as exc:
-        record.misses += 1
-        limit = app.config.max_recoveries
-        if record.misses > limit:
-            _park(
-                app,
-                record,
-                fence,
-                f"no process that claimed it knew task {record.task_id!r} "
-                f"({record.misses} claims, max_recoveries={limit})",
-                quiet=True,
-            )
-            raise UnknownTaskError(f"{exc}; parked after {record.misses} claims", None) from None
-        store_record(app, record, fence)
-        app.store.flush()
-        delay = min(float(2 ** (record.misses - 1)), app.config.lease_seconds)
-        raise UnknownTaskError(
-            f"{exc}; tried again in {delay:g} s (claim {record.misses}, parked after {limit + 1})",
-            delay,
-        ) from None
-
-
-def claim_and_run(app: Pynenc, invocation_id: bytes) -> bool:
-    """Claim this queued invocation for this process and run it, if no live lease holds it
-    and its task is registered here (else it is left to a worker that knows it). Returns
-    whether it was claimed."""
-    record = app._load_record(invocation_id)
-    if record is not None and app._registry.find(record.task_id) is None:
-        try:
-            app.get_task(record.task_id)
-        except InvalidArgumentError:
-            return False
-    keeper = app._lease_keeper()
-    claim = app.store.claim_invocation(
-        invocation_id, current_owner().encode(), keeper.lease_ms, now_ms()
-    )
-    if claim is None:
-        return False
-    run_claimed(app, invocation_id, claim[1], taken_over=claim[3])
-    return True
-
-
 _crash_target: list[str | None] = []
 
 
@@ -444,162 +274,3 @@ def _maybe_crash(task_id: str) -> None:
     target = _crash_target[0]
     if target is not None and (task_id == target or task_id.endswith("." + target)):
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def dispatch_child(
-    ctx: WorkflowContext, task: Task[..., T], args: Any, kwargs: dict[str, Any]
-) -> Invocation[T]:
-    """Start (or, on replay, find) the child invocation of `task` at this position."""
-    execution = ctx._execution
-    execution.guard("execute_task")
-    if not isinstance(task, Task):
-        raise InvalidArgumentError(
-            f"execute_task runs a task (a function decorated with @app.task), got {task!r}"
-        )
-    args_bytes = encode_arguments(ctx.app, task, args, kwargs)
-    with _ends_attempt_on_fault(execution):
-        return _dispatch(ctx, task, args_bytes)
-
-
-def _dispatch(ctx: WorkflowContext, task: Task[..., T], args_bytes: bytes) -> Invocation[T]:
-    app = ctx.app
-    execution = ctx._execution
-    try:
-        child_id, replayed = execution.child(task.task_id, codec.digest(args_bytes))
-    except NonDeterminismError as exc:
-        raise divergence.at_child(ctx, exc, task, args_bytes) from None
-    # A dispatch recorded just now names a child no store can hold yet: a child is only ever
-    # durable together with the dispatch that led to it (causal order), so skip the read.
-    record = app._load_record(child_id) if replayed or ctx._replay_only else None
-    if record is None:
-        if ctx._replay_only:
-            raise InvalidArgumentError(
-                f"cannot replay {ctx.invocation_id}: its child {uuid.UUID(bytes=child_id)} was "
-                "never stored (the invocation did not finish); use app.recover() instead"
-            )
-        record = new_record(task, child_id, args_bytes, ctx)
-        # The parent's entries up to this dispatch are staged before anything of the child:
-        # no flush, by any thread, can then make the child durable without them.
-        execution.stage()
-        if app.config.execution == "queued":
-            store_record(app, record, ctx._fence)
-            app.store.enqueue(child_id)
-        # Inline, the child's record is staged with its outcome (see `run`). The child may act
-        # on values drawn so far: make those durable first unless they can be regenerated
-        # identically after a crash.
-        if execution.volatile_pending or app.config.execution == "queued":
-            execution.flush()
-    if record.status.finished or ctx._replay_only:
-        return Invocation(app, record)
-    if app.config.execution == "queued":
-        return Invocation(app, record)
-    run(app, record, fresh=not replayed)
-    return Invocation(app, record)
-
-
-@contextlib.contextmanager
-def _ends_attempt_on_fault(execution: Execution) -> Iterator[None]:
-    """An engine error, or an interruption (`KeyboardInterrupt`, `SystemExit`, ...), raised
-    while a workflow operation is mid-way ends the attempt: the task may catch it, but nothing
-    more is recorded and the engine raises it again when the task returns."""
-    try:
-        yield
-    except BaseException as exc:
-        if isinstance(exc, ENGINE_ERRORS) or not isinstance(exc, Exception):
-            execution.fail(exc)
-        raise
-
-
-def side_effect(ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
-    """Run `fn` once and durably record its outcome, then return its value or raise its
-    exception; a replay returns (or raises) the recorded outcome without calling `fn`.
-
-    All or nothing: an engine error, or an interruption raised by `fn` (a `BaseException`
-    that is not an `Exception`), is not recorded; it ends the attempt (see
-    `_ends_attempt_on_fault`) and the invocation resumes as after a crash, calling `fn` again.
-    A workflow operation called by `fn` is refused, and that refusal is the outcome."""
-    execution = ctx._execution
-    execution.guard("side_effect")
-    if not isinstance(name, str):
-        raise InvalidArgumentError(f"a side effect's name is a str, got {name!r}")
-    if not callable(fn):
-        raise InvalidArgumentError(f"side effect {name!r} needs a function to call, got {fn!r}")
-    cause: BaseException | None = None
-    with _ends_attempt_on_fault(execution):
-        recorded = execution.side_effect_lookup(name)
-        if recorded is None:
-            recorded, cause = _run_side_effect(ctx, name, fn)
-    data, failed = recorded
-    if failed:
-        if cause is not None:
-            raise _side_effect_error(name, data) from cause
-        raise _side_effect_error(name, data)
-    result: T = codec.decode(data, what=f"side effect {name!r}")
-    return result
-
-
-def _run_side_effect(
-    ctx: WorkflowContext, name: str, fn: Callable[[], Any]
-) -> tuple[tuple[bytes, bool], BaseException | None]:
-    """Call `fn`, record its outcome and make it durable: ((encoded value or error, failed),
-    the exception `fn` raised or None)."""
-    execution = ctx._execution
-    if execution.volatile_pending:
-        execution.flush()
-    limit = ctx.app.config.max_payload_bytes
-    execution.enter_side_effect(name)
-    try:
-        value = fn()
-        error: BaseException | None = None
-    except ENGINE_ERRORS:
-        raise
-    except Exception as exc:  # noqa: BLE001 - what it raised is the side effect's outcome
-        value, error = None, exc
-    finally:
-        nested = execution.exit_side_effect()
-    if nested is not None:
-        error = nested  # whatever `fn` then did with the refusal
-    if error is None:
-        try:
-            what = f"value of side effect {name!r}"
-            recorded = (codec.encode(value, what=what, limit=limit), False)
-        except Exception as exc:  # noqa: BLE001 - an unstorable value is the outcome too
-            error = exc
-    if error is not None:
-        recorded = (_encode_error(ErrorInfo.capture(error), name, limit), True)
-    execution.side_effect_record(name, *recorded)
-    execution.flush()
-    return recorded, error
-
-
-def _encode_error(error: ErrorInfo, name: str, limit: int) -> bytes:
-    """A side effect's error as recorded: whole when it fits in `limit`, else with its message
-    (its only argument then) and traceback cut until it fits, so it is recorded either way and
-    still raised as its own type."""
-    what = f"error of side effect {name!r}"
-    try:
-        return codec.encode(error.to_wire(), what=what, limit=limit)
-    except PayloadTooLargeError:
-        pass
-    keep = len(error.message) + len(error.traceback_text)
-    while True:
-        keep //= 2
-        message = error.message[:keep]
-        tail = error.traceback_text[-keep:] if keep else ""
-        cut = ErrorInfo(
-            error.type_name,
-            error.module,
-            message,
-            codec.encode([message], what=what, limit=1 << 62),
-            f"(cut to fit max_payload_bytes)\n{tail}",
-        )
-        try:
-            return codec.encode(cut.to_wire(), what=what, limit=limit if keep else 1 << 62)
-        except PayloadTooLargeError:
-            continue
-
-
-def _side_effect_error(name: str, data: bytes) -> BaseException:
-    """The exception a side effect raised, rebuilt from its record as a child's would be."""
-    wire = codec.decode(data, what=f"error of side effect {name!r}")
-    return ErrorInfo.from_wire(wire).to_exception(f"side effect {name!r}")

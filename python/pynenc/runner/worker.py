@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from pynenc import checks
 from pynenc.errors import InvalidArgumentError, LeaseLostError, NonDeterminismError, PynencError
 from pynenc.invocation import describe_exception
-from pynenc.runner import execute
+from pynenc.runner import claims
 from pynenc.runner.leases import now_ms
 from pynenc.runner.owner import current_owner
 
@@ -157,10 +157,10 @@ class Worker:
         with self._lock:
             self._running[invocation_id] = token
         try:
-            execute.run_claimed(self.app, invocation_id, token, taken_over=taken_over)
+            claims.run_claimed(self.app, invocation_id, token, taken_over=taken_over)
             self.completed += 1
             log.info("[invocation %s] [workflow %s] finished", ident, workflow)
-        except execute.UnknownTaskError as exc:
+        except claims.UnknownTaskError as exc:
             # Deferred (or parked) by `run_claimed`: one line, never a traceback.
             log.error("[invocation %s] [workflow %s] %s", ident, workflow, exc)
         except LeaseLostError:
