@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pynenc import codec
-from pynenc._core import canonical_form
+from pynenc._core import canonical_form, fast_decode
 from pynenc.codec import DEFAULT_LIMIT, MAX_NESTING, decode, digest, encode
 from pynenc.errors import (
     InvalidArgumentError,
@@ -433,6 +433,29 @@ def test_shared_reference_cycle_is_refused() -> None:
     data = bytes.fromhex("d81c81d81d00")  # shareable([sharedref(0)]): a list containing itself
     with pytest.raises(PayloadDecodeError, match="tag"):
         decode(data)
+
+
+def _map_of(pairs: list[tuple[Any, Any]]) -> bytes:
+    """A CBOR map of `pairs` as given: duplicate and NaN keys kept, which no dict can hold."""
+    assert len(pairs) < 24
+    return bytes([0xA0 | len(pairs)]) + b"".join(cbor2.dumps(k) + cbor2.dumps(v) for k, v in pairs)
+
+
+def test_maps_holding_a_key_twice_are_refused_nan_keys_included() -> None:
+    with pytest.raises(PayloadDecodeError, match=r"(?i)duplicate map key: 'a'"):
+        decode(_map_of([("a", 1), ("a", 2)]))
+    # A NaN equals nothing, so a dict can hold it twice; the fast decoder leaves it to the
+    # strict one, which compares the keys' encodings.
+    twice = _map_of([(math.nan, 1), (math.nan, 2)])
+    assert fast_decode(twice) == (False, None)
+    with pytest.raises(PayloadDecodeError, match="the key nan twice"):
+        decode(twice)
+    tuple_key = cbor2.CBORTag(0x706E_0001, [math.nan])
+    with pytest.raises(PayloadDecodeError, match=r"the key \(nan,\) twice"):
+        decode(_map_of([(tuple_key, 1), (tuple_key, 2)]))
+    # One NaN key is a value encode writes, and reads back.
+    once = decode(_map_of([(math.nan, 1), (1.5, 2)]))
+    assert [v for k, v in once.items() if k != k] == [1] and once[1.5] == 2
 
 
 def test_foreign_set_tag_content_still_decodes_as_set() -> None:

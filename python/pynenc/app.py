@@ -16,9 +16,17 @@ from typing import Any, ParamSpec, TypeVar, overload
 from pynenc import checks, codec
 from pynenc._core import MAX_KEY_LEN, Store, journal_id
 from pynenc.config import PynencConfig
-from pynenc.errors import InvalidArgumentError, LeaseLostError, NonDeterminismError
+from pynenc.errors import (
+    CorruptEntryError,
+    CorruptStoreError,
+    InvalidArgumentError,
+    LeaseLostError,
+    NonDeterminismError,
+    PynencError,
+)
 from pynenc.invocation import Invocation, InvocationRecord, InvocationStatus, describe_exception
 from pynenc.journal import JournalEntry, decode_ops
+from pynenc.record_check import Skipped
 from pynenc.registry import TaskRegistry, check_modules, check_name
 from pynenc.runner import claims, execute, operations, records, waiting
 from pynenc.runner.leases import LeaseKeeper, now_ms
@@ -30,6 +38,7 @@ from pynenc.workflow.context import WorkflowContext, current_context
 __all__ = ["Pynenc"]
 
 log = logging.getLogger("pynenc.recovery")
+store_log = logging.getLogger("pynenc.store")
 wait_log = logging.getLogger("pynenc.invocation")
 
 P = ParamSpec("P")
@@ -197,8 +206,20 @@ class Pynenc:
     # -- reading state ---------------------------------------------------------------------
 
     def _load_record(self, invocation_id: bytes) -> InvocationRecord | None:
+        """The record of `invocation_id`, or None; `CorruptEntryError` if it is malformed."""
         data = self.store.get(records.INVOCATIONS, invocation_id)
-        return None if data is None else InvocationRecord.decode(data)
+        if data is None:
+            return None
+        return InvocationRecord.decode(data, invocation_id, self.config.store)
+
+    def _records(self, skipped: Skipped) -> Iterator[InvocationRecord]:
+        """Every well-formed stored record, in key order; each malformed one goes to `skipped`
+        (which logs it) and the walk goes on."""
+        for key, value in self.store.scan(records.INVOCATIONS, b""):
+            try:
+                yield InvocationRecord.decode(value, key, self.config.store)
+            except CorruptEntryError as exc:
+                skipped.add(exc)
 
     def _wait_for(self, invocation_id: bytes, timeout: float | None) -> InvocationRecord:
         """Wait until the invocation finished. A task waiting on a queued child that no worker
@@ -239,7 +260,11 @@ class Pynenc:
             delay = min(delay * 2, 0.05)
 
     def get_invocation(self, invocation_id: str) -> Invocation[Any] | None:
-        """The invocation with this id, or None if the store has none."""
+        """The invocation with this id, or None if the store has none.
+
+        Raises:
+            CorruptEntryError: Its stored record is malformed (the error names its key).
+        """
         record = self._load_record(_parse_id(invocation_id))
         return None if record is None else Invocation(self, record)
 
@@ -258,6 +283,9 @@ class Pynenc:
             status: Only invocations in this status.
             parent_invocation_id: Only children dispatched by this invocation.
             top_level: Only invocations called from outside any task.
+
+        A malformed stored record is left out: it is logged (one ERROR line on the
+        `pynenc.store` logger naming its key and what is wrong) and every other one listed.
         """
         try:
             wanted = None if status is None else InvocationStatus(status)
@@ -268,8 +296,7 @@ class Pynenc:
             ) from None
         parent = None if parent_invocation_id is None else _parse_id(parent_invocation_id)
         found = []
-        for _key, value in self.store.scan(records.INVOCATIONS, b""):
-            record = InvocationRecord.decode(value)
+        for record in self._records(Skipped("list_invocations")):
             if (
                 task_id is not None
                 and record.task_id != task_id
@@ -291,6 +318,7 @@ class Pynenc:
 
         Raises:
             InvalidArgumentError: No such invocation.
+            CorruptEntryError: Its stored record (or a journal entry) is malformed.
         """
         raw_id = _parse_id(invocation_id)
         record = self._load_record(raw_id)
@@ -335,6 +363,7 @@ class Pynenc:
         Raises:
             NonDeterminismError: The code now does something other than what was recorded.
             InvalidArgumentError: No such invocation, or it has not finished.
+            CorruptEntryError: Its stored record (or a journal entry) is malformed.
         """
         record = self._load_record(_parse_id(invocation_id))
         if record is None:
@@ -359,6 +388,13 @@ class Pynenc:
                 journal recorded. That invocation is left as it was (to resume once the code
                 is fixed) and logged; every other stranded invocation is still resumed before
                 the first such error is raised, with a note of how many diverged and resumed.
+            CorruptStoreError: A stranded invocation could not be resumed because a record or
+                journal entry it needs is damaged (`CorruptEntryError`, naming it); raised the
+                same way, after every other one was resumed.
+
+        A malformed stored record is skipped: it is logged (one ERROR line on the
+        `pynenc.store` logger naming its key and what is wrong) and every other stranded
+        invocation is still resumed.
         """
         self.release_dead_leases()
         queued = set(self.store.queued())
@@ -381,10 +417,15 @@ class Pynenc:
             roots.sort(key=lambda r: r.created_at)
             resumed: list[Invocation[Any]] = []
             diverged: list[NonDeterminismError] = []
+            unreadable: list[CorruptStoreError] = []
             for root in roots:
                 # Resuming an earlier root may have finished this one (a retried inline child
                 # whose parent's record was not stored yet looks like a root of its own).
-                current = self._load_record(root.invocation_id)
+                try:
+                    current = self._load_record(root.invocation_id)
+                except CorruptEntryError as exc:  # damaged since it was picked
+                    store_log.error("recover: %s", exc)
+                    continue
                 if current is None or current.status.finished:
                     continue
                 record = current
@@ -407,6 +448,9 @@ class Pynenc:
                         record.id_str,
                         describe_exception(exc),
                     )
+                except CorruptStoreError as exc:  # e.g. a damaged journal or child record
+                    store_log.error("recover: cannot resume %s: %s", record.id_str, exc)
+                    unreadable.append(exc)
                     continue
                 resumed.append(Invocation(self, self._load_record(record.invocation_id) or record))
         finally:
@@ -414,10 +458,17 @@ class Pynenc:
             # an error) goes back to its dead owner, so a later recover() can take it up.
             self._give_back(adopted, me)
         if diverged:
-            first = diverged[0]
+            first: PynencError = diverged[0]
             first.add_note(
                 f"recover(): {len(diverged)} stranded invocation(s) diverged and were left as "
                 f"they were; {len(resumed)} other(s) resumed"
+            )
+            raise first
+        if unreadable:
+            first = unreadable[0]
+            first.add_note(
+                f"recover(): {len(unreadable)} stranded invocation(s) could not be read and "
+                f"were left as they were; {len(resumed)} other(s) resumed"
             )
             raise first
         return resumed
@@ -427,8 +478,7 @@ class Pynenc:
         leases = {inv: (owner, expires) for inv, owner, expires, _token in self.store.leases()}
         now = now_ms()
         stranded: dict[bytes, InvocationRecord] = {}
-        for _key, value in self.store.scan(records.INVOCATIONS, b""):
-            record = InvocationRecord.decode(value)
+        for record in self._records(Skipped("recover")):
             if record.status is not InvocationStatus.RUNNING or record.owner is None:
                 continue
             lease = leases.get(record.invocation_id)

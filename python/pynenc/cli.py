@@ -13,7 +13,8 @@ from typing import Any
 from pynenc._core import format_id
 from pynenc.app import Pynenc
 from pynenc.errors import InvalidArgumentError, PynencError
-from pynenc.invocation import InvocationStatus
+from pynenc.invocation import Invocation, InvocationStatus
+from pynenc.record_check import Skipped
 from pynenc.registry import check_modules
 from pynenc.store import store_path
 
@@ -44,8 +45,11 @@ def load_app(spec: str) -> Pynenc:
 
 
 def status(app: Pynenc) -> dict[str, Any]:
-    """Counts by status, the queue length, and who runs what."""
-    invocations = app.list_invocations()
+    """Counts by status, the queue length, who runs what, and the malformed records met (each
+    also logged on `pynenc.store`), by key and what is wrong."""
+    skipped = Skipped("status")
+    records = sorted(app._records(skipped), key=lambda record: record.created_at)
+    invocations: list[Invocation[Any]] = [Invocation(app, record) for record in records]
     leases = {
         format_id(inv): (owner.decode(errors="replace"), expires)
         for inv, owner, expires, _token in app.store.leases()
@@ -68,6 +72,10 @@ def status(app: Pynenc) -> dict[str, Any]:
         "counts": dict(sorted(Counter(inv.status.value for inv in invocations).items())),
         "queued": len(app.store.queued()),
         "running": running,
+        "damaged": [
+            {"key": getattr(exc, "key", None), "problem": getattr(exc, "problem", str(exc))}
+            for exc in skipped.errors
+        ],
     }
 
 

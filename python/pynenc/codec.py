@@ -26,7 +26,8 @@ Decisions worth knowing:
 * Decoding builds nothing but the supported types: any CBOR tag outside `_CBOR2_TAGS` and
   `_PRIVATE_TAGS` (shared references 28/29, string references 25/256, regex 35, MIME 36, IP
   addresses 52/54/260/261, rationals 30, complex 43000, ...) is refused, and so is any value
-  `encode` would refuse (CBOR ``undefined``, simple values).
+  `encode` would refuse (CBOR ``undefined``, simple values) and any map holding a key twice
+  (two NaN keys included). Invocation records are read through it too (`pynenc.record_check`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import io
 import reprlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final, TypeAlias
@@ -215,6 +216,7 @@ def _decode_cbor(data: bytes, what: str) -> Any:
             max_depth=_DECODE_MAX_DEPTH,
             allow_indefinite=False,
             allow_duplicate_keys=False,
+            object_hook=_refuse_unequal_duplicates,
         ).decode()
     except Exception as exc:  # cbor2 reports malformed input with many exception types
         raise PayloadDecodeError(f"cannot decode {what}: {_decode_failure(exc)}") from exc
@@ -348,7 +350,33 @@ def _unstorable_error(what: str, limit: int, kind: type | None, path: _Path) -> 
 
 
 class _MalformedTagError(Exception):
-    """A tagged value this codec refuses; its message is the reason shown to the user."""
+    """A tagged value (or map) this codec refuses; its message is the reason shown to the
+    user."""
+
+
+#: Map keys equal to every key with the same encoding: cbor2's own duplicate check finds
+#: their duplicates. A float, Decimal, tuple or frozenset key may be NaN or hold one, which
+#: equals nothing, so two such keys with one encoding pass that check.
+_SELF_EQUAL_KEYS: Final[frozenset[type]] = frozenset(
+    {str, int, bytes, bool, type(None), datetime, date, UUID}
+)
+
+
+def _refuse_unequal_duplicates(value: Mapping[Any, Any], immutable: bool) -> Mapping[Any, Any]:
+    """cbor2 ``object_hook``: refuse a map holding one key twice when cbor2 cannot see it (two
+    NaN keys, or two tuples holding NaN), by comparing those keys' canonical encodings."""
+    suspects = [key for key in value if type(key) not in _SELF_EQUAL_KEYS]
+    if len(suspects) > 1:
+        seen: set[bytes] = set()
+        for key in suspects:
+            encoded = cbor2.dumps(key, canonical=True, encoders=_ENCODERS)
+            if encoded in seen:
+                raise _MalformedTagError(
+                    f"it holds a map with the key {_short_repr.repr(key)} twice, which pynenc "
+                    "never writes"
+                )
+            seen.add(encoded)
+    return value
 
 
 def _decode_failure(exc: BaseException) -> str:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import cbor2
 
-from pynenc import codec
-from pynenc._core import fast_decode, fast_encode, format_id
+from pynenc import codec, record_check
+from pynenc._core import fast_encode, format_id
 from pynenc.errors import CorruptEntryError, InvalidArgumentError, PayloadError, TaskError
 from pynenc.workflow.identity import WorkflowIdentity
 
@@ -26,7 +26,7 @@ __all__ = ["Invocation", "InvocationStatus", "describe_exception"]
 
 R = TypeVar("R")
 
-RECORD_VERSION = 1
+RECORD_VERSION = record_check.RECORD_VERSION
 
 
 class InvocationStatus(enum.StrEnum):
@@ -210,31 +210,38 @@ class InvocationRecord:
         )
 
     @classmethod
-    def decode(cls, data: bytes) -> InvocationRecord:
+    def decode(
+        cls, data: bytes, key: bytes | None = None, store: str | None = None
+    ) -> InvocationRecord:
+        """The record stored under `key` (of the store `store`, both named in errors), read
+        through the strict payload decoder with every field checked (`pynenc.record_check`).
+
+        Raises:
+            CorruptEntryError: the bytes are not a well-formed record of `key`.
+        """
         try:
-            done, d = fast_decode(data)
-            if not done:
-                d = cbor2.loads(data)
-            wf = d["wf"]
-            return cls(
-                invocation_id=d["id"],
-                task_id=d["task"],
-                args=d["args"],
-                workflow=WorkflowIdentity(wf[0], wf[1], wf[2]),
-                parent_invocation_id=d["parent"],
-                status=_STATUS_OF[d["status"]],
-                attempt=d["attempt"],
-                owner=d["owner"],
-                result=d["result"],
-                error=None if d["error"] is None else ErrorInfo.from_wire(d["error"]),
-                created_at=d["created"],
-                updated_at=d["updated"],
-                attempts=d["attempts"],
-                recoveries=d.get("recoveries", 0),
-                misses=d.get("misses", 0),
-            )
-        except (cbor2.CBORDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
-            raise CorruptEntryError(f"invocation record cannot be decoded: {exc}") from exc
+            d = record_check.check(record_check.load(data), key, _STATUS_OF)
+        except record_check.RecordError as exc:
+            raise record_check.corrupt(key, str(exc), store) from None
+        wf = d["wf"]
+        error = d["error"]
+        return cls(
+            invocation_id=d["id"],
+            task_id=d["task"],
+            args=d["args"],
+            workflow=WorkflowIdentity(wf[0], wf[1], wf[2]),
+            parent_invocation_id=d["parent"],
+            status=_STATUS_OF[d["status"]],
+            attempt=d["attempt"],
+            owner=d["owner"],
+            result=d["result"],
+            error=None if error is None else ErrorInfo.from_wire(error),
+            created_at=d["created"],
+            updated_at=d["updated"],
+            attempts=d["attempts"],
+            recoveries=d.get("recoveries", 0),
+            misses=d.get("misses", 0),
+        )
 
 
 class Invocation(Generic[R]):

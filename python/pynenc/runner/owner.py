@@ -67,6 +67,8 @@ def _pid_exists(pid: int) -> bool | None:
             return True
         except OSError:
             return None
+        except OverflowError:  # beyond any pid this system can have (a damaged owner)
+            return False
         return True
     psutil = _psutil()
     return None if psutil is None else bool(psutil.pid_exists(pid))

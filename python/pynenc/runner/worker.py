@@ -16,7 +16,13 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from pynenc import checks
-from pynenc.errors import InvalidArgumentError, LeaseLostError, NonDeterminismError, PynencError
+from pynenc.errors import (
+    CorruptEntryError,
+    InvalidArgumentError,
+    LeaseLostError,
+    NonDeterminismError,
+    PynencError,
+)
 from pynenc.invocation import describe_exception
 from pynenc.runner import claims
 from pynenc.runner.leases import now_ms
@@ -28,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["Worker"]
 
 log = logging.getLogger("pynenc.worker")
+store_log = logging.getLogger("pynenc.store")
 
 
 class Worker:
@@ -146,7 +153,11 @@ class Worker:
 
     def _execute(self, invocation_id: bytes, token: int, taken_over: bool) -> None:
         ident = uuid.UUID(bytes=invocation_id)
-        record = self.app._load_record(invocation_id)
+        try:
+            record = self.app._load_record(invocation_id)
+        except CorruptEntryError as exc:
+            self._set_aside(invocation_id, token, exc)
+            return
         workflow = record.workflow.workflow_id if record else "?"
         task = record.task_id if record else "?"
         if record is None or self._knows(task):
@@ -198,6 +209,16 @@ class Worker:
         finally:
             with self._lock:
                 self._running.pop(invocation_id, None)
+
+    def _set_aside(self, invocation_id: bytes, token: int, exc: CorruptEntryError) -> None:
+        """A claimed invocation whose record is malformed: one line on `pynenc.store`, and it
+        is deferred for a lease time (left in the queue as it is, nothing written over it)."""
+        lease_ms = self.app._lease_keeper().lease_ms
+        store_log.error("worker: %s (tried again in %.0f s)", exc, lease_ms / 1000)
+        try:
+            self.app.store.defer(invocation_id, token, now_ms() + lease_ms)
+        except PynencError:
+            pass  # taken over meanwhile: nothing of ours to give back
 
     def _knows(self, task_id: str) -> bool:
         try:

@@ -265,8 +265,10 @@ fn decode_item<'py>(
             for _ in 0..arg {
                 let key = decode_item(py, data, at, 0)?;
                 let value = decode_item(py, data, at, depth - 1)?;
-                if dict.contains(&key).ok()? {
-                    return None; // duplicate keys: the strict codec refuses them
+                // Duplicate keys: the strict codec refuses them. A NaN key equals no other
+                // key, so a second one would pass `contains`: the strict codec judges it.
+                if dict.contains(&key).ok()? || is_nan(&key) {
+                    return None;
                 }
                 dict.set_item(key, value).ok()?;
             }
@@ -284,6 +286,11 @@ fn decode_item<'py>(
         }
         _ => None,
     }
+}
+
+/// Whether a decoded map key is a float NaN.
+fn is_nan(key: &Bound<'_, PyAny>) -> bool {
+    key.cast::<PyFloat>().is_ok_and(|f| f.value().is_nan())
 }
 
 fn decode_items<'py>(
