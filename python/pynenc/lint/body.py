@@ -139,9 +139,10 @@ class _BodyReader(ast.NodeVisitor):
         end = node.end_lineno or node.lineno
         self.info.sites.append(Site(rule, node.lineno, node.col_offset + 1, end, written, resolved))
 
-    def refer(self, target: Function, node: ast.expr) -> None:
+    def refer(self, target: Function, node: ast.expr, called: bool) -> None:
         if target.is_task:
-            self.mark_recorded()  # a task called from a task is a recorded child call
+            if called:
+                self.mark_recorded()  # a task called from a task is a recorded child call
             return
         if is_allowed(target.key, self.allowed):
             return
@@ -181,7 +182,7 @@ class _BodyReader(ast.NodeVisitor):
         assert parts is not None
         target = self.resolve(parts)
         if isinstance(target, Function):
-            self.refer(target, node)
+            self.refer(target, node, called=False)
         elif target is not None:
             self.flag(match_reference(target), node, ".".join(parts), target)
 
@@ -189,15 +190,16 @@ class _BodyReader(ast.NodeVisitor):
         func = node.func
         parts = dotted(func)
         target = self.resolve(parts) if parts is not None else None
+        # The call's own position is its function's start; its lines run to the `)`.
         if isinstance(target, Function):
-            self.refer(target, func)
+            self.refer(target, node, called=True)
         else:
             rule = match_call(target) if target is not None else None
             written = f"{ast.unparse(func)}()"
             if rule is not None:
-                self.flag(rule, func, written, target or written)
+                self.flag(rule, node, written, target or written)
             elif isinstance(func, ast.Attribute):
-                self.flag(match_method(func.attr), func, written, f".{func.attr}")
+                self.flag(match_method(func.attr), node, written, f".{func.attr}")
         if isinstance(func, ast.Attribute):
             if func.attr in RECORDED and (func.attr == "execute_task" or _names_wf(func.value)):
                 self.mark_recorded()
