@@ -106,7 +106,7 @@ class _BodyReader(ast.NodeVisitor):
         self.allowed = allowed
         self.info = BodyInfo()
         self.loops: list[SetLoop] = []
-        self.set_names = _set_variables(function.node)
+        self._set_names: frozenset[str] | None = None
 
     # -- resolution -----------------------------------------------------------------------
 
@@ -295,7 +295,9 @@ class _BodyReader(ast.NodeVisitor):
         if isinstance(node, ast.Set | ast.SetComp):
             return True
         if isinstance(node, ast.Name):
-            return node.id in self.set_names
+            if self._set_names is None:  # most bodies never loop over a bare name
+                self._set_names = _set_variables(self.function.node)
+            return node.id in self._set_names
         if isinstance(node, ast.BinOp) and isinstance(node.op, _SET_OPERATORS):
             return self.is_set(node.left) or self.is_set(node.right)
         if isinstance(node, ast.Call):

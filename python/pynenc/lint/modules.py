@@ -74,6 +74,7 @@ class Module:
     tree: ast.Module
     is_package: bool
     ignores: dict[int, frozenset[str]]
+    walrus: bool = True
     scope: Scope = field(default_factory=lambda: Scope(None))
 
 
@@ -138,6 +139,8 @@ def python_files(paths: Iterable[Path], excluded: Iterable[str] = ()) -> Iterato
 def ignore_comments(source: str) -> dict[int, frozenset[str]]:
     """Line -> codes its `# pynenc: ignore[...]` comment suppresses (`ALL_CODES` for all)."""
     found: dict[int, frozenset[str]] = {}
+    if "pynenc" not in source:
+        return found  # tokenizing is most of a file's parse time; skip it when it cannot match
     try:
         for token in tokenize.generate_tokens(io.StringIO(source).readline):
             if token.type != tokenize.COMMENT:
@@ -179,7 +182,7 @@ class Project:
             self.failures.append(ParseFailure(path, 1, 1, f"{type(exc).__name__}: {exc}"))
             return
         name, is_package = module_name(path)
-        module = Module(name, path, tree, is_package, ignore_comments(source))
+        module = Module(name, path, tree, is_package, ignore_comments(source), ":=" in source)
         self.modules.append(module)
         self.by_name.setdefault(name, module)
         self._bind(module, module.scope, tree.body, name)
@@ -222,7 +225,7 @@ class Project:
             elif isinstance(node, ast.Assign | ast.AnnAssign) and scope.parent is None:
                 self._module_assignment(scope, node)
             else:
-                scope.shadowed.update(_target_names(node))
+                scope.shadowed.update(_target_names(node, module.walrus))
         for function in defined:
             self._bind(module, function.scope, function.node.body, f"{function.key}.<locals>")
 
@@ -314,20 +317,31 @@ def _bindings(body: list[ast.stmt]) -> Iterator[ast.stmt]:
                 yield from _bindings(nested)
 
 
-def _target_names(node: ast.stmt) -> set[str]:
+def _target_names(node: ast.stmt, walrus: bool) -> set[str]:
     """Names a statement itself assigns (loop variables, `with ... as`, `except ... as`, walrus).
 
     Its nested statements are `_bindings`' to visit, and nested scopes bind nothing here.
+    `walrus` says whether the file has a `:=` anywhere; without one only targets are read.
     """
     names: set[str] = set()
     if isinstance(node, ast.Try | ast.TryStar):
         names.update(h.name for h in node.handlers if h.name)
-    pending: list[ast.AST] = [
-        value
-        for _, field_value in ast.iter_fields(node)
-        for value in (field_value if isinstance(field_value, list) else [field_value])
-        if isinstance(value, ast.AST) and not isinstance(value, ast.stmt | ast.excepthandler)
-    ]
+    if walrus:
+        roots: list[ast.AST] = [
+            value
+            for _, field_value in ast.iter_fields(node)
+            for value in (field_value if isinstance(field_value, list) else [field_value])
+            if isinstance(value, ast.AST) and not isinstance(value, ast.stmt | ast.excepthandler)
+        ]
+    elif isinstance(node, ast.Assign):
+        roots = list(node.targets)
+    elif isinstance(node, ast.AugAssign | ast.AnnAssign | ast.For | ast.AsyncFor):
+        roots = [node.target]
+    elif isinstance(node, ast.With | ast.AsyncWith):
+        roots = [i.optional_vars for i in node.items if i.optional_vars is not None]
+    else:
+        roots = []
+    pending = roots
     while pending:
         sub = pending.pop()
         if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
