@@ -106,6 +106,12 @@ def show(app: Pynenc, invocation_id: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["lint"]:
+        # `pynenc lint PATH...` reads source files only: no app, no store, no user import.
+        from pynenc.lint.command import main as lint_main
+
+        return lint_main(args[1:])
     parser = argparse.ArgumentParser(prog="pynenc", description="pynenc-replay workers and tools")
     parser.add_argument("--app", required=True, help="the app to use, as MODULE:ATTR")
     parser.add_argument(

@@ -1,0 +1,1 @@
+"""A small shop whose tasks make every mistake the linter knows (read, never run)."""

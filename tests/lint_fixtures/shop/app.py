@@ -1,0 +1,3 @@
+from pynenc import Pynenc
+
+app = Pynenc()
