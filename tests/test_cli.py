@@ -103,10 +103,12 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     assert s.program("flaky.py").returncode == 0
     (s.root / "noisy.py").write_text(NOISY)
     # The order workflow kills its process (SIGKILL) right after the payment is durable.
-    killed = s.program("order_processing.py", "--crash-after", "payment", "--order", "ORD-CLI")
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    [running] = s.json("--store", s.url, "list", "--status", "running")["invocations"]
-    s.crashed = running["invocation_id"]
+    for order in ("ORD-CLI", "ORD-TWO"):
+        killed = s.program("order_processing.py", "--crash-after", "payment", "--order", order)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+    running = s.json("--store", s.url, "list", "--status", "running")["invocations"]
+    assert [r["task"] for r in running] == ["order_processing.process_order_workflow"] * 2
+    s.crashed = running[-1]["invocation_id"]  # the older: ORD-CLI
     s.before_recovery = s.json("--store", s.url, "show", s.crashed)  # type: ignore[attr-defined]
     s.recovered = s.run(  # type: ignore[attr-defined]
         "--app", "order_processing:app", "recover", env={"PYNENC_STORE": s.url}
@@ -124,13 +126,15 @@ def test_recover_resumes_the_killed_workflow_and_says_so(store: Store) -> None:
     recovered = store.recovered  # type: ignore[attr-defined]
     assert recovered.returncode == 0, recovered.stderr
     lines = recovered.stdout.splitlines()
-    assert lines[-1] == "recovered 1, diverged 0, unreadable 0"
+    assert lines[-1] == "recovered 2, diverged 0, unreadable 0"
     assert lines[0] == f"recovered {store.crashed} order_processing.process_order_workflow: success"
+    assert "recovering" in recovered.stderr and "2/2" in recovered.stderr  # the progress bar
     after = store.json("--store", store.url, "show", store.crashed)
     assert after["status"] == "success" and after["recoveries"] == 1
     # The journal kept what was recorded before the crash, and went on from there.
     assert after["journal"][:2] == before["journal"]
     assert after["result"]["tracking_number"].startswith("TRK-ORD-CLI-")
+    assert after["arguments"] == {"args": ["ORD-CLI"], "kwargs": {}}
     # Nothing is left to recover: a second run says so, in JSON too.
     again = store.run(
         "--app", "order_processing:app", "recover", "--json", env={"PYNENC_STORE": store.url}
