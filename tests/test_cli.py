@@ -384,3 +384,26 @@ def test_every_command_has_complete_help(store: Store, command: str) -> None:
     assert "Exit codes: 0 done, 1 failed" in " ".join(text.split())
     top = store.ok("--help")
     assert f"    {command} " in top
+
+
+def test_recover_leaves_a_diverged_workflow_and_exits_1(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    shutil.copy(EXAMPLES / "order_processing.py", tmp_path)
+    killed = s.program("order_processing.py", "--crash-after", "payment", "--order", "ORD-DIV")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    # The code changed since: the tracking number now draws a uuid where it drew a number.
+    source = tmp_path / "order_processing.py"
+    source.write_text(
+        source.read_text().replace(
+            "int(process_order_workflow.wf.random() * 100000)",
+            "len(process_order_workflow.wf.uuid())",
+        )
+    )
+    proc = s.run("--app", "order_processing:app", "recover", env={"PYNENC_STORE": s.url})
+    assert proc.returncode == 1, proc.stderr
+    *left, summary = proc.stdout.splitlines()
+    assert summary == "recovered 0, diverged 1, unreadable 0"
+    assert left[0].startswith("left as it was: NonDeterminismError: ")
+    assert "position 0" in left[0], left
+    running = s.json("--store", s.url, "list", "--status", "running")["invocations"]
+    assert [r["task"] for r in running] == ["order_processing.process_order_workflow"]

@@ -10,7 +10,7 @@ from pynenc.cli import render
 from pynenc.cli.command import Command
 from pynenc.cli.target import Target
 from pynenc.errors import NonDeterminismError, PynencError
-from pynenc.invocation import InvocationStatus
+from pynenc.invocation import InvocationStatus, describe_exception
 
 __all__ = ["COMMANDS"]
 
@@ -51,8 +51,8 @@ def _recover(target: Target, opts: argparse.Namespace) -> int:
             {"invocation_id": i.invocation_id, "task": i.task_id, "status": i.status.value}
             for i in resumed
         ],
-        "diverged": [{"error": str(exc)} for exc in diverged],
-        "unreadable": [{"error": str(exc)} for exc in unreadable],
+        "diverged": [{"error": describe_exception(exc)} for exc in diverged],
+        "unreadable": [{"error": describe_exception(exc)} for exc in unreadable],
     }
     if opts.json:
         render.print_json(outcome)
@@ -110,7 +110,7 @@ def _replay(target: Target, opts: argparse.Namespace) -> int:
             try:
                 app.replay(invocation_id)
             except NonDeterminismError as exc:
-                diverged.append({"invocation_id": invocation_id, "error": str(exc)})
+                diverged.append({"invocation_id": invocation_id, "error": describe_exception(exc)})
                 continue
             except PynencError as exc:
                 if inv is None or not inv.status.finished:
