@@ -97,7 +97,7 @@ def test_a_durable_child_comes_with_the_dispatch_that_led_to_it(
     assert (tmp_path / "steps.log").read_text().split() == ["1"]
     running = run_order(tmp_path, store_url, "running").stdout.strip()
     shown = subprocess.run(
-        [sys.executable, "-m", "pynenc", "--app", "dispatch_order:app", "show", running],
+        [sys.executable, "-m", "pynenc", "--app", "dispatch_order:app", "show", running, "--json"],
         env=dict(os.environ, PYNENC_STORE=store_url, PYTHONPATH=str(ORDER.parent)),
         capture_output=True,
         text=True,

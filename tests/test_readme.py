@@ -115,3 +115,30 @@ def test_the_worker_commands(here: Path, env: dict[str, str]) -> None:
             returncode = worker.wait(timeout=60)
     assert returncode == 0, log_path.read_text()
     assert f"[invocation {order}]" in log_path.read_text()
+
+
+def _shape(text: str) -> list[str]:
+    """The words of command output with what differs from run to run (ids, times, durations,
+    owners, drawn numbers) replaced by placeholders, and line wrapping ignored."""
+    for pattern, placeholder in (
+        (UUID, "ID"),
+        (r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d\.\d+(\+00:00)?", "TIME"),
+        (r"\b\d+(\.\d)? (ms|s)\b", "DURATION"),
+        (r"\S+:pid=\d+:start=\S+", "OWNER"),
+        (r"\b0\.\d+", "NUMBER"),
+        (r"TRK-ORD-1-\d{5}", "TRACKING"),
+    ):
+        text = re.sub(pattern, placeholder, text)
+    return text.split()
+
+
+def test_the_seeing_inside_example_is_what_the_commands_print(
+    here: Path, env: dict[str, str]
+) -> None:
+    [example] = [b for b in _blocks("text") if b.startswith("$ pynenc list")]
+    first, _ = _order(_shell("python order.py", here, env).stdout)
+    for chunk in re.split(r"^\$ ", example, flags=re.M)[1:]:
+        command, expected = chunk.split("\n", 1)
+        command = re.sub(UUID, first, command)  # the workflow order.py just ran
+        printed = _shell(command, here, {**env, "COLUMNS": "140"}).stdout
+        assert _shape(printed) == _shape(expected), f"{command}\n{printed}"

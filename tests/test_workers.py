@@ -162,7 +162,7 @@ def test_poison_work_is_parked_after_max_recoveries(env: dict[str, str], tmp_pat
     exits = []
     for _ in range(5):
         proc = subprocess.run(
-            [sys.executable, "-m", "pynenc", "--app", "queued_app:app", "recover"],
+            [sys.executable, "-m", "pynenc", "--app", "queued_app:app", "recover", "--json"],
             env=child_env,
             capture_output=True,
             text=True,
@@ -173,7 +173,7 @@ def test_poison_work_is_parked_after_max_recoveries(env: dict[str, str], tmp_pat
             break
     # Two recoveries die like the first run; the third parks it instead of dying again.
     assert exits == [-signal.SIGKILL, -signal.SIGKILL, 0]
-    [parked] = json.loads(proc.stdout)
+    [parked] = json.loads(proc.stdout)["recovered"]
     assert parked["status"] == "failed"
     starts = [e for e in events(env) if e["task"] == "suicide"]
     assert len(starts) == 3
@@ -279,7 +279,7 @@ def test_status_and_show_commands(qapp: ModuleType, env: dict[str, str]) -> None
 
     def cli(*args: str) -> Any:
         proc = subprocess.run(
-            [sys.executable, "-m", "pynenc", "--app", "queued_app:app", *args],
+            [sys.executable, "-m", "pynenc", "--app", "queued_app:app", "--json", *args],
             env=run_env,
             capture_output=True,
             text=True,

@@ -396,6 +396,29 @@ class Pynenc:
         `pynenc.store` logger naming its key and what is wrong) and every other stranded
         invocation is still resumed.
         """
+        resumed, diverged, unreadable = self._recover()
+        if diverged:
+            first: PynencError = diverged[0]
+            first.add_note(
+                f"recover(): {len(diverged)} stranded invocation(s) diverged and were left as "
+                f"they were; {len(resumed)} other(s) resumed"
+            )
+            raise first
+        if unreadable:
+            first = unreadable[0]
+            first.add_note(
+                f"recover(): {len(unreadable)} stranded invocation(s) could not be read and "
+                f"were left as they were; {len(resumed)} other(s) resumed"
+            )
+            raise first
+        return resumed
+
+    def _recover(
+        self, progress: Callable[[int, int], None] | None = None
+    ) -> tuple[list[Invocation[Any]], list[NonDeterminismError], list[CorruptStoreError]]:
+        """`recover()`'s work: the resumed invocations, the divergences and the unreadable
+        ones, nothing raised for them. `progress(done, total)` is called before the first
+        stranded root and after each one (the command line draws it)."""
         self.release_dead_leases()
         queued = set(self.store.queued())
         me = current_owner()
@@ -418,7 +441,9 @@ class Pynenc:
             resumed: list[Invocation[Any]] = []
             diverged: list[NonDeterminismError] = []
             unreadable: list[CorruptStoreError] = []
-            for root in roots:
+            for done, root in enumerate(roots):
+                if progress is not None:
+                    progress(done, len(roots))
                 # Resuming an earlier root may have finished this one (a retried inline child
                 # whose parent's record was not stored yet looks like a root of its own).
                 try:
@@ -453,25 +478,13 @@ class Pynenc:
                     unreadable.append(exc)
                     continue
                 resumed.append(Invocation(self, self._load_record(record.invocation_id) or record))
+            if progress is not None:
+                progress(len(roots), len(roots))
         finally:
             # What this call adopted but did not finish (it diverged, or the call stopped on
             # an error) goes back to its dead owner, so a later recover() can take it up.
             self._give_back(adopted, me)
-        if diverged:
-            first: PynencError = diverged[0]
-            first.add_note(
-                f"recover(): {len(diverged)} stranded invocation(s) diverged and were left as "
-                f"they were; {len(resumed)} other(s) resumed"
-            )
-            raise first
-        if unreadable:
-            first = unreadable[0]
-            first.add_note(
-                f"recover(): {len(unreadable)} stranded invocation(s) could not be read and "
-                f"were left as they were; {len(resumed)} other(s) resumed"
-            )
-            raise first
-        return resumed
+        return resumed, diverged, unreadable
 
     def _stranded(self) -> dict[bytes, InvocationRecord]:
         """The running invocations whose owner is dead (or whose lease expired), by id."""

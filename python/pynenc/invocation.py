@@ -170,6 +170,9 @@ class InvocationRecord:
     updated_at: float = field(default_factory=time.time)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     recoveries: int = 0
+    #: When the latest attempt started (seconds since the epoch); None until it starts, and in
+    #: records written before attempts were timed.
+    started_at: float | None = None
     #: Claims by workers that did not know its task (parked after `max_recoveries`).
     misses: int = 0
     _id_str: str = field(default="", repr=False, compare=False)
@@ -203,6 +206,7 @@ class InvocationRecord:
                 "status": _VALUE_OF[self.status],
                 "attempt": self.attempt,
                 "created": self.created_at,
+                "started": self.started_at,
                 "updated": self.updated_at,
                 "attempts": self.attempts,
                 "recoveries": self.recoveries,
@@ -241,6 +245,7 @@ class InvocationRecord:
             attempts=d["attempts"],
             recoveries=d.get("recoveries", 0),
             misses=d.get("misses", 0),
+            started_at=d.get("started"),
         )
 
 
@@ -313,7 +318,9 @@ class Invocation(Generic[R]):
 
     @property
     def attempts(self) -> list[dict[str, Any]]:
-        """Earlier failed attempts: their number and error message."""
+        """Earlier failed attempts: their number (`attempt`), error message (`error`) and, when
+        recorded, when they started and ended (`started`, `ended`, seconds since the epoch) and
+        the process that ran them (`owner`)."""
         return list(self._refresh().attempts)
 
     def wait(self, timeout: float | None = None) -> Invocation[R]:

@@ -147,7 +147,9 @@ def _workflow_id(value: object, name: str, *, optional: bool) -> None:
         raise _bad(name, value, "a workflow id (a UUID string)" + (" or None" if optional else ""))
 
 
-def _time(d: dict[Any, Any], name: str) -> None:
+def _time(d: dict[Any, Any], name: str, *, optional: bool = False) -> None:
+    if optional and d.get(name) is None:
+        return
     value = d[name]
     if type(value) is not float or not math.isfinite(value):
         raise _bad(name, value, "a finite float (seconds since the epoch)")
@@ -177,6 +179,16 @@ def _attempts(value: object) -> None:
             raise _bad(f"attempts[{index}].attempt", number, f"a whole number to {MAX_COUNT:,}")
         if type(error) is not str:
             raise _bad(f"attempts[{index}].error", error, "a str")
+        for name in ("started", "ended"):  # absent in records written before attempts were timed
+            try:
+                _time(attempt, name, optional=True)
+            except RecordError:
+                raise _bad(
+                    f"attempts[{index}].{name}", attempt[name], "a finite float or None"
+                ) from None
+        owner = attempt.get("owner")
+        if owner is not None and type(owner) is not str:
+            raise _bad(f"attempts[{index}].owner", owner, "a str or None")
 
 
 def check(d: object, key: bytes | None, statuses: Collection[str]) -> dict[str, Any]:
@@ -228,6 +240,7 @@ def check(d: object, key: bytes | None, statuses: Collection[str]) -> dict[str, 
         raise RecordError("its status is failed but it has no error")
     _time(d, "created")
     _time(d, "updated")
+    _time(d, "started", optional=True)
     _attempts(d["attempts"])
     return d
 

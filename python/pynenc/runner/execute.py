@@ -113,6 +113,8 @@ def run(
                 first_start = record.status is InvocationStatus.PENDING
                 record.status = InvocationStatus.RUNNING
                 record.owner = current_owner()
+                if record.started_at is None:  # a resumption goes on with the same attempt
+                    record.started_at = time.time()
                 top_level = record.parent_invocation_id is None
                 if not (first_start and fence is None and not top_level):
                     # An inline child's record is first stored with its outcome: if the process
@@ -153,9 +155,16 @@ def run(
                     error = exc
             if error is not None and _retryable(task, record, error):
                 record.attempts.append(
-                    {"attempt": record.attempt, "error": describe_exception(error)}
+                    {
+                        "attempt": record.attempt,
+                        "error": describe_exception(error),
+                        "started": record.started_at,
+                        "ended": time.time(),
+                        "owner": record.owner,
+                    }
                 )
                 record.attempt += 1
+                record.started_at = None  # set when the next attempt starts, after the backoff
                 execution.stage()
                 store_record(app, record, fence)
                 execution.flush()
