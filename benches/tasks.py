@@ -54,6 +54,11 @@ def op_loop(op: str, n: int) -> int:
         for i in range(n):
             wf.set_data("k", i)
             wf.get_data("k")
+    elif op == "data_via_task":  # the same, reaching `wf` through the task on every call
+        t0 = time.perf_counter_ns()
+        for i in range(n):
+            op_loop.wf.set_data("k", i)
+            op_loop.wf.get_data("k")
     elif op == "side_effect":
         t0 = time.perf_counter_ns()
         for _ in range(n):

@@ -4,6 +4,7 @@ Invocation ids cross as 16-byte `bytes`; payloads as codec `bytes`. Errors are t
 `pynenc.errors`.
 """
 
+from collections.abc import Callable
 from datetime import datetime
 from os import PathLike
 from typing import Any, final
@@ -15,6 +16,7 @@ __all__ = [
     "MAX_KEY_LEN",
     "STORE_FORMAT_VERSION",
     "Execution",
+    "RunningContext",
     "Store",
     "canonical_form",
     "fast_decode",
@@ -137,3 +139,13 @@ class Execution:
     def workflow_id(self) -> str: ...
     @property
     def invocation_id(self) -> bytes: ...
+
+@final
+class RunningContext:
+    """The `Task.wf` descriptor (`bindings/context.rs`): `get()` on an instance, or
+    `outside(instance)` when that is None; itself on the class."""
+
+    def __new__(cls, get: Callable[[], Any], outside: Callable[[Any], Any]) -> RunningContext: ...
+    def __get__(self, instance: Any, owner: Any = None, /) -> Any: ...
+    def __set__(self, instance: Any, value: Any, /) -> None: ...
+    def __delete__(self, instance: Any, /) -> None: ...

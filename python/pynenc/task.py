@@ -6,9 +6,10 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
 from pynenc import checks
+from pynenc._core import RunningContext
 from pynenc.errors import InvalidArgumentError, WorkflowMembershipError
 from pynenc.registry import definition_site, derive_task_id, is_script, script_module
 from pynenc.workflow.context import current_context
@@ -78,6 +79,14 @@ class TaskOptions:
             )
 
 
+def _outside(task: Task[..., Any]) -> NoReturn:
+    """`task.wf` read while no invocation is running."""
+    raise WorkflowMembershipError(
+        f"{task.task_id}.wf is only available while a task is running: call "
+        f"{task.func.__name__}(...) and use .wf from inside its body"
+    )
+
+
 class Task(Generic[P, R]):
     """A function registered with an app. Calling it runs it durably and returns an
     `Invocation`; inside its body, `task.wf` gives the deterministic workflow operations.
@@ -125,21 +134,21 @@ class Task(Generic[P, R]):
         """
         return self.app._call(self, args, kwargs)
 
-    @property
-    def wf(self) -> WorkflowContext:
-        """The workflow operations of the invocation now running (`random()`, `uuid()`,
-        `utc_now()`, `execute_task()`, `set_data()`, `get_data()`, `side_effect()`, ...).
+    if TYPE_CHECKING:
 
-        Raises:
-            WorkflowMembershipError: No task is running in this thread or context.
-        """
-        ctx = current_context()
-        if ctx is None:
-            raise WorkflowMembershipError(
-                f"{self.task_id}.wf is only available while a task is running: call "
-                f"{self.func.__name__}(...) and use .wf from inside its body"
-            )
-        return ctx
+        @property
+        def wf(self) -> WorkflowContext:
+            """The workflow operations of the invocation now running (`random()`, `uuid()`,
+            `utc_now()`, `execute_task()`, `set_data()`, `get_data()`, `side_effect()`, ...),
+            whichever task's `.wf` is read.
+
+            Raises:
+                WorkflowMembershipError: No task is running in this thread or context.
+            """
+    else:
+        # The same, as a descriptor of the core: a read runs no Python code, only the context
+        # variable's lookup, which CPython caches per thread and context (bindings/context.rs).
+        wf = RunningContext(current_context, _outside)
 
     @property
     def workflow(self) -> WorkflowIdentity:

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+pub mod context;
 pub mod errors;
 pub mod execution;
 mod scalar;
@@ -82,5 +83,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(canonical_form, m)?)?;
     store::register(m)?;
     execution::register(m)?;
+    context::register(m)?;
     Ok(())
 }
