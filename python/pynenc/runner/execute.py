@@ -30,6 +30,7 @@ from pynenc.errors import (
     NonDeterminismError,
     PayloadTooLargeError,
     PynencError,
+    StoreError,
 )
 from pynenc.invocation import (
     ErrorInfo,
@@ -63,8 +64,9 @@ T = TypeVar("T")
 
 INVOCATIONS = "invocations"
 
-#: Exceptions of the engine itself: never recorded as the task's outcome.
-ENGINE_ERRORS = (NonDeterminismError, LeaseLostError)
+#: Exceptions of the engine itself: never recorded as the task's outcome. A store that fails
+#: (damaged: `StoreCorruptError`; lease lost: `LeaseLostError`) is not the task's doing.
+ENGINE_ERRORS = (NonDeterminismError, StoreError)
 
 
 def encode_arguments(app: Pynenc, task: Task[..., Any], args: Any, kwargs: dict[str, Any]) -> bytes:

@@ -12,8 +12,9 @@
 //! staged writes, indexed), `commit.rs` (group commit), `ticker.rs` (the background flusher),
 //! `fork_gate.rs` (a fork waits for store calls; the cached pid), `apply.rs` (a batch inside
 //! one transaction, fencing), `read.rs` (reads with the staged overlay), `queue.rs` (claims
-//! and leases), `registry.rs` (one store per path per process), `keys.rs` (byte layouts). The
-//! on-disk layout is in `docs/journal-format.md`.
+//! and leases), `registry.rs` (one store per path per process), `keys.rs` (byte layouts),
+//! `mapguard.rs` (a value's length checked against its page and the map before it is read).
+//! The on-disk layout is in `docs/journal-format.md`.
 //!
 //! API contract (implemented in the submodules):
 //!
@@ -35,10 +36,13 @@
 mod apply;
 mod batch;
 mod commit;
+#[cfg(test)]
+mod damage_tests;
 mod env;
 mod fork_gate;
 mod keys;
 mod lmdb;
+mod mapguard;
 mod migrate;
 mod queue;
 mod read;
