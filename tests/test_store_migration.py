@@ -166,11 +166,16 @@ def test_a_format_1_store_is_migrated_on_open_and_reads_the_same(
 
 
 def test_a_format_3_store_gets_row_checksums_on_open_and_reads_the_same(tmp_path: Path) -> None:
+    from pynenc._core import verify_file
+
     path = tmp_path / "store"
     fill(path, 200)
     before = snapshot(path)
     downgrade_to_format_3(path)
+    findings, _ = verify_file(path)
+    assert findings and all("checksum" in detail for _, _, detail in findings)
     assert snapshot(path) == before
+    assert verify_file(path)[0] == [], "every row has its checksum now"
 
 
 def test_a_process_killed_while_migrating_leaves_every_row(tmp_path: Path) -> None:

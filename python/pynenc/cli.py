@@ -1,4 +1,5 @@
-"""The `pynenc` command: `pynenc --app MODULE:ATTR {worker,recover,status,show}`."""
+"""The `pynenc` command: `pynenc --app MODULE:ATTR {worker,recover,status,show}`, and
+`pynenc verify [--store URL]` (no app needed)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import logging
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from pynenc._core import format_id
@@ -16,7 +18,7 @@ from pynenc.errors import InvalidArgumentError, PynencError
 from pynenc.invocation import InvocationStatus
 from pynenc.store import store_path
 
-__all__ = ["load_app", "main", "show", "status"]
+__all__ = ["load_app", "main", "show", "status", "verify"]
 
 
 #: The levels `--log-level` accepts (any case).
@@ -98,7 +100,7 @@ def show(app: Pynenc, invocation_id: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pynenc", description="pynenc-replay workers and tools")
-    parser.add_argument("--app", required=True, help="the app to use, as MODULE:ATTR")
+    parser.add_argument("--app", help="the app to use, as MODULE:ATTR (all but verify)")
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -121,7 +123,18 @@ def main(argv: list[str] | None = None) -> int:
         "show", help="one invocation: its record, its journal and its children"
     )
     show_cmd.add_argument("invocation_id")
+    verify_cmd = commands.add_parser(
+        "verify", help="check every page and record of a store; exit 1 if any is damaged"
+    )
+    verify_cmd.add_argument(
+        "--store", help="lmdb://PATH or a path (default: PYNENC_STORE, else lmdb://.pynenc)"
+    )
+    verify_cmd.add_argument("--json", action="store_true", help="print the findings as JSON")
     opts = parser.parse_args(argv)
+    if opts.command == "verify":
+        return verify(opts.store, as_json=opts.json)
+    if opts.app is None:
+        parser.error(f"--app MODULE:ATTR is required for {opts.command}")
     logging.basicConfig(
         level=opts.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -153,6 +166,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pynenc: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def verify(store: str | None, *, as_json: bool = False) -> int:
+    """`pynenc verify`: 0 when the store is intact, 1 when anything is damaged or missing."""
+    import os
+
+    from pynenc.config import DEFAULT_STORE
+    from pynenc.verify import verify_store
+
+    url = store or os.environ.get("PYNENC_STORE") or DEFAULT_STORE
+    try:
+        path = store_path(url) if "://" in url else Path(url).expanduser()
+        report = verify_store(path)
+    except PynencError as exc:
+        print(f"pynenc: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        findings = [vars(f) for f in report.findings]
+        print(json.dumps({"store": str(path), "records": report.records, "damaged": findings}))
+    else:
+        for finding in report.findings:
+            print(f"damaged: {finding}")
+        verdict = f"{len(report.findings)} damaged" if report.findings else "no damage found"
+        print(f"store {path}: {report.records} records checked, {verdict}")
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

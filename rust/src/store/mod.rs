@@ -13,7 +13,8 @@
 //! `fork_gate.rs` (a fork waits for store calls; the cached pid), `apply.rs` (a batch inside
 //! one transaction, fencing), `read.rs` (reads with the staged overlay), `queue.rs` (claims
 //! and leases), `registry.rs` (one store per path per process), `keys.rs` (byte layouts),
-//! `mapguard.rs` (a value's length checked against its page and the map before it is read).
+//! `mapguard.rs` (a value's length checked against its page and the map before it is read),
+//! `verify.rs` and `pages.rs` (`pynenc verify`: every row, and every page read without LMDB).
 //! The on-disk layout is in `docs/journal-format.md`.
 //!
 //! API contract (implemented in the submodules):
@@ -44,6 +45,7 @@ mod keys;
 mod lmdb;
 mod mapguard;
 mod migrate;
+mod pages;
 mod queue;
 mod read;
 mod registry;
@@ -51,11 +53,13 @@ mod tables;
 #[cfg(test)]
 mod tests;
 mod ticker;
+mod verify;
 
 pub use commit::Staging;
 pub use env::{Migration, FORMAT_VERSION};
 pub use lmdb::{Claim, FlushReport, Lease, Store, StoreOptions};
 pub use tables::MAX_KEY_LEN;
+pub use verify::{verify_file, verify_table, Finding};
 
 /// The tables a caller can read and write directly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
