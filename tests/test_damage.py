@@ -1,5 +1,5 @@
-"""Damage on disk: `pynenc verify` run as a command on intact and damaged stores, and reads of
-damaged pages, in real subprocesses on real LMDB files."""
+"""Damage on disk: a seeded damage campaign (tests/campaigns/damage.py), and `pynenc verify`
+run as a command on intact and damaged stores, in real subprocesses on real LMDB files."""
 
 from __future__ import annotations
 
@@ -10,11 +10,52 @@ import sys
 from pathlib import Path
 
 import pytest
+from campaigns.damage import FAILURES, run_campaign
 
 from pynenc._core import Store
 
+#: Runs of the CI campaign: about 0.5 s each on a loaded 2-core machine (a verify and a
+#: reader process per run), so the test stays under two minutes.
+CI_RUNS = 160
+
 WORKFLOW = bytes(range(16))
 MARKER = b"value-marker-0123456789"
+
+
+@pytest.mark.timeout(240)
+def test_a_seeded_damage_campaign_never_returns_a_wrong_value(tmp_path: Path) -> None:
+    summary = run_campaign(CI_RUNS, seed=13, timeout=60, workdir=tmp_path)
+    counts = summary.counts()["all"]
+    print(f"\ndamage campaign, {CI_RUNS} runs, seed 13, {summary.seconds:.0f} s")
+    print(summary.table())
+    failed = {f: counts[f] for f in FAILURES}
+    detail = [
+        (r.run, r.kind, r.damage, r.failures, r.reads, r.verify_findings[:2])
+        for r in summary.runs
+        if r.failures
+    ]
+    # What holds: no wrong value, no hang, and verify finds every damage a read tripped over.
+    assert failed["wrong"] == 0 and failed["hang"] == 0, detail
+    assert counts["verify_missed"] == 0, detail
+    # Not yet everywhere (docs/operations.md, "What damage is detected where"): a damaged node
+    # header that LMDB's own cursor code follows kills a reader (signal), and a damaged
+    # branch-page key can send a lookup to the wrong leaf (a record read as absent, and a
+    # replay that then diverges). Each such run is one verify reports (asserted above); they
+    # are counted and printed, and must stay rare (2000 runs: 3), never assumed absent.
+    branch = ("outside the range", "not above", "unreachable", "neither used nor listed")
+    residual = []
+    for r in summary.runs:
+        if not r.failures:
+            continue
+        lookups = set(r.failures) - {"signal"}
+        misrouted = any(any(b in f for b in branch) for f in r.verify_findings)
+        assert not lookups or (lookups <= {"vanished_silently", "other_error"} and misrouted), (
+            detail
+        )
+        residual.append(r.run)
+    print(f"residual (signal or misrouted lookup): {len(residual)} of {CI_RUNS} runs {detail}")
+    assert len(residual) <= CI_RUNS // 50, detail
+    assert counts["detected"] > 0 and counts["harmless"] > 0
 
 
 def verify(store: Path, *extra: str) -> subprocess.CompletedProcess[str]:
