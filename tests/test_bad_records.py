@@ -414,13 +414,14 @@ def test_recover_goes_on_past_a_stranded_workflow_it_cannot_read(
         crashed = drill(tmp_path, store_url, "crash", DRILL_CRASH="1")
         assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     # With no pynenc process on the store, damage the journal of the first stranded workflow
-    # (its last byte, inside the entry's checksum), written by hand the way a disk would.
+    # (its last byte, inside the row's checksum), written by hand the way a disk would.
     with lmdb.open(str(store_path), lock=False, subdir=True, max_dbs=16, map_size=1 << 31) as env:
         with env.begin(write=True) as txn:
+            # Each stored value ends with its 4-byte checksum (docs/journal-format.md).
             records = [
-                codec.decode(value)
+                codec.decode(value[:-4])
                 for key, value in txn.cursor()
-                if key[:1] == b"\x02" and codec.decode(value)["status"] == "running"
+                if key[:1] == b"\x02" and codec.decode(value[:-4])["status"] == "running"
             ]
             first, second = sorted(records, key=lambda r: r["created"])
             journal_key = b"\x01" + first["id"] + bytes(8)

@@ -92,10 +92,18 @@ with env.begin() as txn:
     for key, value in txn.cursor():  # the main database: tag ‖ key, and the name "meta"
         if key == b"meta":
             continue
+        # Every value ends with CRC-32C(key length u16 LE ‖ key ‖ value), little-endian.
+        value, check = value[:-4], struct.unpack("<I", value[-4:])[0]
+        assert check == crc32c(struct.pack("<H", len(key)) + key + value), key
         tables[TAGS[key[0]]][key[1:]] = value
+    ends = {}
     for key, value in tables["journal"].items():
         inv, first = key[:16].hex(), struct.unpack(">Q", key[16:])[0]
+        if first == 2**64 - 1:  # the journal's end record: its number of entries
+            ends[inv] = struct.unpack(">Q", value)[0]
+            continue
         result["journal"].setdefault(inv, []).extend(segment(value, first))
+    assert ends == {inv: len(j) for inv, j in result["journal"].items()}, ends
     for key, value in tables["queue"].items():
         seq, inv = struct.unpack(">Q", key[:8])[0], key[8:].hex()
         assert value == b"" and struct.unpack(">Q", tables["queued"][key[8:]])[0] == seq
@@ -152,7 +160,7 @@ def test_an_independent_reader_decodes_everything_the_store_wrote(tmp_path: Path
 
     got = run_python(READER, str(path))
 
-    assert got["format_version"] == 3
+    assert got["format_version"] == 4
     journal = got["journal"][inv.hex()]
     assert [e["pos"] for e in journal] == list(range(len(entries)))
     assert journal[0] == {"pos": 0, "random": 2**64 - 5}

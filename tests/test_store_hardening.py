@@ -170,7 +170,7 @@ def test_newer_format_version_is_refused(store_path: Path) -> None:
 def test_corrupt_journal_entry_names_invocation_and_position(store_path: Path) -> None:
     inv = bytes(range(16))
     store = LmdbStore(store_path, FAST)
-    store._core._append_journal(inv, 100, [(1, i.to_bytes(8, "little")) for i in range(5)])
+    store._core._append_journal(inv, 0, [(1, i.to_bytes(8, "little")) for i in range(5)])
     store.flush()
     del store
     result = run_python(
@@ -178,9 +178,9 @@ def test_corrupt_journal_entry_names_invocation_and_position(store_path: Path) -
         import json, sys, lmdb
         env = lmdb.open(sys.argv[1], max_dbs=16)
         with env.begin(write=True) as txn:  # journal rows: tag 0x01 ‖ id ‖ first position
-            key = b"\x01" + bytes(range(16)) + (100).to_bytes(8, "big")
+            key = b"\x01" + bytes(range(16)) + (0).to_bytes(8, "big")
             value = bytearray(txn.get(key))
-            value[1 + 15 * 3 + 5] ^= 0x01  # inside the payload of the entry at position 103
+            value[1 + 15 * 3 + 5] ^= 0x01  # inside the payload of the entry at position 3
             txn.put(key, bytes(value))
         env.close()
         from pynenc.errors import CorruptEntryError
@@ -194,7 +194,7 @@ def test_corrupt_journal_entry_names_invocation_and_position(store_path: Path) -
     )
     assert result == {
         "inv": "00010203-0405-0607-0809-0a0b0c0d0e0f",
-        "pos": 103,
+        "pos": 3,
         "path": str(store_path),
     }
 

@@ -2,8 +2,10 @@
 this build opens them, in one transaction: every row reads back the same, and a process killed
 during the migration leaves a store that still opens with every row.
 
-A format-1 store is made from a format-2 one by rewriting it with the `lmdb` package, from the
-layout in docs/journal-format.md (§2, §5), while no store process has it open.
+Older stores are made from a current one by rewriting it with the `lmdb` package, from the
+layout in docs/journal-format.md (§2, §5), while no store process has it open: format 3 has
+the current layout without the 4-byte row checksum that ends every value (§2.1), format 1 also
+keeps each table in a named database.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ print(json.dumps(rows))
 """
 
 
-# Writes a format-2 store holding rows of every table.
+# Writes a current-format store holding rows of every table.
 FILL = """
 import json, os, sys
 from pynenc.store.lmdb import LmdbStore, StoreOptions
@@ -80,17 +82,39 @@ print(json.dumps({}))
 
 
 def fill(path: Path, records: int) -> None:
-    """A format-2 store holding rows of every table (written in a child process)."""
+    """A current-format store holding rows of every table (written in a child process)."""
     run_python(FILL, str(path), str(records))
 
 
-def downgrade_to_format_1(path: Path) -> None:
-    """Rewrite the format-2 store at `path` in the format-1 layout (no store process open)."""
+def is_journal_end(key: bytes) -> bool:
+    """A journal's end record (format 4): tag 1, id, position 2^64 - 1."""
+    return key[0] == 1 and key[17:] == b"\xff" * 8
+
+
+def downgrade_to_format_3(path: Path) -> None:
+    """Strip the row checksums of the store at `path`, as format 3 stored rows."""
     env = lmdb.open(str(path), max_dbs=16, map_size=64 << 20, lock=False)
     with env.begin(write=True) as txn:
         rows = [(k, v) for k, v in txn.cursor() if k[0] in TABLES]
+        for key, value in rows:
+            if is_journal_end(key):
+                txn.delete(key)
+            else:
+                txn.put(key, value[:-4])
+    meta = env.open_db(b"meta", create=False)
+    with env.begin(write=True, db=meta) as txn:
+        txn.put(b"format_version", (3).to_bytes(4, "big"))
+    env.close()
+
+
+def downgrade_to_format_1(path: Path) -> None:
+    """Rewrite the store at `path` in the format-1 layout (no store process open)."""
+    env = lmdb.open(str(path), max_dbs=16, map_size=64 << 20, lock=False)
+    with env.begin(write=True) as txn:
+        rows = [(k, v[:-4]) for k, v in txn.cursor() if k[0] in TABLES]
         for key, _ in rows:
             txn.delete(key)
+        rows = [(k, v) for k, v in rows if not is_journal_end(k)]
     for tag, name in TABLES.items():
         db = env.open_db(name)
         with env.begin(write=True, db=db) as txn:
@@ -139,6 +163,19 @@ def test_a_format_1_store_is_migrated_on_open_and_reads_the_same(
     # The counters carried over: a new claim takes the token after the one handed out before.
     claim = LmdbStore(path, OPTIONS).claim(b"worker-2", 1_000, 2_000_000)
     assert claim is not None and claim[1] == before["leases"][0][3] + 1
+
+
+def test_a_format_3_store_gets_row_checksums_on_open_and_reads_the_same(tmp_path: Path) -> None:
+    from pynenc._core import verify_file
+
+    path = tmp_path / "store"
+    fill(path, 200)
+    before = snapshot(path)
+    downgrade_to_format_3(path)
+    findings, _ = verify_file(path)
+    assert findings and all("checksum" in detail for _, _, detail in findings)
+    assert snapshot(path) == before
+    assert verify_file(path)[0] == [], "every row has its checksum now"
 
 
 def test_a_process_killed_while_migrating_leaves_every_row(tmp_path: Path) -> None:

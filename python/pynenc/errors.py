@@ -19,6 +19,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PynencError",
     "StoreAccessError",
+    "StoreCorruptError",
     "StoreError",
     "StoreFormatError",
     "StoreFullError",
@@ -48,10 +49,32 @@ class CorruptStoreError(StoreError):
     code = "STORE_CORRUPT"
 
 
-class CorruptEntryError(CorruptStoreError):
-    """One stored record (journal entry, invocation, value) cannot be read back."""
+class StoreCorruptError(CorruptStoreError):
+    """One stored record failed its checksum over key and value: it (or its key) was damaged
+    on disk. The record is never returned as good.
+
+    Attributes:
+        path: The store directory.
+        table: The table holding the record (`journal`, `invocations`, `data`, `queue`,
+            `queued`, `leases`, `counters`).
+        key: The record's key as an operator reads it (invocation or workflow id as a UUID).
+        detail: What is wrong with it.
+    """
+
+    code = "RECORD_CORRUPT"
+    path: str
+    table: str
+    key: str
+    detail: str
+
+
+class CorruptEntryError(StoreCorruptError):
+    """One journal entry cannot be read back (its own checksum failed or it cannot be decoded);
+    `table` is `journal`, `invocation_id` and `position` name the entry."""
 
     code = "ENTRY_CORRUPT"
+    invocation_id: str
+    position: int
 
 
 class StoreFormatError(StoreError):

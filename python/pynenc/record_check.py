@@ -97,11 +97,15 @@ def corrupt(key: bytes | None, problem: str, store: str | None) -> CorruptEntryE
         f"invocation record {shown}{where} is malformed: {problem}. Listings, recovery, "
         "status and workers skip it; restore the store from a backup to get it back"
     )
-    exc.table = TABLE  # type: ignore[attr-defined]
-    exc.key = shown  # type: ignore[attr-defined]
-    exc.path = store  # type: ignore[attr-defined]
-    exc.problem = problem  # type: ignore[attr-defined]
-    exc.invocation_id = shown if key is not None and len(key) == _ID_LEN else None  # type: ignore[attr-defined]
+    # Set through vars(): `path` and `invocation_id` may be None here, unlike a damaged
+    # journal entry's, and `problem` is this error's own.
+    vars(exc).update(
+        table=TABLE,
+        key=shown,
+        path=store,
+        problem=problem,
+        invocation_id=shown if key is not None and len(key) == _ID_LEN else None,
+    )
     return exc
 
 

@@ -36,6 +36,20 @@ pub enum Error {
         detail: String,
     },
 
+    /// A stored row failed its checksum over key and value: the row (or its key) was damaged.
+    #[error(
+        "damaged record in store {path}: table {table}, {key}: {detail}. The record is not used; \
+         run `pynenc verify --store {path}` to list every damaged record, and restore the \
+         store from a backup."
+    )]
+    StoreCorrupt {
+        path: PathBuf,
+        table: &'static str,
+        /// The row's key as an operator reads it (invocation or workflow id as a UUID).
+        key: String,
+        detail: String,
+    },
+
     /// The store files exist but are not a readable store (truncated, garbage, wrong kind).
     #[error("store at {path} is corrupt or not a pynenc store: {detail}")]
     CorruptStore { path: PathBuf, detail: String },

@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-from pynenc.cli import inspect, manage
+from pynenc.cli import inspect, manage, verify
 from pynenc.cli.command import Command
 from pynenc.cli.read import show, status
 from pynenc.cli.target import DEFAULT_STORE, Target, UsageError, load_app
@@ -26,7 +26,7 @@ from pynenc.errors import PynencError
 __all__ = ["COMMANDS", "Command", "load_app", "main", "show", "status"]
 
 #: Every subcommand, in the order `pynenc --help` lists them: the one place they are registered.
-COMMANDS: list[Command] = [*inspect.COMMANDS, *manage.COMMANDS]
+COMMANDS: list[Command] = [*inspect.COMMANDS, *manage.COMMANDS, *verify.COMMANDS]
 
 #: The levels `--log-level` accepts (any case).
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL")
@@ -87,7 +87,7 @@ _DEFAULTS: dict[str, object] = {
 }
 
 EPILOG = """\
-Reading commands (list, show, tree, status) need only a store: --store URL or PYNENC_STORE
+Reading commands (list, show, tree, status, verify) need only a store: --store URL or PYNENC_STORE
 (importing no code), or --app. Commands that run tasks (worker, recover, replay) need --app.
 `pynenc lint PATH...` checks task source files and needs neither (pynenc lint --help).
 Global options go before or after the command. Exit codes: 0 done, 1 failed (or not found),

@@ -47,8 +47,9 @@ log = logging.getLogger("pynenc.runner")
 
 T = TypeVar("T")
 
-#: Exceptions of the engine itself (a divergence, any failure of the store, a lost lease):
-#: never recorded as an outcome; they end the attempt and leave the invocation to resume.
+#: Exceptions of the engine itself (a divergence, any failure of the store: damaged, full, a
+#: lost lease): never recorded as an outcome; they end the attempt and leave the invocation
+#: to resume.
 ENGINE_ERRORS = (NonDeterminismError, StoreError)
 
 

@@ -46,12 +46,30 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             path,
             invocation_id,
             position,
-            ..
+            detail,
         } => {
             attrs.set_item("path", path.display().to_string())?;
             attrs.set_item("invocation_id", invocation_id)?;
             attrs.set_item("position", position)?;
+            attrs.set_item("table", "journal")?;
+            attrs.set_item(
+                "key",
+                format!("invocation {invocation_id}, position {position}"),
+            )?;
+            attrs.set_item("detail", detail)?;
             "CorruptEntryError"
+        }
+        Error::StoreCorrupt {
+            path,
+            table,
+            key,
+            detail,
+        } => {
+            attrs.set_item("path", path.display().to_string())?;
+            attrs.set_item("table", table)?;
+            attrs.set_item("key", key)?;
+            attrs.set_item("detail", detail)?;
+            "StoreCorruptError"
         }
         Error::CorruptStore { path, .. } => {
             attrs.set_item("path", path.display().to_string())?;

@@ -478,8 +478,40 @@ fn op_tuple<'py>(py: Python<'py>, op: &crate::entry::Op) -> PyResult<Bound<'py, 
     }
 }
 
+/// Walk every page and row of the data file of the store in directory `path` with plain reads,
+/// never through LMDB: `([(table, key, what is wrong)], rows walked)`. Opens nothing.
+#[pyfunction]
+fn verify_file(py: Python<'_>, path: PathBuf) -> (Vec<(String, String, String)>, u64) {
+    let (findings, rows) = py.detach(|| crate::store::verify_file(&path));
+    let findings = findings
+        .into_iter()
+        .map(|f| (f.table, f.key, f.detail))
+        .collect();
+    (findings, rows)
+}
+
+/// Walk table `table` of the store in directory `path` through LMDB, opened read-only:
+/// `[(table, key, what is wrong)]`. Damage LMDB trips over may crash the calling process: run
+/// it in a child process (`pynenc verify` does).
+#[pyfunction]
+fn verify_table(
+    py: Python<'_>,
+    path: PathBuf,
+    table: &str,
+) -> PyResult<Vec<(String, String, String)>> {
+    let findings = py
+        .detach(|| crate::store::verify_table(&path, table))
+        .py_err()?;
+    Ok(findings
+        .into_iter()
+        .map(|f| (f.table, f.key, f.detail))
+        .collect())
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyStore>()?;
+    m.add_function(wrap_pyfunction!(verify_table, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_file, m)?)?;
     m.add("STORE_FORMAT_VERSION", crate::store::FORMAT_VERSION)?;
     m.add("MAX_KEY_LEN", MAX_KEY_LEN)?;
     Ok(())

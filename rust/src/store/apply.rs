@@ -4,13 +4,14 @@ use heed::RwTxn;
 
 use super::env::Handle;
 use super::keys::{self, COUNTER_QUEUE_SEQ};
+use super::lmdb::TxnResult;
 use super::{Fence, FlushReport, WriteOp, SEGMENT_MAX_ENTRIES};
 use crate::entry::encode_segment;
 
 /// Apply `ops` in order. A fenced write whose token is not the invocation's current lease
 /// token (when it has a lease, live, released or completed) is skipped and listed in the
 /// report, once per invocation.
-pub(crate) fn apply(h: &Handle, txn: &mut RwTxn, ops: &[WriteOp]) -> heed::Result<FlushReport> {
+pub(crate) fn apply(h: &Handle, txn: &mut RwTxn, ops: &[WriteOp]) -> TxnResult<FlushReport> {
     let mut report = FlushReport::default();
     let mut next_seq: Option<u64> = None;
     for op in ops {
@@ -40,6 +41,11 @@ pub(crate) fn apply(h: &Handle, txn: &mut RwTxn, ops: &[WriteOp]) -> heed::Resul
                     let key = keys::journal_key(invocation, position);
                     h.dbs.journal.put(txn, &key, &encode_segment(chunk))?;
                 }
+                // The journal's end record (its length) sorts right after its segments, on the
+                // page of the last one. Journals only grow, so the last write has the end.
+                let end_key = keys::journal_key(invocation, keys::JOURNAL_END);
+                let end = first_position + entries.len() as u64;
+                h.dbs.journal.put(txn, &end_key, &end.to_be_bytes())?;
             }
             WriteOp::Put {
                 table, key, value, ..
@@ -108,7 +114,7 @@ pub(crate) fn current_token(
     h: &Handle,
     txn: &heed::RoTxn,
     invocation: &[u8; 16],
-) -> heed::Result<Option<u64>> {
+) -> TxnResult<Option<u64>> {
     Ok(h.dbs
         .leases
         .get(txn, invocation)?
@@ -117,7 +123,7 @@ pub(crate) fn current_token(
 }
 
 /// A counter's value (0 when never written).
-pub(crate) fn read_counter(h: &Handle, txn: &heed::RoTxn, key: &[u8]) -> heed::Result<u64> {
+pub(crate) fn read_counter(h: &Handle, txn: &heed::RoTxn, key: &[u8]) -> TxnResult<u64> {
     Ok(h.dbs
         .counters
         .get(txn, key)?

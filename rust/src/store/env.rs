@@ -17,10 +17,11 @@ use super::tables::MAX_KEY_LEN;
 use super::StoreOptions;
 use crate::error::{Error, Result};
 
-/// On-disk format version of the store (see `docs/journal-format.md`): 3 may hold journal
-/// entries of kind 8 (a side effect that raised); 2 had the same layout without them; 1 kept
+/// On-disk format version of the store (see `docs/journal-format.md`): 4 ends every row's
+/// value with a CRC-32C over its key and value; 3 had no row checksums and may hold journal
+/// entries of kind 8 (a side effect that raised); 2 had the layout of 3 without them; 1 kept
 /// each table in a named database. Older versions are migrated on open.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Named databases: `meta`, and room for the seven of a version-1 store being migrated.
 const MAX_DBS: u32 = 9;
@@ -188,10 +189,13 @@ fn create_dbs(
                 }))
             }
             Some(FORMAT_VERSION) | None => {}
-            Some(1) => migrate::from_named_databases(opener, wtxn, main)?,
-            // Format 2 has this layout; only its version changes, so that builds that cannot
-            // read entries of kind 8 refuse the store instead of failing on a journal.
-            Some(2) => {}
+            Some(1) => {
+                migrate::from_named_databases(opener, wtxn, main)?;
+                migrate::add_row_checksums(wtxn, main)?;
+            }
+            // Formats 2 and 3 have this layout without row checksums (3 raised the version so
+            // that builds that cannot read entries of kind 8 refuse the store).
+            Some(2 | 3) => migrate::add_row_checksums(wtxn, main)?,
             Some(other) => {
                 return Ok(CommitOrAbort::Abort(Error::CorruptStore {
                     path: dir.to_path_buf(),

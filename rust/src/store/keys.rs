@@ -12,6 +12,10 @@ pub(crate) fn journal_key(invocation: &[u8; 16], first_position: u64) -> [u8; 24
     key
 }
 
+/// The position in the journal key of a journal's end record (format 4): its value is the
+/// number of entries the journal holds (u64 BE), so a segment lost from the end is noticed.
+pub(crate) const JOURNAL_END: u64 = u64::MAX;
+
 /// The first position encoded in a journal key, or `None` when the key is malformed.
 pub(crate) fn journal_key_position(key: &[u8]) -> Option<u64> {
     let tail: [u8; 8] = key.get(16..24)?.try_into().ok()?;

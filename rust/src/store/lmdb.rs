@@ -80,6 +80,8 @@ const MAX_MAP_SIZE: usize = 1 << 40;
 pub(crate) enum TxnError {
     Heed(heed::Error),
     Core(Error),
+    /// A row failed its checksum (`tables.rs`); the store names its path when reporting it.
+    Damaged(super::tables::Damage),
 }
 
 impl From<heed::Error> for TxnError {
@@ -114,6 +116,9 @@ pub struct Store {
     me: OnceLock<Weak<Store>>,
     /// The migration the first open did, until someone takes it to report it.
     migration: Mutex<Option<Migration>>,
+    /// The first damaged page this process found (`tables.rs`): LMDB would write through it,
+    /// so every later write is refused.
+    broken: Mutex<Option<super::tables::Damage>>,
 }
 
 impl Store {
@@ -134,6 +139,7 @@ impl Store {
                 commits: AtomicU64::new(0),
                 opened_pid: AtomicU32::new(current_pid()),
                 me: OnceLock::new(),
+                broken: Mutex::new(None),
             })
         })?;
         store.me.get_or_init(|| Arc::downgrade(&store));
@@ -203,7 +209,7 @@ impl Store {
         self.commit.flush(
             |ops| {
                 let report = self
-                    .write("committing", |h, txn| Ok(apply::apply(h, txn, ops)?))
+                    .write("committing", |h, txn| apply::apply(h, txn, ops))
                     .map_err(|e| match e {
                         // Without a writable map the commit's `pwrite` found the disk full;
                         // with one, the failed reservation said what it lacked.
@@ -297,6 +303,7 @@ impl Store {
             match outcome {
                 Ok(v) => return Ok(v),
                 Err(TxnError::Core(e)) => return Err(e),
+                Err(TxnError::Damaged(d)) => return Err(self.damaged(d)),
                 Err(TxnError::Heed(e)) => {
                     if matches!(e, heed::Error::Mdb(MdbError::ReadersFull)) && !cleared {
                         cleared = true;
@@ -324,6 +331,9 @@ impl Store {
         mut f: impl FnMut(&Handle, &mut RwTxn<'_>) -> TxnResult<T>,
     ) -> Result<T> {
         let _busy = Busy::enter();
+        if let Some(refused) = self.refuse_writes() {
+            return Err(refused);
+        }
         loop {
             let guard = self.handle()?;
             let h = self.current(&guard)?;
@@ -348,6 +358,7 @@ impl Store {
             match outcome {
                 Ok(v) => return Ok(v),
                 Err(TxnError::Core(e)) => return Err(e),
+                Err(TxnError::Damaged(d)) => return Err(self.damaged(d)),
                 Err(TxnError::Heed(e)) => {
                     let event = env::map_event(&e);
                     let size = h.env.info().map_size;
@@ -402,6 +413,30 @@ impl Store {
             path: self.path.clone(),
             during: "reopening after fork",
             detail: "the environment is not open".into(),
+        })
+    }
+
+    /// Report damage found by a read or write; remember damage of a page's structure.
+    fn damaged(&self, damage: super::tables::Damage) -> Error {
+        if damage.structural {
+            let mut broken = self.broken.lock().unwrap_or_else(PoisonError::into_inner);
+            broken.get_or_insert_with(|| damage.clone());
+        }
+        damage.into_error(&self.path)
+    }
+
+    /// Writes are refused once a damaged page was found: a write transaction would have LMDB
+    /// change pages through the damaged one (seen to crash in its page split).
+    fn refuse_writes(&self) -> Option<Error> {
+        let broken = self.broken.lock().unwrap_or_else(PoisonError::into_inner);
+        broken.as_ref().map(|d| {
+            let mut refused = d.clone();
+            refused.detail = format!(
+                "writes to this store are refused since this process found a damaged page \
+                 here ({}); stop using the store, run `pynenc verify`, restore it from a backup",
+                d.detail
+            );
+            refused.into_error(&self.path)
         })
     }
 

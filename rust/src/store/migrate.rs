@@ -1,13 +1,19 @@
-//! Migration of a format-version-1 store, run inside the write transaction that opens it: each
-//! table moves from its named database into the main database under its tag, and the named
-//! database is removed. The transaction commits all of it or nothing.
+//! Migration of older stores, run inside the write transaction that opens them; the
+//! transaction commits all of it or nothing.
+//!
+//! - Format 1: each table moves from its named database into the main database under its
+//!   tag, and the named database is removed.
+//! - Formats 1 to 3: every row's value gets its checksum appended, and every journal its end
+//!   record (format 4).
 
 use std::ops::Bound;
 
 use heed::types::Bytes;
 use heed::{Database, DatabaseOpener, RwTxn, WithoutTls};
 
-use super::tables::{tag_key, TABLES};
+use super::keys;
+use super::tables::{row_check, tag_key, CHECK_LEN, TABLES};
+use crate::entry::decode_segment;
 
 /// Rows copied per read of a format-1 database: the migration holds at most this many in
 /// memory, whatever the store's size.
@@ -46,6 +52,104 @@ pub(crate) fn from_named_databases<'e>(
         remove(old, wtxn)?;
     }
     Ok(())
+}
+
+/// Append to every row of every table the checksum over its key and value, and give every
+/// journal its end record (format 4).
+pub(crate) fn add_row_checksums(
+    wtxn: &mut RwTxn,
+    main: Database<'_, Bytes, Bytes>,
+) -> heed::Result<()> {
+    for (_, tag) in TABLES {
+        let end = [tag + 1];
+        let mut start = vec![tag];
+        let mut inclusive = true;
+        loop {
+            let lower = if inclusive {
+                Bound::Included(start.as_slice())
+            } else {
+                Bound::Excluded(start.as_slice())
+            };
+            let range = (lower, Bound::Excluded(&end[..]));
+            let chunk: Vec<(Vec<u8>, Vec<u8>)> = main
+                .range(wtxn, &range)?
+                .take(CHUNK)
+                .map(|row| row.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                .collect::<heed::Result<_>>()?;
+            let Some((last, _)) = chunk.last() else {
+                break;
+            };
+            let last = last.clone();
+            for (k, mut v) in chunk {
+                let check = row_check(&k, &v);
+                v.extend_from_slice(&check.to_le_bytes());
+                main.put(wtxn, &k, &v)?;
+            }
+            start = last;
+            inclusive = false;
+        }
+    }
+    add_journal_ends(wtxn, main)
+}
+
+/// Write each journal's end record: the position after its last decodable segment. A journal
+/// with a segment that does not decode gets none, so reading it reports the damage.
+fn add_journal_ends(wtxn: &mut RwTxn, main: Database<'_, Bytes, Bytes>) -> heed::Result<()> {
+    let tag = TABLES[0].1;
+    let (start, end) = ([tag], [tag + 1]);
+    let mut after: Option<Vec<u8>> = None;
+    // The journal being walked: (id, end so far, every segment decoded).
+    let mut current: Option<([u8; 16], u64, bool)> = None;
+    let finish = |current: Option<([u8; 16], u64, bool)>, ends: &mut Vec<([u8; 16], u64)>| {
+        if let Some((id, next, true)) = current {
+            ends.push((id, next));
+        }
+    };
+    loop {
+        let lower = after
+            .as_deref()
+            .map_or(Bound::Included(&start[..]), Bound::Excluded);
+        let chunk: Vec<(Vec<u8>, Vec<u8>)> = main
+            .range(wtxn, &(lower, Bound::Excluded(&end[..])))?
+            .take(CHUNK)
+            .map(|row| row.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .collect::<heed::Result<_>>()?;
+        let last = chunk.last().map(|(k, _)| k.clone());
+        let mut ends = Vec::new();
+        for (key, stored) in &chunk {
+            let (Some(first), Ok(id)) = (
+                keys::journal_key_position(&key[1..]),
+                <[u8; 16]>::try_from(key.get(1..17).unwrap_or_default()),
+            ) else {
+                continue;
+            };
+            if first == keys::JOURNAL_END {
+                continue;
+            }
+            if current.is_some_and(|(c, _, _)| c != id) {
+                finish(current.take(), &mut ends);
+            }
+            let value = &stored[..stored.len().saturating_sub(CHECK_LEN)];
+            let (_, next, ok) = current.get_or_insert((id, 0, true));
+            match decode_segment(value, first) {
+                Ok(entries) if *ok && first == *next => *next = first + entries.len() as u64,
+                _ => *ok = false,
+            }
+        }
+        if last.is_none() {
+            finish(current.take(), &mut ends);
+        }
+        for (id, next) in ends {
+            let key = [&[tag][..], &keys::journal_key(&id, keys::JOURNAL_END)].concat();
+            let mut value = next.to_be_bytes().to_vec();
+            value.extend_from_slice(&row_check(&key, &value).to_le_bytes());
+            main.put(wtxn, &key, &value)?;
+        }
+        match last {
+            Some(last) => after = Some(last),
+            None => return Ok(()),
+        }
+    }
 }
 
 fn remove(db: Database<'_, Bytes, Bytes>, wtxn: &mut RwTxn) -> heed::Result<()> {

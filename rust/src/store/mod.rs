@@ -13,8 +13,10 @@
 //! staged writes, indexed), `commit.rs` (group commit), `ticker.rs` (the background flusher),
 //! `fork_gate.rs` (a fork waits for store calls; the cached pid), `apply.rs` (a batch inside
 //! one transaction, fencing), `read.rs` (reads with the staged overlay), `queue.rs` (claims
-//! and leases), `registry.rs` (one store per path per process), `keys.rs` (byte layouts). The
-//! on-disk layout is in `docs/journal-format.md`.
+//! and leases), `registry.rs` (one store per path per process), `keys.rs` (byte layouts),
+//! `mapguard.rs` (a value's length checked against its page and the map before it is read),
+//! `verify.rs` and `pages.rs` (`pynenc verify`: every row, and every page read without LMDB).
+//! The on-disk layout is in `docs/journal-format.md`.
 //!
 //! API contract (implemented in the submodules):
 //!
@@ -36,12 +38,16 @@
 mod apply;
 mod batch;
 mod commit;
+#[cfg(test)]
+mod damage_tests;
 mod env;
 mod fork_gate;
 mod keys;
 mod lmdb;
 mod map;
+mod mapguard;
 mod migrate;
+mod pages;
 mod queue;
 mod read;
 mod registry;
@@ -49,11 +55,13 @@ mod tables;
 #[cfg(test)]
 mod tests;
 mod ticker;
+mod verify;
 
 pub use commit::Staging;
 pub use env::{Migration, FORMAT_VERSION};
 pub use lmdb::{Claim, FlushReport, Lease, Store, StoreOptions};
 pub use tables::MAX_KEY_LEN;
+pub use verify::{verify_file, verify_table, Finding};
 
 /// The tables a caller can read and write directly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

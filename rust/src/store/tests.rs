@@ -94,14 +94,14 @@ fn long_runs_are_split_into_segments() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let n = SEGMENT_MAX_ENTRIES * 2 + 5;
-    store.stage(journal(inv(1), 10, (0..n as u64).map(Op::Random).collect()));
+    store.stage(journal(inv(1), 0, (0..n as u64).map(Op::Random).collect()));
     store.flush().unwrap();
     let segments = store
         .read("test", |h, txn| {
             Ok(h.dbs.journal.prefix_iter(txn, &inv(1))?.count())
         })
         .unwrap();
-    assert_eq!(segments, 3);
+    assert_eq!(segments, 3 + 1, "three segments and the end record");
     let entries = store.journal(&inv(1)).unwrap();
     assert_eq!(entries.len(), n);
     assert_eq!(entries[n - 1].op, Op::Random(n as u64 - 1));
@@ -113,13 +113,13 @@ fn corrupt_journal_byte_names_invocation_and_position() {
     let store = open(&dir);
     store.stage(journal(
         inv(7),
-        5,
+        0,
         vec![Op::Random(1), Op::Random(2), Op::Random(3)],
     ));
     store.flush().unwrap();
     store
         .write("test", |h, txn| {
-            let key = keys::journal_key(&inv(7), 5);
+            let key = keys::journal_key(&inv(7), 0);
             let mut value = h.dbs.journal.get(txn, &key)?.unwrap().to_vec();
             let second_entry_payload = 1 + 15 + 4;
             value[second_entry_payload] ^= 0x40;
@@ -135,7 +135,7 @@ fn corrupt_journal_byte_names_invocation_and_position() {
             ..
         }) => {
             assert_eq!(invocation_id, crate::ids::format(&inv(7)));
-            assert_eq!(position, 6);
+            assert_eq!(position, 1);
             assert_eq!(path, store.path());
         }
         other => panic!("expected CorruptEntry, got {other:?}"),
@@ -372,18 +372,34 @@ fn a_newer_format_version_is_refused() {
 }
 
 #[test]
-fn a_format_2_store_keeps_its_rows_and_takes_the_current_version() {
-    let dir = tempfile::tempdir().unwrap();
-    {
+fn a_format_2_or_3_store_keeps_its_rows_and_gets_row_checksums() {
+    for version in [2u32, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // Rows as a format-2/3 build wrote them: tagged keys, values without checksums.
+            let store = open(&dir);
+            store
+                .write("test", |h, txn| {
+                    h.dbs.main.put(txn, b"\x03wk", b"v")?;
+                    h.dbs.main.put(txn, b"\x02inv", b"")?;
+                    Ok(())
+                })
+                .unwrap();
+            set_format_version(&store, version);
+        }
         let store = open(&dir);
-        store.stage(put(b"k", b"v"));
-        store.flush().unwrap();
-        set_format_version(&store, 2);
+        assert_eq!(store.format_version().unwrap(), FORMAT_VERSION);
+        assert_eq!(store.take_migration().map(|m| m.from), Some(version));
+        assert_eq!(store.get(Table::Data, b"wk").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(
+            store.scan(Table::Invocations, b"").unwrap(),
+            vec![(b"inv".to_vec(), Vec::new())]
+        );
+        drop(store);
+        let store = open(&dir);
+        assert_eq!(store.take_migration(), None, "migrated once");
+        assert_eq!(store.get(Table::Data, b"wk").unwrap(), Some(b"v".to_vec()));
     }
-    let store = open(&dir);
-    assert_eq!(store.format_version().unwrap(), FORMAT_VERSION);
-    assert_eq!(store.take_migration().map(|m| m.from), Some(2));
-    assert_eq!(store.get(Table::Data, b"k").unwrap(), Some(b"v".to_vec()));
 }
 
 #[test]

@@ -1,0 +1,2 @@
+"""Long-running campaigns run on demand (`python -m tests.campaigns.NAME`); the test suite
+runs small seeded versions of them."""
