@@ -112,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         from pynenc.lint.command import main as lint_main
 
         return lint_main(args[1:])
+    if args[:1] == ["cancel"]:  # needs only the store: `pynenc cancel ID --reason TEXT`
+        from pynenc.cancel import main as cancel_main
+
+        return cancel_main(args[1:])
     parser = argparse.ArgumentParser(prog="pynenc", description="pynenc-replay workers and tools")
     parser.add_argument("--app", required=True, help="the app to use, as MODULE:ATTR")
     parser.add_argument(
