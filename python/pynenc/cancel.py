@@ -49,6 +49,9 @@ MAX_REASON = 2000
 #: Times a queued invocation's lease is fought for before the cancel gives up (a worker
 #: claiming it in the instant between the release of its lease and the cancel's own claim).
 _CLAIM_TRIES = 50
+#: The CBOR text `"cancel"` (0x66: a text of 6 bytes), the key every cancelled record holds:
+#: a record without these bytes is not cancelled, so most checks need not decode it.
+_CANCEL_KEY = b"\x66cancel"
 
 
 def cancel(app: Pynenc, workflow_id: str, reason: str) -> list[str]:
@@ -189,21 +192,26 @@ def cancel_claimed(
 
 def check_not_cancelled(app: Pynenc, record: InvocationRecord) -> None:
     """Raise `WorkflowCancelledError` if the workflow of `record`, or one it was started from,
-    was cancelled: read from the workflows' stored root records (one read for a workflow
-    started from outside any task)."""
-    workflow_id: str | None = record.workflow.workflow_id
-    parent_id = record.workflow.parent_workflow_id
-    while workflow_id is not None:
+    was cancelled: read from the workflows' stored root records (one read, and no decoding,
+    for a workflow started from outside any task that is not cancelled)."""
+    workflow_id = record.workflow.workflow_id
+    parent: str | None = record.workflow.parent_workflow_id
+    parent_known = True  # whether `parent` is the parent workflow of `workflow_id`
+    while True:
         key = uuid.UUID(workflow_id).bytes
         data = app.store.get(INVOCATIONS, key)
-        if data is None:
-            workflow_id, parent_id = parent_id, None
-            continue
-        root = InvocationRecord.decode(data, key, app.config.store)
-        if root.status is InvocationStatus.CANCELLED and root.cancel is not None:
-            raise root.cancel.error()
-        workflow_id = root.workflow.parent_workflow_id
-        parent_id = None
+        if data is not None:
+            if parent_known and parent is None and _CANCEL_KEY not in data:
+                return  # the common case: not cancelled, started from outside any task
+            root = InvocationRecord.decode(data, key, app.config.store)
+            if root.status is InvocationStatus.CANCELLED and root.cancel is not None:
+                raise root.cancel.error()
+            parent = root.workflow.parent_workflow_id
+        elif not parent_known:
+            return  # an unstored root whose lineage is unknown: nothing more to read
+        if parent is None:
+            return
+        workflow_id, parent_known = parent, False
 
 
 def main(argv: list[str]) -> int:

@@ -111,7 +111,10 @@ def run(
             if fence_token is not None:
                 execution.set_fence(fence_token)
             if not replay_only:
-                check_not_cancelled(app, record)
+                if fence is not None or resuming:
+                    # A claimed or resumed run of a cancelled workflow starts nothing (a fresh
+                    # inline one is checked before its first side effect and its outcome).
+                    check_not_cancelled(app, record)
                 first_start = record.status is InvocationStatus.PENDING
                 record.status = InvocationStatus.RUNNING
                 record.owner = current_owner()
