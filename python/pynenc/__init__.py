@@ -30,6 +30,7 @@ from pynenc.errors import (
     StoreLockError,
     StoreReadOnlyError,
     TaskError,
+    WorkflowCancelledError,
     WorkflowMembershipError,
 )
 from pynenc.invocation import Invocation, InvocationStatus
@@ -62,6 +63,7 @@ __all__ = [
     "Task",
     "TaskError",
     "TaskOptions",
+    "WorkflowCancelledError",
     "WorkflowContext",
     "WorkflowIdentity",
     "WorkflowMembershipError",

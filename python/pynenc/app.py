@@ -373,7 +373,29 @@ class Pynenc:
                 f"invocation {invocation_id} is {record.status.value}, not finished: use "
                 "app.recover() to complete it"
             )
+        if record.cancel is not None:
+            raise InvalidArgumentError(
+                f"invocation {invocation_id} was cancelled before it finished: it has no "
+                "outcome to replay"
+            )
         return execute.run(self, record, replay_only=True)
+
+    def cancel(self, workflow_id: str, reason: str) -> list[str]:
+        """Abandon workflow `workflow_id`: it and its unfinished children (the invocations of
+        the workflow and of the child workflows started from it, recursively) are marked
+        cancelled with `reason` and the time, and never resumed by `recover()` or workers;
+        their `.result` raises `WorkflowCancelledError`. A process still running one of them
+        stops at its next side effect or outcome, storing nothing more (see
+        `docs/semantics.md`). Returns the ids of the invocations cancelled, the root first.
+
+        Raises:
+            InvalidArgumentError: `reason` is not a non-empty str; `workflow_id` is no
+                workflow of this store, or the workflow has already finished (nothing to
+                cancel). Nothing is written.
+        """
+        from pynenc.cancel import cancel
+
+        return cancel(self, workflow_id, reason)
 
     def recover(self) -> list[Invocation[Any]]:
         """Resume every invocation whose owning process died, from the exact point where it

@@ -7,6 +7,8 @@ one place on the binding side.
 
 from __future__ import annotations
 
+import datetime
+
 __all__ = [
     "CorruptEntryError",
     "CorruptStoreError",
@@ -27,6 +29,7 @@ __all__ = [
     "StoreLockError",
     "StoreReadOnlyError",
     "TaskError",
+    "WorkflowCancelledError",
     "WorkflowMembershipError",
 ]
 
@@ -190,3 +193,30 @@ class InvocationParkedError(PynencError):
     recorded on the invocation."""
 
     code = "INVOCATION_PARKED"
+
+
+class WorkflowCancelledError(PynencError):
+    """The workflow was cancelled (`app.cancel`, `pynenc cancel`): raised by `.result` of
+    any of its invocations left unfinished, and in a process still running one of them when it
+    next runs a side effect or stores an outcome (which is then not stored).
+
+    Attributes:
+        workflow_id: The workflow that was cancelled (the one named to `cancel`).
+        reason: The reason given to `cancel`.
+        cancelled_at: When it was cancelled, in seconds since the epoch.
+    """
+
+    code = "WORKFLOW_CANCELLED"
+
+    def __init__(self, workflow_id: str, reason: str, cancelled_at: float) -> None:
+        super().__init__(workflow_id, reason, cancelled_at)
+        self.workflow_id = workflow_id
+        self.reason = reason
+        self.cancelled_at = cancelled_at
+
+    def __str__(self) -> str:
+        when = datetime.datetime.fromtimestamp(self.cancelled_at, datetime.UTC)
+        return (
+            f"workflow {self.workflow_id} was cancelled at "
+            f"{when.isoformat(timespec='seconds')}: {self.reason}"
+        )

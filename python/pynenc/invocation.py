@@ -15,7 +15,13 @@ import cbor2
 
 from pynenc import codec, record_check
 from pynenc._core import fast_encode, format_id
-from pynenc.errors import CorruptEntryError, InvalidArgumentError, PayloadError, TaskError
+from pynenc.errors import (
+    CorruptEntryError,
+    InvalidArgumentError,
+    PayloadError,
+    TaskError,
+    WorkflowCancelledError,
+)
 from pynenc.workflow.identity import WorkflowIdentity
 
 if TYPE_CHECKING:
@@ -36,6 +42,8 @@ class InvocationStatus(enum.StrEnum):
     RUNNING = "running"
     SUCCESS = "success"
     FAILED = "failed"
+    #: Abandoned by `app.cancel`: never resumed; `.result` raises `WorkflowCancelledError`.
+    CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
@@ -43,7 +51,9 @@ class InvocationStatus(enum.StrEnum):
         return self in _FINISHED
 
 
-_FINISHED = frozenset({InvocationStatus.SUCCESS, InvocationStatus.FAILED})
+_FINISHED = frozenset(
+    {InvocationStatus.SUCCESS, InvocationStatus.FAILED, InvocationStatus.CANCELLED}
+)
 # Stored form <-> member, by dict: `InvocationStatus(value)` and `.value` go through the enum
 # machinery, ten times slower, and a record is encoded on every step.
 _STATUS_OF = {s.value: s for s in InvocationStatus}
@@ -152,6 +162,25 @@ def _loaded_exception_type(module: object, qualname: object) -> type[Exception] 
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class CancelInfo:
+    """What `app.cancel` recorded on an invocation it cancelled."""
+
+    workflow_id: str
+    reason: str
+    cancelled_at: float
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"at": self.cancelled_at, "wf": self.workflow_id, "reason": self.reason}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> CancelInfo:
+        return cls(d["wf"], d["reason"], d["at"])
+
+    def error(self) -> WorkflowCancelledError:
+        return WorkflowCancelledError(self.workflow_id, self.reason, self.cancelled_at)
+
+
 @dataclass(slots=True)
 class InvocationRecord:
     """The stored state of one invocation (CBOR in the store's `invocations` table)."""
@@ -175,6 +204,8 @@ class InvocationRecord:
     started_at: float | None = None
     #: Claims by workers that did not know its task (parked after `max_recoveries`).
     misses: int = 0
+    #: Why and when it was cancelled (status `CANCELLED` only), and the workflow named.
+    cancel: CancelInfo | None = None
     _id_str: str = field(default="", repr=False, compare=False)
 
     @property
@@ -185,33 +216,35 @@ class InvocationRecord:
         return self._id_str
 
     def encode(self) -> bytes:
-        return _dumps(
-            {
-                # In canonical order (shorter keys first, then bytewise), as records have
-                # always been written.
-                "v": RECORD_VERSION,
-                "id": self.invocation_id,
-                "wf": [
-                    self.workflow.workflow_id,
-                    self.workflow.workflow_type,
-                    self.workflow.parent_workflow_id,
-                ],
-                "args": self.args,
-                "task": self.task_id,
-                "error": None if self.error is None else self.error.to_wire(),
-                "owner": self.owner,
-                "misses": self.misses,
-                "parent": self.parent_invocation_id,
-                "result": self.result,
-                "status": _VALUE_OF[self.status],
-                "attempt": self.attempt,
-                "created": self.created_at,
-                "started": self.started_at,
-                "updated": self.updated_at,
-                "attempts": self.attempts,
-                "recoveries": self.recoveries,
-            }
-        )
+        record: dict[str, Any] = {
+            # In canonical order (shorter keys first, then bytewise), as records have
+            # always been written.
+            "v": RECORD_VERSION,
+            "id": self.invocation_id,
+            "wf": [
+                self.workflow.workflow_id,
+                self.workflow.workflow_type,
+                self.workflow.parent_workflow_id,
+            ],
+            "args": self.args,
+            "task": self.task_id,
+            "error": None if self.error is None else self.error.to_wire(),
+            "owner": self.owner,
+            "misses": self.misses,
+            "parent": self.parent_invocation_id,
+            "result": self.result,
+            "status": _VALUE_OF[self.status],
+            "attempt": self.attempt,
+            "created": self.created_at,
+            "started": self.started_at,
+            "updated": self.updated_at,
+            "attempts": self.attempts,
+            "recoveries": self.recoveries,
+        }
+        if self.cancel is not None:
+            # Only on a cancelled record: every other record stays as it was always written.
+            record["cancel"] = self.cancel.to_wire()
+        return _dumps(record)
 
     @classmethod
     def decode(
@@ -246,6 +279,7 @@ class InvocationRecord:
             recoveries=d.get("recoveries", 0),
             misses=d.get("misses", 0),
             started_at=d.get("started"),
+            cancel=None if d.get("cancel") is None else CancelInfo.from_wire(d["cancel"]),
         )
 
 
@@ -340,10 +374,18 @@ class Invocation(Generic[R]):
 
     @property
     def result(self) -> R:
-        """The task's return value; re-raises the task's exception if it failed."""
+        """The task's return value; re-raises the task's exception if it failed.
+
+        Raises:
+            WorkflowCancelledError: Its workflow was cancelled before it finished.
+        """
         record = self._record
         if record.status is not InvocationStatus.SUCCESS:
             record = self.wait()._record
+        if record.status is InvocationStatus.CANCELLED:
+            if record.cancel is None:  # pragma: no cover - record_check refuses it
+                raise CorruptEntryError(f"invocation {self.invocation_id} cancelled without why")
+            raise record.cancel.error()
         if record.status is InvocationStatus.FAILED:
             if record.error is None:
                 raise InvalidArgumentError(

@@ -172,6 +172,28 @@ def _error(value: object) -> None:
         raise _bad("error.args", args, "bytes or None")
 
 
+def _cancel(d: dict[Any, Any]) -> None:
+    """The `cancel` field: absent (records written before cancellation existed, and every
+    record not cancelled), or `{"at": time, "wf": workflow id, "reason": str}` exactly when the
+    status is cancelled."""
+    value = d.get("cancel")
+    cancelled = d["status"] == "cancelled"
+    if value is None:
+        if cancelled:
+            raise RecordError("its status is cancelled but it has no 'cancel' field")
+        return
+    if not cancelled:
+        raise RecordError(f"it has a 'cancel' field but its status is {d['status']}")
+    if type(value) is not dict:
+        raise _bad("cancel", value, "a map")
+    at = value.get("at")
+    if type(at) is not float or not math.isfinite(at):
+        raise _bad("cancel.at", at, "a finite float (seconds since the epoch)")
+    _workflow_id(value.get("wf"), "cancel.wf", optional=False)
+    if type(value.get("reason")) is not str:
+        raise _bad("cancel.reason", value.get("reason"), "a str")
+
+
 def _attempts(value: object) -> None:
     if type(value) is not list:
         raise _bad("attempts", value, "a list")
@@ -242,6 +264,7 @@ def check(d: object, key: bytes | None, statuses: Collection[str]) -> dict[str, 
         raise RecordError("its status is success but it has no result")
     if status == "failed" and d["error"] is None:
         raise RecordError("its status is failed but it has no error")
+    _cancel(d)
     _time(d, "created")
     _time(d, "updated")
     _time(d, "started", optional=True)

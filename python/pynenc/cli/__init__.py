@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-from pynenc.cli import inspect, manage, verify
+from pynenc.cli import cancel, inspect, manage, verify
 from pynenc.cli.command import Command
 from pynenc.cli.read import show, status
 from pynenc.cli.target import DEFAULT_STORE, Target, UsageError, load_app
@@ -26,7 +26,7 @@ from pynenc.errors import PynencError
 __all__ = ["COMMANDS", "Command", "load_app", "main", "show", "status"]
 
 #: Every subcommand, in the order `pynenc --help` lists them: the one place they are registered.
-COMMANDS: list[Command] = [*inspect.COMMANDS, *manage.COMMANDS, *verify.COMMANDS]
+COMMANDS: list[Command] = [*inspect.COMMANDS, *manage.COMMANDS, *cancel.COMMANDS, *verify.COMMANDS]
 
 #: The levels `--log-level` accepts (any case).
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL")

@@ -11,6 +11,7 @@ from pynenc.errors import (
     LeaseLostError,
     NonDeterminismError,
     PynencError,
+    WorkflowCancelledError,
 )
 from pynenc.invocation import (
     InvocationRecord,
@@ -20,6 +21,7 @@ from pynenc.runner.owner import current_owner
 
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
+from pynenc.cancel import cancel_claimed
 from pynenc.runner.execute import park, run
 from pynenc.runner.records import store_record
 
@@ -42,6 +44,13 @@ def run_claimed(app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bo
         run(app, record, fence_token=token, taken_over=taken_over)
     except LeaseLostError:
         raise  # another worker holds it now
+    except WorkflowCancelledError as exc:
+        # Its workflow was cancelled (a child queued after the cancel is not marked yet):
+        # cancelled too, and off the queue, so no worker claims it again.
+        keeper.drop(invocation_id)
+        with contextlib.suppress(PynencError):  # the cancel fenced this claim off: done
+            cancel_claimed(app, invocation_id, fence, exc)
+        raise
     except BaseException as exc:
         # Given back, so another process can run it while this one lives: at once when the
         # engine failed here (an unknown task, a store error); after a lease time when its code

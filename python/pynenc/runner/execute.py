@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pynenc import checks, codec
 from pynenc._core import Execution
+from pynenc.cancel import check_not_cancelled
 from pynenc.errors import (
     InvocationParkedError,
     NonDeterminismError,
@@ -111,6 +112,10 @@ def run(
             if fence_token is not None:
                 execution.set_fence(fence_token)
             if not replay_only:
+                if fence is not None or resuming:
+                    # A claimed or resumed run of a cancelled workflow starts nothing (a fresh
+                    # inline one is checked before its first side effect and its outcome).
+                    check_not_cancelled(app, record)
                 first_start = record.status is InvocationStatus.PENDING
                 record.status = InvocationStatus.RUNNING
                 record.owner = current_owner()
@@ -154,6 +159,8 @@ def run(
                     )
                 except Exception as exc:  # noqa: BLE001 - an unstorable result fails the task
                     error = exc
+            # Its workflow cancelled meanwhile: stop, storing no outcome over the cancel.
+            check_not_cancelled(app, record)
             if error is not None and _retryable(task, record, error):
                 record.attempts.append(
                     {

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pynenc import codec
 from pynenc._core import Execution
+from pynenc.cancel import check_not_cancelled
 from pynenc.errors import (
     InvalidArgumentError,
     NonDeterminismError,
@@ -135,6 +136,8 @@ def _run_side_effect(
     """Call `fn`, record its outcome and make it durable: ((encoded value or error, failed),
     the exception `fn` raised or None)."""
     execution = ctx._execution
+    # A cancelled workflow runs no more side effects, here or in any process still running it.
+    check_not_cancelled(ctx.app, ctx._record)
     if execution.volatile_pending:
         execution.flush()
     limit = ctx.app.config.max_payload_bytes

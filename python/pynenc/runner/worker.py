@@ -22,6 +22,7 @@ from pynenc.errors import (
     LeaseLostError,
     NonDeterminismError,
     PynencError,
+    WorkflowCancelledError,
 )
 from pynenc.invocation import describe_exception
 from pynenc.runner import claims
@@ -190,6 +191,8 @@ class Worker:
                 exc,
                 self.app._lease_keeper().lease_ms / 1000,
             )
+        except WorkflowCancelledError as exc:
+            log.warning("[invocation %s] [workflow %s] stopped: %s", ident, workflow, exc)
         except Exception:
             # `run_claimed` has given the lease back.
             log.exception("[invocation %s] [workflow %s] engine failure", ident, workflow)
