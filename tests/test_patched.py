@@ -265,15 +265,21 @@ def test_one_answer_per_change_id_and_bad_ids_record_nothing(app: Pynenc) -> Non
             except InvalidArgumentError as e:
                 errors.append(str(e))
         other = loop.wf.patched("v3")
+        try:
+            loop.wf.side_effect("nested", lambda: loop.wf.patched("v4"))
+        except InvalidArgumentError as e:
+            errors.append(str(e))
         return [seen, other, errors]
 
     inv = loop()
     seen, other, errors = inv.result
     assert seen == [True, True, True] and other is True
-    assert len(errors) == 4 and all("change id" in e for e in errors)
+    assert len(errors) == 5 and all("change id" in e for e in errors[:4])
+    assert "wf.patched() was called inside the function of side effect" in errors[4]
     assert [(e.operation, e.name) for e in app.journal(inv.invocation_id)] == [
         ("patch", "v2"),
         ("patch", "v3"),
+        ("side_effect", "nested"),  # its outcome: the refusal, recorded
     ]
     assert app.replay(inv.invocation_id) == inv.result
 
