@@ -59,6 +59,7 @@ def payload(kind, p):
         key, at = text(p, 0); return {"write": key, "digest": p[at:].hex()}
     if kind == 8:
         name, at = text(p, 0); return {"side_effect_error": name, "error": p[at:].hex()}
+    if kind == 9: return {"patch": p.decode()}
     raise ValueError(kind)
 
 def segment(buf, first):
@@ -146,6 +147,7 @@ def test_an_independent_reader_decodes_everything_the_store_wrote(tmp_path: Path
         (6, text("missing") + b"\x00", None),
         (7, text("tracking") + digest, None),
         (8, text("refund") + value, None),
+        (9, b"add-fraud-check", ("app/flows.py", 40)),
     ]
     store._core._append_journal(inv, 0, entries)
     many = uuid.uuid4().bytes
@@ -160,7 +162,7 @@ def test_an_independent_reader_decodes_everything_the_store_wrote(tmp_path: Path
 
     got = run_python(READER, str(path))
 
-    assert got["format_version"] == 4
+    assert got["format_version"] == 5
     journal = got["journal"][inv.hex()]
     assert [e["pos"] for e in journal] == list(range(len(entries)))
     assert journal[0] == {"pos": 0, "random": 2**64 - 5}
@@ -186,6 +188,7 @@ def test_an_independent_reader_decodes_everything_the_store_wrote(tmp_path: Path
     assert journal[6] == {"pos": 6, "read": "missing", "value": None}
     assert journal[7] == {"pos": 7, "write": "tracking", "digest": digest.hex()}
     assert journal[8] == {"pos": 8, "side_effect_error": "refund", "error": value.hex()}
+    assert journal[9] == {"pos": 9, "patch": "add-fraud-check", "site": ["app/flows.py", 40]}
     long = got["journal"][many.hex()]
     assert [e["random"] for e in long] == list(range(5000))  # split over two segments
     assert got["queue"] == [[1, inv.hex()], [2, many.hex()]]

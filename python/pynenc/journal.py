@@ -21,8 +21,8 @@ class JournalEntry:
 
     Attributes:
         position: Its position in the invocation's journal (replay is by position).
-        operation: `random`, `uuid`, `utc_now`, `side_effect`, `execute_task`, `get_data` or
-            `set_data`.
+        operation: `random`, `uuid`, `utc_now`, `side_effect`, `execute_task`, `get_data`,
+            `set_data` or `patch` (a `wf.patched` marker).
         value: The recorded value: the float, UUID string, datetime, side-effect value (or the
             exception the side effect raised), child invocation id, or data value read; None
             for a data write.

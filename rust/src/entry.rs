@@ -36,6 +36,8 @@ pub enum Op {
     DataRead(Box<DataRead>),
     /// A write of workflow data, by digest of the value written.
     DataWrite(Box<DataWrite>),
+    /// A `patched(change_id)` marker: this run took the new branch of that change.
+    Patch(Arc<str>),
 }
 
 // The rare, larger operations are boxed so an entry stays 32 bytes in memory: a Recorder holds
@@ -113,6 +115,8 @@ pub mod kind {
     pub const DATA_WRITE: u8 = 7;
     /// A side effect whose function raised: the payload of kind 4, holding the error.
     pub const SIDE_EFFECT_ERROR: u8 = 8;
+    /// A `patched(change_id)` marker (store format 5).
+    pub const PATCH: u8 = 9;
 }
 
 impl Op {
@@ -126,6 +130,7 @@ impl Op {
             Op::Child(_) => kind::CHILD,
             Op::DataRead(_) => kind::DATA_READ,
             Op::DataWrite(_) => kind::DATA_WRITE,
+            Op::Patch(_) => kind::PATCH,
         }
     }
 
@@ -153,6 +158,7 @@ impl Op {
                 w.key,
                 hex(&w.value_digest[..4])
             ),
+            Op::Patch(id) => format!("patched({id:?})"),
         }
     }
 }
@@ -212,6 +218,7 @@ fn payload_len(op: &Op) -> usize {
         Op::Child(c) => 32 + c.task_id.len(),
         Op::DataRead(r) => str_len(&r.key) + 1 + r.value.as_ref().map_or(0, Vec::len),
         Op::DataWrite(w) => str_len(&w.key) + 16,
+        Op::Patch(id) => id.len(),
     }
 }
 
@@ -243,6 +250,7 @@ fn encode_payload(op: &Op, out: &mut Vec<u8>) {
             put_str(out, &w.key);
             out.extend_from_slice(&w.value_digest);
         }
+        Op::Patch(id) => out.extend_from_slice(id.as_bytes()),
     }
 }
 
@@ -377,6 +385,7 @@ fn decode_payload(kind_byte: u8, p: &[u8]) -> Result<Op, String> {
                 value_digest: d.try_into().unwrap(),
             }))
         }
+        kind::PATCH => Op::Patch(Arc::from(std::str::from_utf8(p).map_err(|_| bad())?)),
         other => return Err(format!("unknown entry kind {other}")),
     })
 }
@@ -467,6 +476,7 @@ mod tests {
                 .prop_map(|(key, value)| Op::data_read(key.as_str(), value)),
             (".{0,12}", any::<[u8; 16]>())
                 .prop_map(|(key, value_digest)| Op::data_write(key.as_str(), value_digest)),
+            ".{0,12}".prop_map(|id| Op::Patch(id.as_str().into())),
         ]
     }
 
@@ -511,6 +521,16 @@ mod tests {
         out.clear();
         encode_entry(&Entry::new(Op::Uuid([1; 16])), &mut out);
         assert_eq!(out.len(), 23);
+    }
+
+    #[test]
+    fn a_patch_marker_holds_its_change_id() {
+        let entries = vec![Entry::new(Op::Patch("v2".into()))];
+        let buf = encode_segment(&entries);
+        // version, kind 9, flags, length 2, "v2", CRC.
+        assert_eq!(&buf[..6], &[1, 9, 0, 2, b'v', b'2']);
+        assert_eq!(buf.len(), 10);
+        assert_eq!(decode_segment(&buf, 0).unwrap(), entries);
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Recorder {
     names: HashSet<Arc<str>, foldhash::fast::RandomState>,
     /// The name interned last: loops repeat one name.
     last_name: Option<Arc<str>>,
+    /// The answer `patched` gave for each change id so far: one answer per execution.
+    patches: Vec<(Arc<str>, bool)>,
 }
 
 /// Most names kept for sharing; past it the set starts afresh (entries keep their own copies).
@@ -69,6 +71,7 @@ impl Recorder {
             strict: false,
             names: HashSet::default(),
             last_name: None,
+            patches: Vec::new(),
         }
     }
 
@@ -334,6 +337,50 @@ impl Recorder {
         Ok(false)
     }
 
+    /// `patched(change_id)`: whether this execution takes the new branch of a code change.
+    /// The first call for a change id decides, and later calls repeat its answer without
+    /// consuming a position. It is true when the entry here is this change's marker (replayed)
+    /// or when the recorded entries have run out (live: the marker is recorded), except in a
+    /// strict replay, whose finished run never passed here with the change; it is false, and
+    /// consumes nothing, when the entry here is any other operation (a run recorded before the
+    /// change) or another change's marker.
+    pub fn patched(&mut self, change_id: &str) -> bool {
+        if let Some((_, taken)) = self.patches.iter().find(|(id, _)| **id == *change_id) {
+            return *taken;
+        }
+        let taken = match self.recorded_here() {
+            Some(Entry {
+                op: Op::Patch(id), ..
+            }) if **id == *change_id => {
+                self.position += 1;
+                true
+            }
+            Some(_) => false,
+            None if self.strict => false,
+            None => {
+                let id = self.intern(change_id);
+                self.record(Op::Patch(id));
+                true
+            }
+        };
+        self.patches.push((Arc::from(change_id), taken));
+        taken
+    }
+
+    /// `deprecate_patch(change_id)`: the old branch of the change is gone. Skips this change's
+    /// marker when it is the entry here (a run recorded with `patched`); records nothing and
+    /// never diverges otherwise.
+    pub fn deprecate_patch(&mut self, change_id: &str) {
+        if let Some(Entry {
+            op: Op::Patch(id), ..
+        }) = self.recorded_here()
+        {
+            if **id == *change_id {
+                self.position += 1;
+            }
+        }
+    }
+
     /// Hand over the buffered new entries and the position of the first of them.
     pub fn take_new(&mut self) -> (u64, Vec<Entry>) {
         let first = self.new_first;
@@ -561,6 +608,60 @@ mod tests {
             again.side_effect("fx").unwrap(),
             Some((b"error".to_vec(), true))
         );
+    }
+
+    #[test]
+    fn patched_is_true_live_and_on_its_marker_false_over_older_entries() {
+        let mut new = fresh();
+        assert!(new.patched("v2"));
+        assert!(new.patched("v2"), "one answer per execution");
+        new.random_u64().unwrap();
+        let (_, journal) = new.take_new();
+        assert_eq!(journal.len(), 2, "one marker, then the draw");
+        let mut again = Recorder::new("wf".into(), INV, 0, journal.clone()).strict();
+        assert!(again.patched("v2"));
+        again.random_u64().unwrap();
+        again.finish().unwrap();
+
+        // Recorded before the change: the draw is at the marker's position.
+        let mut old = fresh();
+        old.random_u64().unwrap();
+        let (_, old_journal) = old.take_new();
+        let mut replay = Recorder::new("wf".into(), INV, 0, old_journal.clone()).strict();
+        assert!(!replay.patched("v2"));
+        assert_eq!(replay.position(), 0);
+        replay.random_u64().unwrap();
+        replay.finish().unwrap();
+        let mut at_end = Recorder::new("wf".into(), INV, 0, old_journal.clone()).strict();
+        at_end.random_u64().unwrap();
+        assert!(
+            !at_end.patched("v2"),
+            "past the end of a finished run: the old code"
+        );
+        at_end.finish().unwrap();
+        // Another change's marker is not this one's.
+        let mut other = Recorder::new("wf".into(), INV, 0, journal.clone());
+        assert!(!other.patched("v3"));
+        assert_eq!(other.position(), 0);
+
+        // Resumed, and the old run stopped before this point: live, the marker is recorded.
+        let mut resumed = Recorder::new("wf".into(), INV, 0, old_journal);
+        resumed.random_u64().unwrap();
+        assert!(resumed.patched("v2"));
+        let (first, new_entries) = resumed.take_new();
+        assert_eq!(
+            (first, new_entries[0].op.clone()),
+            (1, Op::Patch("v2".into()))
+        );
+
+        // deprecate_patch skips the marker if present, and never records.
+        let mut deprecated = Recorder::new("wf".into(), INV, 0, journal).strict();
+        deprecated.deprecate_patch("v2");
+        deprecated.random_u64().unwrap();
+        deprecated.finish().unwrap();
+        let mut live = fresh();
+        live.deprecate_patch("v2");
+        assert_eq!(live.take_new().1.len(), 0);
     }
 
     #[test]

@@ -91,6 +91,14 @@ class WorkflowContext:
             once flushed; a replay does not write it again.
         get_data: `get_data(key, default=None)` reads `key` from the workflow's data; the value
             read is recorded, so a replay returns the same value.
+        patched: `patched(change_id)` guards a change of the workflow's code: True when this
+            run takes the new branch (the first time it gets here, recording a marker; or on
+            replay of a run that recorded the marker), False when replaying or resuming a run
+            recorded before the change. One answer per change id per execution. See
+            docs/semantics.md, "Changing a workflow's code".
+        deprecate_patch: `deprecate_patch(change_id)` replaces `patched(change_id)` once no
+            run recorded before the change is left and the old branch is deleted: it skips the
+            change's marker in runs that recorded it and records nothing.
         deterministic: The reference API's namespace (`_deterministic_operation`).
     """
 
@@ -100,8 +108,10 @@ class WorkflowContext:
         "_record",
         "_replay_only",
         "app",
+        "deprecate_patch",
         "deterministic",
         "get_data",
+        "patched",
         "random",
         "set_data",
         "task",
@@ -114,6 +124,8 @@ class WorkflowContext:
     utc_now: Callable[[], datetime]
     set_data: Callable[[str, Any], None]
     get_data: Callable[..., Any]
+    patched: Callable[[str], bool]
+    deprecate_patch: Callable[[str], None]
 
     def __init__(
         self,
@@ -137,6 +149,8 @@ class WorkflowContext:
         self.utc_now = execution.utc_now
         self.set_data = execution.set_data
         self.get_data = execution.get_data
+        self.patched = execution.patched
+        self.deprecate_patch = execution.deprecate_patch
         self.deterministic = _Deterministic(self)
 
     @property

@@ -255,6 +255,22 @@ impl PyExecution {
         }
     }
 
+    /// `wf.patched(change_id)`: True when this run takes the new branch of the change (its
+    /// marker is recorded, or replayed), False over a run recorded before it.
+    fn patched(&mut self, change_id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.usable("patched")?;
+        let id = change_id_text(change_id)?;
+        Ok(self.recorder.patched(id))
+    }
+
+    /// `wf.deprecate_patch(change_id)`: skip the change's marker if it is recorded here.
+    fn deprecate_patch(&mut self, change_id: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.usable("deprecate_patch")?;
+        let id = change_id_text(change_id)?;
+        self.recorder.deprecate_patch(id);
+        Ok(())
+    }
+
     /// Hand the new entries to the store's ordered pending buffer (no I/O).
     fn stage(&mut self) {
         self.stage_entries();
@@ -531,6 +547,22 @@ fn text<'a>(what: &str, value: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
         .to_str()
         .map_err(|_| refuse(" (it holds a lone surrogate, which UTF-8 cannot encode)"))
 }
+
+/// A change id of `patched`/`deprecate_patch`: a non-empty str of valid UTF-8.
+fn change_id_text<'a>(value: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
+    let id = text("a change id", value)?;
+    if id.is_empty() || id.len() > MAX_CHANGE_ID {
+        return Err(to_pyerr(Error::InvalidArgument(format!(
+            "a change id is 1 to {MAX_CHANGE_ID} bytes, got {} bytes ({id:?}); name the change, \
+             e.g. wf.patched(\"add-fraud-check\")",
+            id.len()
+        ))));
+    }
+    Ok(id)
+}
+
+/// Longest change id accepted, in bytes.
+const MAX_CHANGE_ID: usize = 255;
 
 static DATETIME: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
 

@@ -157,7 +157,7 @@ impl PyStore {
     /// The journal of one attempt's journal id as `(operation, *values)` tuples:
     /// `("random", float)`, `("uuid", str)`, `("utc_now", µs)`, `("side_effect", name, bytes, failed)`,
     /// `("execute_task", task_id, child id, args digest)`, `("get_data", key, bytes | None)`,
-    /// `("set_data", key, value digest)`.
+    /// `("set_data", key, value digest)`, `("patch", change id)`.
     fn journal_ops<'py>(
         &self,
         py: Python<'py>,
@@ -475,6 +475,7 @@ fn op_tuple<'py>(py: Python<'py>, op: &crate::entry::Op) -> PyResult<Bound<'py, 
         Op::DataWrite(w) => {
             ("set_data", &*w.key, PyBytes::new(py, &w.value_digest)).into_pyobject(py)
         }
+        Op::Patch(id) => ("patch", &**id).into_pyobject(py),
     }
 }
 

@@ -17,11 +17,12 @@ use super::tables::MAX_KEY_LEN;
 use super::StoreOptions;
 use crate::error::{Error, Result};
 
-/// On-disk format version of the store (see `docs/journal-format.md`): 4 ends every row's
+/// On-disk format version of the store (see `docs/journal-format.md`): 5 may hold journal
+/// entries of kind 9 (patch markers) and is otherwise format 4; 4 ends every row's
 /// value with a CRC-32C over its key and value; 3 had no row checksums and may hold journal
 /// entries of kind 8 (a side effect that raised); 2 had the layout of 3 without them; 1 kept
 /// each table in a named database. Older versions are migrated on open.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// Named databases: `meta`, and room for the seven of a version-1 store being migrated.
 const MAX_DBS: u32 = 9;
@@ -196,6 +197,9 @@ fn create_dbs(
             // Formats 2 and 3 have this layout without row checksums (3 raised the version so
             // that builds that cannot read entries of kind 8 refuse the store).
             Some(2 | 3) => migrate::add_row_checksums(wtxn, main)?,
+            // Format 5 only adds entries of kind 9 (patch markers): a format-4 store reads as
+            // it is, and the raised version keeps builds that cannot read them out.
+            Some(4) => {}
             Some(other) => {
                 return Ok(CommitOrAbort::Abort(Error::CorruptStore {
                     path: dir.to_path_buf(),
