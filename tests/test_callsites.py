@@ -135,7 +135,22 @@ def test_removing_an_operation_names_both_lines_and_values(tmp_path: Path, kind:
     new = flow.edit(BASE[:at] + BASE[at + 1 :])
     got = flow.replay()
     assert got["recorded"]["kind"] == kind and got["position"] == at
+    if kind == "execute_task":  # the recorded child's arguments, decoded
+        assert got["recorded"]["value"] == "41"
+        assert got["recorded"]["call"] == "execute_task(flow.child, 41)"
     assert_names_both(got, flow, line_of(flow.old, OPS[kind]), line_of(new, BASE[at + 1]))
+
+
+def test_returning_before_a_recorded_child_names_it_with_its_arguments(tmp_path: Path) -> None:
+    flow = Flow(tmp_path, BASE)
+    flow.edit(BASE[:-2])
+    got = flow.replay()
+    rec, req = got["recorded"], got["requested"]
+    assert rec["kind"] == "execute_task" and rec["value"] == "41"
+    assert rec["line"] == line_of(flow.old, OPS["execute_task"])
+    assert req["kind"] == "return" and req["file"] is None
+    assert "but the code now asks for the task to return." in got["message"]
+    assert "execute_task(flow.child, 41)" in got["message"]
 
 
 @pytest.mark.parametrize("kind", list(OPS))

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from pynenc.task import Task
     from pynenc.workflow.context import WorkflowContext
 
-__all__ = ["at_child"]
+__all__ = ["at_child", "with_recorded_child"]
 
 
 def at_child(
@@ -48,6 +48,30 @@ def at_child(
                 requested = replace(requested, call=f"{requested.call} ({my_digest})")
     reworded = NonDeterminismError.from_report(
         exc.workflow_id, exc.invocation_id, position, recorded, requested
+    )
+    return ctx._execution.reword_divergence(position, reworded)
+
+
+def with_recorded_child(ctx: WorkflowContext, exc: NonDeterminismError) -> NonDeterminismError:
+    """`exc` with the recorded child's arguments decoded, when the journal recorded a child
+    dispatch where the code now asks for another operation (or returns); `exc` itself when
+    there is nothing to decode. The execution re-raises it in these words."""
+    recorded: Operation | None = getattr(exc, "recorded", None)
+    position = getattr(exc, "position", None)
+    if recorded is None or recorded.kind != "execute_task" or not isinstance(position, int):
+        return exc
+    if recorded.value is not None and not recorded.value.startswith("args digest"):
+        return exc  # worded already (at_child)
+    op = _recorded_op(ctx, position)
+    if op is None or op[0] != "execute_task":
+        return exc
+    _kind, child_task, child_id, _digest = op
+    shown = _child_arguments(ctx, child_id)
+    if shown is None:
+        return exc
+    recorded = replace(recorded, value=shown, call=f"execute_task({child_task}{_listed(shown)})")
+    reworded = NonDeterminismError.from_report(
+        exc.workflow_id, exc.invocation_id, position, recorded, exc.requested
     )
     return ctx._execution.reword_divergence(position, reworded)
 
