@@ -192,67 +192,6 @@ impl Op {
     }
 }
 
-impl Op {
-    /// The operation as one side of a divergence report (its call site is added by the
-    /// caller). `with_value`: the recorded side, whose value is shown.
-    pub fn report(&self, with_value: bool) -> crate::error::Report {
-        use crate::error::Report;
-        let mut r = Report {
-            description: self.describe(),
-            ..Report::default()
-        };
-        match self {
-            Op::Random(v) => {
-                r.kind = "random";
-                r.value = Some(format!("{}", crate::stream::u64_to_unit_f64(*v)));
-            }
-            Op::Uuid(u) => {
-                r.kind = "uuid";
-                r.value = Some(crate::ids::format(u));
-            }
-            Op::Time(t) => {
-                r.kind = "utc_now";
-                let c = crate::clock::Civil::from_us(*t);
-                r.value = Some(format!(
-                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+00:00",
-                    c.year, c.month, c.day, c.hour, c.minute, c.second, c.microsecond
-                ));
-            }
-            Op::SideEffect(e) => {
-                r.kind = "side_effect";
-                r.name = Some(e.name.to_string());
-                r.data = Some(e.value.clone());
-                if e.failed {
-                    r.value = Some("raised".into());
-                }
-            }
-            Op::Child(c) => {
-                r.kind = "execute_task";
-                r.name = Some(c.task_id.to_string());
-                r.value = Some(format!("args digest {}", hex(&c.args_digest[..4])));
-            }
-            Op::DataRead(d) => {
-                r.kind = "get_data";
-                r.name = Some(d.key.to_string());
-                match &d.value {
-                    Some(v) => r.data = Some(v.clone()),
-                    None => r.value = Some("absent".into()),
-                }
-            }
-            Op::DataWrite(w) => {
-                r.kind = "set_data";
-                r.name = Some(w.key.to_string());
-                r.value = Some(format!("value digest {}", hex(&w.value_digest[..4])));
-            }
-        }
-        if !with_value && !matches!(self, Op::Child(_) | Op::DataWrite(_)) {
-            r.value = None;
-            r.data = None;
-        }
-        r
-    }
-}
-
 /// Where an operation was made: the code it ran in (shared by every entry made there) and the
 /// line. Reported in divergences, never compared.
 #[derive(Clone, Debug, PartialEq, Eq)]

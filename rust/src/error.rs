@@ -4,37 +4,10 @@
 
 use std::path::PathBuf;
 
+pub use crate::report::Report;
+
 /// Result alias used throughout the core.
 pub type Result<T> = std::result::Result<T, Error>;
-
-/// One side of a divergence: an operation as the journal recorded it or as the code asks for it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Report {
-    /// `random`, `uuid`, `utc_now`, `side_effect`, `execute_task`, `get_data`, `set_data`, or
-    /// `return` (the task returning: the end of the journal, or code that stops short of it).
-    pub kind: &'static str,
-    /// The short description used in messages (`side_effect("charge")`).
-    pub description: String,
-    /// The side effect's name, the task id or the data key.
-    pub name: Option<String>,
-    /// The value as text, when it is not held in codec bytes.
-    pub value: Option<String>,
-    /// The value's codec bytes (a side effect's value or error, a data read), decoded by the
-    /// Python layer.
-    pub data: Option<Vec<u8>>,
-    /// Where the operation was made, when known.
-    pub site: Option<crate::entry::CallSite>,
-}
-
-impl std::fmt::Display for Report {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.description)?;
-        if let Some(site) = &self.site {
-            write!(f, " at {}:{}", site.code.file, site.line)?;
-        }
-        Ok(())
-    }
-}
 
 /// Cloneable, so one failed group commit can be reported to every caller that shared it.
 #[derive(Clone, Debug, thiserror::Error)]
