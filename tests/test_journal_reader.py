@@ -64,13 +64,21 @@ def payload(kind, p):
 
 def segment(buf, first):
     assert buf[0] == 1, "segment version"
-    at, out = 1, []
+    at, out, codes = 1, [], []
     while at < len(buf):
         start = at
         kind, flags = buf[at], buf[at + 1]; at += 2
         n, at = uleb(buf, at)
         entry = {"pos": first + len(out), **payload(kind, buf[at:at + n])}; at += n
-        if flags & 1:
+        if flags & 2:  # interned: code index, its (file, function) when new, line
+            index, at = uleb(buf, at)
+            if index == len(codes):
+                file, at = text(buf, at)
+                function, at = text(buf, at)
+                codes.append([file, function])
+            line, at = uleb(buf, at)
+            entry["site"] = [codes[index][0], line, codes[index][1]]
+        elif flags & 1:
             file, at = text(buf, at)
             line, at = uleb(buf, at)
             entry["site"] = [file, line]
@@ -141,7 +149,7 @@ def test_an_independent_reader_decodes_everything_the_store_wrote(tmp_path: Path
         (1, (2**64 - 5).to_bytes(8, "little"), None),
         (2, uuid.UUID(int=7, version=4).bytes, ("app/flows.py", 12)),
         (3, (-(2**40)).to_bytes(8, "little", signed=True), None),
-        (4, text("charge") + value, ("app/flows.py", 300)),
+        (4, text("charge") + value, ("app/flows.py", 300, "order")),
         (5, child + digest + b"billing.charge", None),
         (6, text("tracking") + b"\x01" + b"\xa1ab", None),
         (6, text("missing") + b"\x00", None),
@@ -176,7 +184,7 @@ def test_an_independent_reader_decodes_everything_the_store_wrote(tmp_path: Path
         "pos": 3,
         "side_effect": "charge",
         "value": value.hex(),
-        "site": ["app/flows.py", 300],
+        "site": ["app/flows.py", 300, "order"],
     }
     assert journal[4] == {
         "pos": 4,

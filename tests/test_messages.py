@@ -191,7 +191,7 @@ def test_a_swallowed_child_divergence_is_raised_again_in_the_same_words(app: Pyn
 def test_long_arguments_are_cut_to_a_readable_length(app: Pynenc) -> None:
     message = diverging_flow(app, "x" * 5000, "y" * 5000)
     recorded = message.split("the journal recorded ", 1)[1].split(" but the code", 1)[0]
-    requested = message.split("now asks for ", 1)[1].split(". Restore", 1)[0]
+    requested = message.split("now asks for ", 1)[1].split(".\n", 1)[0]
     for shown, letter in ((recorded, "x"), (requested, "y")):
         arguments = shown.split(".charge, ", 1)[1]
         assert len(arguments) == 201 and arguments.endswith("...)") and letter * 150 in shown

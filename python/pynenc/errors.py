@@ -8,6 +8,8 @@ one place on the binding side.
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "CorruptEntryError",
@@ -16,6 +18,7 @@ __all__ = [
     "InvocationParkedError",
     "LeaseLostError",
     "NonDeterminismError",
+    "Operation",
     "PayloadDecodeError",
     "PayloadError",
     "PayloadTooLargeError",
@@ -130,10 +133,81 @@ class LeaseLostError(StoreError):
     code = "LEASE_LOST"
 
 
+@dataclass(frozen=True)
+class Operation:
+    """One side of a divergence: an operation as the journal recorded it, or as the code asks
+    for it now.
+
+    Attributes:
+        kind: `random`, `uuid`, `utc_now`, `side_effect`, `execute_task`, `get_data`,
+            `set_data`, or `return` (the task returning: the end of the journal, or code that
+            returns before doing all it recorded).
+        name: The side effect's name, the child's task id or the data key; None otherwise.
+        value: The recorded value (a side effect's value or what it raised, the data read,
+            the draw, the clock reading) or a child call's decoded arguments, cut to a readable
+            length; a digest when only that is known; None when nothing is to show.
+        file: The source file the operation was made from, when recorded.
+        line: Its line in that file.
+        function: The function it was made in.
+        call: A short description, such as `side_effect('charge')`.
+    """
+
+    kind: str
+    name: str | None
+    value: str | None
+    file: str | None
+    line: int | None
+    function: str | None
+    call: str
+
+    @property
+    def site(self) -> str:
+        """`file:line in function()`, or a note that the call site is not known."""
+        if self.file is None:
+            return "(call site not recorded)"
+        where = f"{self.file}:{self.line}"
+        return f"{where} in {self.function}()" if self.function else where
+
+    def __str__(self) -> str:
+        return self.call if self.file is None else f"{self.call} at {self.site}"
+
+
 class NonDeterminismError(PynencError):
-    """Replayed code asked for something other than what the journal recorded."""
+    """Replayed code asked for something other than what the journal recorded.
+
+    Attributes:
+        workflow_id: The workflow whose journal diverged.
+        invocation_id: The invocation whose journal diverged.
+        position: The position of the entry that differs.
+        matched: How many entries matched before it (the entries at positions below
+            `position`).
+        recorded: What the journal recorded there (an `Operation`).
+        requested: What the code asks for now (an `Operation`).
+    """
 
     code = "NON_DETERMINISM"
+
+    workflow_id: str
+    invocation_id: str
+    position: int
+    matched: int
+    recorded: Operation
+    requested: Operation
+
+    @classmethod
+    def from_report(
+        cls,
+        workflow_id: str,
+        invocation_id: str,
+        position: int,
+        recorded: dict[str, Any] | Operation,
+        requested: dict[str, Any] | Operation,
+    ) -> NonDeterminismError:
+        """The error for a divergence at `position`, worded side by side (see
+        `pynenc.report`); the two sides as the core reports them or as `Operation`s."""
+        from pynenc.report import divergence
+
+        return divergence(cls, workflow_id, invocation_id, position, recorded, requested)
 
 
 class WorkflowMembershipError(PynencError):

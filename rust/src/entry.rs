@@ -9,7 +9,8 @@
 //! ```
 //!
 //! where the call site (present when `flags & 1`) is `file_len: ULEB128 | file (UTF-8) |
-//! line: ULEB128`, and the CRC32C covers every byte of the entry before it.
+//! line: ULEB128`, followed when `flags & 2` by `function_len: ULEB128 | function (UTF-8)`,
+//! and the CRC32C covers every byte of the entry before it.
 
 use std::sync::Arc;
 
@@ -18,6 +19,40 @@ pub const SEGMENT_VERSION: u8 = 1;
 
 /// `flags` bit: a call site follows the payload.
 const FLAG_CALL_SITE: u8 = 1;
+/// `flags` bit: an interned call site follows the payload: the index of its code location among
+/// those defined earlier in the segment (the location itself follows when the index is new).
+const FLAG_INTERNED_SITE: u8 = 2;
+
+/// The code locations defined so far in one segment, in order of definition.
+#[derive(Default)]
+pub struct Codes {
+    defined: Vec<Arc<Code>>,
+    last: usize,
+}
+
+impl Codes {
+    /// The index of `code`, and whether it is new (then its definition is written).
+    fn index(&mut self, code: &Arc<Code>) -> (usize, bool) {
+        if let Some(last) = self.defined.get(self.last) {
+            if Arc::ptr_eq(last, code) {
+                return (self.last, false);
+            }
+        }
+        let found = self
+            .defined
+            .iter()
+            .position(|c| Arc::ptr_eq(c, code) || **c == **code);
+        let (i, new) = match found {
+            Some(i) => (i, false),
+            None => {
+                self.defined.push(Arc::clone(code));
+                (self.defined.len() - 1, true)
+            }
+        };
+        self.last = i;
+        (i, new)
+    }
+}
 
 /// One recorded operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,11 +198,27 @@ impl Op {
     }
 }
 
+/// Where an operation was made: the code it ran in (shared by every entry made there) and the
+/// line. Reported in divergences, never compared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallSite {
+    pub code: Arc<Code>,
+    pub line: u32,
+}
+
+/// A code location: the file and the function (empty when not recorded, as in entries of
+/// flag `0x01`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Code {
+    pub file: Arc<str>,
+    pub function: Arc<str>,
+}
+
 /// One journal entry: an operation plus the optional call site that produced it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub op: Op,
-    pub call_site: Option<Box<(Arc<str>, u32)>>,
+    pub call_site: Option<Box<CallSite>>,
 }
 
 impl Entry {
@@ -254,15 +305,22 @@ fn encode_payload(op: &Op, out: &mut Vec<u8>) {
     }
 }
 
-/// Append one encoded entry to `out`.
+/// Append one encoded entry to `out`, the first of its segment.
 pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
+    encode_entry_in(entry, out, &mut Codes::default());
+}
+
+/// Append one encoded entry to `out`, interning its call site in `codes` (its segment's).
+pub fn encode_entry_in(entry: &Entry, out: &mut Vec<u8>, codes: &mut Codes) {
     let start = out.len();
     out.push(entry.op.kind());
-    out.push(if entry.call_site.is_some() {
-        FLAG_CALL_SITE
-    } else {
-        0
-    });
+    // A call site without a function (read from an entry of flag 0x01) keeps that form.
+    let flags = match entry.call_site.as_deref() {
+        None => 0,
+        Some(site) if site.code.function.is_empty() => FLAG_CALL_SITE,
+        Some(_) => FLAG_INTERNED_SITE,
+    };
+    out.push(flags);
     let len = payload_len(&entry.op);
     put_uleb(out, len as u64);
     let payload_start = out.len();
@@ -273,9 +331,21 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
         "payload_len of {:?}",
         entry.op
     );
-    if let Some((file, line)) = entry.call_site.as_deref() {
-        put_str(out, file);
-        put_uleb(out, u64::from(*line));
+    if let Some(site) = entry
+        .call_site
+        .as_deref()
+        .filter(|_| flags == FLAG_CALL_SITE)
+    {
+        put_str(out, &site.code.file);
+        put_uleb(out, u64::from(site.line));
+    } else if let Some(site) = entry.call_site.as_deref() {
+        let (index, new) = codes.index(&site.code);
+        put_uleb(out, index as u64);
+        if new {
+            put_str(out, &site.code.file);
+            put_str(out, &site.code.function);
+        }
+        put_uleb(out, u64::from(site.line));
     }
     let crc = crc32c::crc32c(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -285,8 +355,9 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
 pub fn encode_segment(entries: &[Entry]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + entries.len() * 16);
     out.push(SEGMENT_VERSION);
+    let mut codes = Codes::default();
     for e in entries {
-        encode_entry(e, &mut out);
+        encode_entry_in(e, &mut out, &mut codes);
     }
     out
 }
@@ -404,6 +475,7 @@ pub fn decode_segment(buf: &[u8], first_position: u64) -> Result<Vec<Entry>, Dec
     }
     let mut r = Reader { buf, at: 1 };
     let mut out = Vec::new();
+    let mut codes: Vec<Arc<Code>> = Vec::new();
     while r.at < buf.len() {
         let position = first_position + out.len() as u64;
         let truncated = || fail(position, "truncated entry".into());
@@ -415,13 +487,44 @@ pub fn decode_segment(buf: &[u8], first_position: u64) -> Result<Vec<Entry>, Dec
             .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(truncated)?;
         let payload = r.take(len).ok_or_else(truncated)?;
-        let call_site = if flags & FLAG_CALL_SITE != 0 {
+        let call_site = if flags & FLAG_INTERNED_SITE != 0 {
+            let index = r
+                .uleb()
+                .and_then(|i| usize::try_from(i).ok())
+                .ok_or_else(truncated)?;
+            let code = match codes.get(index) {
+                Some(code) => Arc::clone(code),
+                None if index == codes.len() => {
+                    let file = r.string().ok_or_else(truncated)?;
+                    let function = r.string().ok_or_else(truncated)?;
+                    codes.push(Arc::new(Code { file, function }));
+                    Arc::clone(&codes[index])
+                }
+                None => {
+                    return Err(fail(
+                        position,
+                        format!("call site {index} refers to no code location of its segment"),
+                    ))
+                }
+            };
+            let line = r
+                .uleb()
+                .and_then(|l| u32::try_from(l).ok())
+                .ok_or_else(truncated)?;
+            Some(CallSite { code, line })
+        } else if flags & FLAG_CALL_SITE != 0 {
             let file = r.string().ok_or_else(truncated)?;
             let line = r
                 .uleb()
                 .and_then(|l| u32::try_from(l).ok())
                 .ok_or_else(truncated)?;
-            Some((file, line))
+            Some(CallSite {
+                code: Arc::new(Code {
+                    file,
+                    function: Arc::from(""),
+                }),
+                line,
+            })
         } else {
             None
         };
@@ -481,13 +584,22 @@ mod tests {
     }
 
     fn arb_entry() -> impl Strategy<Value = Entry> {
-        (arb_op(), proptest::option::of((".{0,16}", any::<u32>()))).prop_map(|(op, call_site)| {
-            Entry {
+        (
+            arb_op(),
+            proptest::option::of((".{0,16}", ".{0,8}", any::<u32>())),
+        )
+            .prop_map(|(op, call_site)| Entry {
                 op,
-                call_site: call_site
-                    .map(|(file, line): (String, u32)| Box::new((file.into(), line))),
-            }
-        })
+                call_site: call_site.map(|(file, function, line): (String, String, u32)| {
+                    Box::new(CallSite {
+                        code: Arc::new(Code {
+                            file: file.into(),
+                            function: function.into(),
+                        }),
+                        line,
+                    })
+                }),
+            })
     }
 
     proptest! {
@@ -531,6 +643,47 @@ mod tests {
         assert_eq!(&buf[..6], &[1, 9, 0, 2, b'v', b'2']);
         assert_eq!(buf.len(), 10);
         assert_eq!(decode_segment(&buf, 0).unwrap(), entries);
+    }
+
+    #[test]
+    fn a_code_location_is_written_once_per_segment() {
+        let code = Arc::new(Code {
+            file: "/app/flow.py".into(),
+            function: "main".into(),
+        });
+        let at = |line| Entry {
+            op: Op::Random(7),
+            call_site: Some(Box::new(CallSite {
+                code: Arc::clone(&code),
+                line,
+            })),
+        };
+        let one = encode_segment(&[at(19)]);
+        // kind, flags 0x02, length, 8 payload bytes, code 0, file, function, line 19, crc
+        assert_eq!(&one[1..4], &[1, 2, 8]);
+        assert_eq!(one.len(), 1 + 3 + 8 + 1 + 13 + 5 + 1 + 4);
+        let many = encode_segment(&[at(19), at(20), at(21)]);
+        // Each later entry refers to code 0: 2 bytes of call site.
+        assert_eq!(many.len(), one.len() + 2 * (3 + 8 + 2 + 4));
+        let back = decode_segment(&many, 0).unwrap();
+        assert_eq!(back, vec![at(19), at(20), at(21)]);
+        assert!(Arc::ptr_eq(
+            &back[1].call_site.as_ref().unwrap().code,
+            &back[2].call_site.as_ref().unwrap().code
+        ));
+    }
+
+    #[test]
+    fn a_call_site_naming_an_undefined_code_location_is_refused() {
+        // Random(7) whose call site refers to code 3 of a segment that defines none.
+        let mut buf = vec![SEGMENT_VERSION, kind::RANDOM, FLAG_INTERNED_SITE, 8];
+        buf.extend_from_slice(&7u64.to_le_bytes());
+        buf.extend_from_slice(&[3, 1]);
+        let crc = crc32c::crc32c(&buf[1..]);
+        buf.extend_from_slice(&crc.to_le_bytes());
+        let err = decode_segment(&buf, 5).unwrap_err();
+        assert_eq!(err.position, 5);
+        assert!(err.detail.contains("code location"), "{}", err.detail);
     }
 
     #[test]

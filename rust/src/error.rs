@@ -4,24 +4,28 @@
 
 use std::path::PathBuf;
 
+pub use crate::report::Report;
+
 /// Result alias used throughout the core.
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Cloneable, so one failed group commit can be reported to every caller that shared it.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
-    /// Replayed code asked for something other than what the journal recorded.
+    /// Replayed code asked for something other than what the journal recorded. The Python
+    /// layer words it from these fields (`NonDeterminismError.from_report`).
     #[error(
         "non-deterministic replay in workflow {workflow_id}, invocation {invocation_id}, \
-         position {position}: the journal recorded {recorded} but the code now asks for \
-         {requested}. Restore the code that recorded this workflow, or start a new workflow."
+         position {position} ({position} entries matched): the journal recorded {recorded} but \
+         the code now asks for {requested}. Restore the code that recorded this workflow, guard \
+         the change with wf.patched, or cancel the workflow with app.cancel."
     )]
     NonDeterminism {
         workflow_id: String,
         invocation_id: String,
         position: u64,
-        recorded: String,
-        requested: String,
+        recorded: Box<Report>,
+        requested: Box<Report>,
     },
 
     /// A stored record failed its checksum or could not be decoded.

@@ -10,6 +10,7 @@ pub mod entry;
 pub mod error;
 pub mod ids;
 pub mod recorder;
+pub mod report;
 pub mod store;
 pub mod stream;
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::entry::{Entry, Op};
-use crate::error::{Error, Result};
+use crate::error::{Error, Report, Result};
 use crate::ids;
 use crate::stream::Stream;
 
@@ -86,7 +86,11 @@ impl Recorder {
     /// does less than it recorded has diverged, whether it replays or resumes.
     pub fn finish(&self) -> Result<()> {
         match self.recorded_here() {
-            Some(e) => Err(self.diverged(&e.op.clone(), "the task to return".into())),
+            Some(_) => Err(self.diverged_report(Report {
+                kind: "return",
+                description: "the task to return".into(),
+                ..Report::default()
+            })),
             None => Ok(()),
         }
     }
@@ -94,17 +98,39 @@ impl Recorder {
     /// Past the recorded entries in strict mode: the code asks for more than was recorded.
     /// `requested` describes the operation; it is only formatted when it is reported.
     #[inline]
-    fn past_end(&self, requested: impl FnOnce() -> String) -> Result<()> {
+    fn past_end(&self, requested: impl FnOnce() -> Op) -> Result<()> {
         if self.strict {
             return Err(Error::NonDeterminism {
                 workflow_id: self.workflow_id.clone(),
                 invocation_id: ids::format(&self.invocation_id),
                 position: self.position,
-                recorded: "the task returning (end of journal)".into(),
-                requested: requested(),
+                recorded: Box::new(Report {
+                    kind: "return",
+                    description: "the task returning (end of journal)".into(),
+                    site: self.last_site(),
+                    ..Report::default()
+                }),
+                requested: Box::new(requested().report(false)),
             });
         }
         Ok(())
+    }
+
+    /// The call site of the last entry before the current position that has one: where the
+    /// entries that matched end (reported for an entry recorded without a call site).
+    fn last_site(&self) -> Option<crate::entry::CallSite> {
+        let end = (self.position as usize).min(self.recorded.len());
+        self.recorded[..end]
+            .iter()
+            .rev()
+            .find_map(|e| e.call_site.as_deref().cloned())
+    }
+
+    /// Give the entry recorded last (by the operation just made) its call site.
+    pub fn locate_last(&mut self, site: crate::entry::CallSite) {
+        if let Some(e) = self.new.last_mut() {
+            e.call_site = Some(Box::new(site));
+        }
     }
 
     pub fn invocation_id(&self) -> &[u8; 16] {
@@ -144,13 +170,25 @@ impl Recorder {
         self.recorded.get(self.position as usize)
     }
 
-    fn diverged(&self, recorded: &Op, requested: String) -> Error {
+    /// The code asks for `requested` where the journal recorded the entry at this position.
+    #[cold]
+    fn diverged(&self, requested: Op) -> Error {
+        self.diverged_report(requested.report(false))
+    }
+
+    #[cold]
+    fn diverged_report(&self, requested: Report) -> Error {
+        let entry = self
+            .recorded_here()
+            .expect("a recorded entry at a divergence");
+        let mut recorded = entry.op.report(true);
+        recorded.site = entry.call_site.as_deref().cloned();
         Error::NonDeterminism {
             workflow_id: self.workflow_id.clone(),
             invocation_id: ids::format(&self.invocation_id),
             position: self.position,
-            recorded: recorded.describe(),
-            requested,
+            recorded: Box::new(recorded),
+            requested: Box::new(requested),
         }
     }
 
@@ -197,10 +235,10 @@ impl Recorder {
                     self.position += 1;
                     Ok(v)
                 }
-                ref other => Err(self.diverged(other, "random()".into())),
+                _ => Err(self.diverged(Op::Random(0))),
             };
         }
-        self.past_end(|| "random()".into())?;
+        self.past_end(|| Op::Random(0))?;
         self.record(Op::Random(drawn));
         Ok(drawn)
     }
@@ -218,10 +256,10 @@ impl Recorder {
                     self.position += 1;
                     Ok(v)
                 }
-                ref other => Err(self.diverged(other, "uuid()".into())),
+                _ => Err(self.diverged(Op::Uuid([0; 16]))),
             };
         }
-        self.past_end(|| "uuid()".into())?;
+        self.past_end(|| Op::Uuid([0; 16]))?;
         self.record(Op::Uuid(drawn));
         Ok(drawn)
     }
@@ -236,10 +274,10 @@ impl Recorder {
                     self.position += 1;
                     Ok(t)
                 }
-                ref other => Err(self.diverged(other, "utc_now()".into())),
+                _ => Err(self.diverged(Op::Time(0))),
             };
         }
-        self.past_end(|| "utc_now()".into())?;
+        self.past_end(|| Op::Time(0))?;
         let t = self.clock.tick();
         self.record(Op::Time(t));
         Ok(t)
@@ -251,7 +289,7 @@ impl Recorder {
     pub fn side_effect(&mut self, name: &str) -> Result<Option<(Vec<u8>, bool)>> {
         match self.recorded_here() {
             None => self
-                .past_end(|| format!("side_effect({name:?})"))
+                .past_end(|| Op::side_effect(name, Vec::new(), false))
                 .map(|_| None),
             Some(Entry {
                 op: Op::SideEffect(e),
@@ -261,7 +299,7 @@ impl Recorder {
                 self.position += 1;
                 Ok(Some(outcome))
             }
-            Some(e) => Err(self.diverged(&e.op.clone(), format!("side_effect({name:?})"))),
+            Some(_) => Err(self.diverged(Op::side_effect(name, Vec::new(), false))),
         }
     }
 
@@ -282,13 +320,10 @@ impl Recorder {
                     self.position += 1;
                     Ok((id, true))
                 }
-                other => {
-                    let requested = Op::child([0; 16], args_digest, task_id);
-                    Err(self.diverged(&other.clone(), requested.describe()))
-                }
+                _ => Err(self.diverged(Op::child([0; 16], args_digest, task_id))),
             };
         }
-        self.past_end(|| format!("execute_task({task_id})"))?;
+        self.past_end(|| Op::child([0; 16], args_digest, task_id))?;
         let child_id = ids::child_id(&self.invocation_id, self.attempt, self.position);
         let task_id = self.intern(task_id);
         self.record(Op::child(child_id, args_digest, task_id));
@@ -299,7 +334,7 @@ impl Recorder {
     /// the live value now and call `record_data_read`.
     pub fn data_read(&mut self, key: &str) -> Result<Option<Option<Vec<u8>>>> {
         match self.recorded_here() {
-            None => self.past_end(|| format!("get_data({key:?})")).map(|_| None),
+            None => self.past_end(|| Op::data_read(key, None)).map(|_| None),
             Some(Entry {
                 op: Op::DataRead(r),
                 ..
@@ -308,7 +343,7 @@ impl Recorder {
                 self.position += 1;
                 Ok(Some(v))
             }
-            Some(e) => Err(self.diverged(&e.op.clone(), format!("get_data({key:?})"))),
+            Some(_) => Err(self.diverged(Op::data_read(key, None))),
         }
     }
 
@@ -325,13 +360,10 @@ impl Recorder {
                     self.position += 1;
                     Ok(true)
                 }
-                other => {
-                    let requested = Op::data_write(key, value_digest);
-                    Err(self.diverged(&other.clone(), requested.describe()))
-                }
+                _ => Err(self.diverged(Op::data_write(key, value_digest))),
             };
         }
-        self.past_end(|| format!("set_data({key:?})"))?;
+        self.past_end(|| Op::data_write(key, value_digest))?;
         let key = self.intern(key);
         self.record(Op::data_write(key, value_digest));
         Ok(false)

@@ -220,14 +220,17 @@ def _attempts(record: InvocationRecord) -> list[dict[str, Any]]:
 
 
 def _journal(app: Pynenc, record: InvocationRecord) -> list[dict[str, Any]]:
-    ops = app.store.journal_ops(journal_id(record.invocation_id, record.attempt))
+    journal = journal_id(record.invocation_id, record.attempt)
+    ops = app.store.journal_ops(journal)
+    sites = app.store.journal_sites(journal)
     out = []
-    for op, entry in zip(ops, decode_ops(ops), strict=True):
+    for op, entry, site in zip(ops, decode_ops(ops), sites, strict=True):
         item: dict[str, Any] = {
             "position": entry.position,
             "operation": entry.operation,
             "name": entry.name,
             "value": jsonable(entry.value),
+            "site": None if site is None else _site(*site),
         }
         if entry.operation == "set_data" and entry.name is not None:
             # The journal holds the value's digest; the value is read from the workflow data.
@@ -235,6 +238,11 @@ def _journal(app: Pynenc, record: InvocationRecord) -> list[dict[str, Any]]:
             item["digest"] = bytes(op[2]).hex()
         out.append(item)
     return out
+
+
+def _site(file: str, line: int, function: str) -> dict[str, Any]:
+    """A journal entry's call site as `show` prints it."""
+    return {"file": file, "line": line, "function": function or None}
 
 
 def show(app: Pynenc, invocation_id: str) -> dict[str, Any]:

@@ -183,7 +183,7 @@ def render_show(shown: dict[str, Any]) -> None:
     out.print()
     out.print(attempts)
     journal = Table(title="journal", title_justify="left", box=None, header_style="bold")
-    for name in ("POS", "OPERATION", "NAME", "VALUE"):
+    for name in ("POS", "OPERATION", "NAME", "VALUE", "CALL SITE"):
         journal.add_column(name)
     for e in shown["journal"]:
         journal.add_row(
@@ -191,6 +191,7 @@ def render_show(shown: dict[str, Any]) -> None:
             e["operation"],
             (e["name"] or "-").replace("[", r"\["),
             _plain(e["value"]).replace("[", r"\["),
+            _call_site(e.get("site")).replace("[", r"\["),
         )
     out.print()
     if shown["journal"]:
@@ -280,3 +281,11 @@ def progress(what: str, enabled: bool = True) -> Iterator[Callable[[int, int], N
     finally:
         if bar is not None:
             bar.stop()
+
+
+def _call_site(site: dict[str, Any] | None) -> str:
+    """`file:line in function()` for a journal entry's call site, `-` when none is recorded."""
+    if site is None:
+        return "-"
+    where = f"{site['file']}:{site['line']}"
+    return f"{where} in {site['function']}()" if site["function"] else where

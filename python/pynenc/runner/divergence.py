@@ -4,20 +4,19 @@ arguments cannot be read or the two read alike once cut."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pynenc import codec
 from pynenc._core import journal_id
-from pynenc.errors import NonDeterminismError
+from pynenc.errors import NonDeterminismError, Operation
+from pynenc.report import cut
 
 if TYPE_CHECKING:
     from pynenc.task import Task
     from pynenc.workflow.context import WorkflowContext
 
-__all__ = ["at_child"]
-
-#: Longest text shown for one call's arguments.
-SHOWN_CHARS = 200
+__all__ = ["at_child", "with_recorded_child"]
 
 
 def at_child(
@@ -26,23 +25,60 @@ def at_child(
     """`exc`, raised by dispatching `task` with `args_bytes`, worded with both calls'
     arguments; the execution re-raises it in these words if the task swallows it."""
     position = getattr(exc, "position", None)
-    recorded = str(getattr(exc, "recorded", ""))
-    if not isinstance(position, int):
+    recorded: Operation | None = getattr(exc, "recorded", None)
+    requested: Operation | None = getattr(exc, "requested", None)
+    if not isinstance(position, int) or recorded is None or requested is None:
         return exc
-    requested = f"execute_task({task.task_id}{_arguments(args_bytes)})"
+    mine = _arguments(args_bytes)
+    requested = replace(requested, value=mine, call=f"execute_task({task.task_id}{_listed(mine)})")
     op = _recorded_op(ctx, position)
     if op is not None and op[0] == "execute_task":
         _kind, child_task, child_id, digest = op
         shown = _child_arguments(ctx, child_id)
-        mine = codec.digest(args_bytes)[:4].hex()
+        my_digest = f"args digest {codec.digest(args_bytes)[:4].hex()}"
         if shown is None:  # only the digests can be compared
-            requested = f"{requested} (args digest {mine})"
+            requested = replace(requested, call=f"{requested.call} ({my_digest})")
         else:
-            recorded = f"execute_task({child_task}{shown})"
-            if recorded == requested:  # they differ beyond what is shown
-                recorded = f"{recorded} (args digest {bytes(digest[:4]).hex()})"
-                requested = f"{requested} (args digest {mine})"
-    return ctx._execution.reword_divergence(position, recorded, requested)
+            recorded = replace(
+                recorded, value=shown, call=f"execute_task({child_task}{_listed(shown)})"
+            )
+            if recorded.call == requested.call:  # they differ beyond what is shown
+                theirs = f"args digest {bytes(digest[:4]).hex()}"
+                recorded = replace(recorded, call=f"{recorded.call} ({theirs})")
+                requested = replace(requested, call=f"{requested.call} ({my_digest})")
+    reworded = NonDeterminismError.from_report(
+        exc.workflow_id, exc.invocation_id, position, recorded, requested
+    )
+    return ctx._execution.reword_divergence(position, reworded)
+
+
+def with_recorded_child(ctx: WorkflowContext, exc: NonDeterminismError) -> NonDeterminismError:
+    """`exc` with the recorded child's arguments decoded, when the journal recorded a child
+    dispatch where the code now asks for another operation (or returns); `exc` itself when
+    there is nothing to decode. The execution re-raises it in these words."""
+    recorded: Operation | None = getattr(exc, "recorded", None)
+    position = getattr(exc, "position", None)
+    if recorded is None or recorded.kind != "execute_task" or not isinstance(position, int):
+        return exc
+    if recorded.value is not None and not recorded.value.startswith("args digest"):
+        return exc  # worded already (at_child)
+    op = _recorded_op(ctx, position)
+    if op is None or op[0] != "execute_task":
+        return exc
+    _kind, child_task, child_id, _digest = op
+    shown = _child_arguments(ctx, child_id)
+    if shown is None:
+        return exc
+    recorded = replace(recorded, value=shown, call=f"execute_task({child_task}{_listed(shown)})")
+    reworded = NonDeterminismError.from_report(
+        exc.workflow_id, exc.invocation_id, position, recorded, exc.requested
+    )
+    return ctx._execution.reword_divergence(position, reworded)
+
+
+def _listed(arguments: str) -> str:
+    """`, 1, 'b'` for the arguments `1, 'b'`; nothing for none."""
+    return f", {arguments}" if arguments else ""
 
 
 def _recorded_op(ctx: WorkflowContext, position: int) -> tuple[Any, ...] | None:
@@ -65,14 +101,11 @@ def _child_arguments(ctx: WorkflowContext, child_id: bytes) -> str | None:
 
 
 def _arguments(args_bytes: bytes) -> str:
-    """`, 1, 'b', key=2` for encoded arguments `[[1, 'b'], {'key': 2}]`, cut to
+    """`1, 'b', key=2` for encoded arguments `[[1, 'b'], {'key': 2}]`, cut to
     `SHOWN_CHARS`."""
     try:
         args, kwargs = codec.decode(args_bytes)
         parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
     except Exception:  # noqa: BLE001 - arguments this build cannot read
-        return f", args digest {codec.digest(args_bytes)[:4].hex()}"
-    text = ", ".join(parts)
-    if len(text) > SHOWN_CHARS:
-        text = text[: SHOWN_CHARS - 3] + "..."
-    return f", {text}" if text else ""
+        return f"args digest {codec.digest(args_bytes)[:4].hex()}"
+    return cut(", ".join(parts))

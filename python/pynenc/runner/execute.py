@@ -34,6 +34,7 @@ from pynenc.invocation import (
     InvocationStatus,
     describe_exception,
 )
+from pynenc.runner import divergence
 from pynenc.runner.owner import current_owner
 from pynenc.runner.records import store_record
 from pynenc.task import Task
@@ -144,10 +145,10 @@ def run(
                 raise error
             if error is None and had_journal:
                 # Code that returns having done less than its journal recorded has diverged.
-                execution.finish()
+                _finish(ctx)
             if replay_only:
                 if error is not None:
-                    execution.finish()
+                    _finish(ctx)
                     raise error
                 return value
             if error is None:
@@ -208,9 +209,20 @@ def _call(ctx: WorkflowContext, record: InvocationRecord) -> tuple[Any, BaseExce
     try:
         return ctx.task.func(*args, **kwargs), None
     except BaseException as exc:  # noqa: BLE001 - sorted out by the caller (`_interrupts`)
+        if isinstance(exc, NonDeterminismError):
+            exc = divergence.with_recorded_child(ctx, exc)
         return None, exc
     finally:
         _CURRENT.reset(token)
+
+
+def _finish(ctx: WorkflowContext) -> None:
+    """Check that the code did all its journal recorded; a divergence is worded with the
+    recorded child's arguments when the missing entry is a child dispatch."""
+    try:
+        ctx._execution.finish()
+    except NonDeterminismError as exc:
+        raise divergence.with_recorded_child(ctx, exc) from None
 
 
 def _interrupts(error: BaseException) -> bool:

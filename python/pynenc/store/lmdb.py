@@ -165,6 +165,11 @@ class LmdbStore:
         """The journal as `(operation, *values)` tuples (see `pynenc.journal`)."""
         return self._core.journal_ops(invocation)
 
+    def journal_sites(self, invocation: bytes) -> list[tuple[str, int, str] | None]:
+        """Where each journal entry was made, in order: `(file, line, function)` (the function
+        `""` when not recorded), or None for an entry recorded without a call site."""
+        return self._core.journal_sites(invocation)
+
     def journal_entries(self, invocation: bytes) -> list[tuple[int, bytes]]:
         """The journal of `invocation` as `(kind, raw payload)` pairs, for debugging.
 

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
 
-use crate::error::Error;
+use crate::error::{Error, Report};
 
 static ERRORS_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
@@ -35,12 +35,18 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             recorded,
             requested,
         } => {
-            attrs.set_item("workflow_id", workflow_id)?;
-            attrs.set_item("invocation_id", invocation_id)?;
-            attrs.set_item("position", position)?;
-            attrs.set_item("recorded", recorded)?;
-            attrs.set_item("requested", requested)?;
-            "NonDeterminismError"
+            // Worded in Python, which decodes the recorded values.
+            let exc = class(py, "NonDeterminismError")?.call_method1(
+                "from_report",
+                (
+                    workflow_id,
+                    invocation_id,
+                    position,
+                    report_dict(py, recorded)?,
+                    report_dict(py, requested)?,
+                ),
+            )?;
+            return Ok(PyErr::from_value(exc));
         }
         Error::CorruptEntry {
             path,
@@ -129,6 +135,27 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
         exc.setattr(k.cast::<pyo3::types::PyString>()?, v)?;
     }
     Ok(PyErr::from_value(exc))
+}
+
+/// One side of a divergence as the dict `NonDeterminismError.from_report` reads.
+fn report_dict<'py>(py: Python<'py>, r: &Report) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("kind", r.kind)?;
+    d.set_item("description", &r.description)?;
+    d.set_item("name", &r.name)?;
+    d.set_item("value", &r.value)?;
+    d.set_item(
+        "data",
+        r.data.as_deref().map(|b| pyo3::types::PyBytes::new(py, b)),
+    )?;
+    let site = r.site.as_ref();
+    d.set_item("file", site.map(|s| &*s.code.file))?;
+    d.set_item("line", site.map(|s| s.line))?;
+    d.set_item(
+        "function",
+        site.map(|s| &*s.code.function).filter(|f| !f.is_empty()),
+    )?;
+    Ok(d)
 }
 
 /// `?`-friendly conversion for binding code.

@@ -10,7 +10,7 @@ use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use super::errors::{class, to_pyerr, IntoPy};
 use super::store::PyStore;
-use super::{bytes16, scalar};
+use super::{bytes16, scalar, site};
 use crate::error::Error;
 use crate::ids;
 use crate::recorder::Recorder;
@@ -92,40 +92,43 @@ impl PyExecution {
     }
 
     /// A float in [0, 1) with 53 random bits.
-    fn random(&mut self) -> PyResult<f64> {
-        self.usable("random")?;
-        let r = self.recorder.random_u64();
-        self.watch(r).map(u64_to_unit_f64)
+    fn random(&mut self, py: Python<'_>) -> PyResult<f64> {
+        self.draw(py, "random").map(u64_to_unit_f64)
     }
 
     /// A raw 64-bit draw of the random stream.
-    fn random_u64(&mut self) -> PyResult<u64> {
-        self.usable("rng")?;
-        let r = self.recorder.random_u64();
-        self.watch(r)
+    fn random_u64(&mut self, py: Python<'_>) -> PyResult<u64> {
+        self.draw(py, "rng")
     }
 
     /// A version-4 UUID string.
-    fn uuid(&mut self) -> PyResult<String> {
+    fn uuid(&mut self, py: Python<'_>) -> PyResult<String> {
         self.usable("uuid")?;
+        let before = self.recorder.pending_len();
         let r = self.recorder.uuid();
         let bytes = self.watch(r)?;
+        if self.recorder.pending_len() > before {
+            self.locate(py);
+        }
         Ok(ids::format(&bytes))
     }
 
     /// A timezone-aware UTC datetime: the real clock when recording, the journal on replay.
     fn utc_now<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.usable("utc_now")?;
-        let r = self.recorder.time();
-        let us = self.watch(r)?;
+        let us = self.utc_now_us(py)?;
         datetime_from_us(py, us)
     }
 
     /// As `utc_now`, in microseconds since the epoch.
-    fn utc_now_us(&mut self) -> PyResult<i64> {
+    fn utc_now_us(&mut self, py: Python<'_>) -> PyResult<i64> {
         self.usable("utc_now")?;
+        let before = self.recorder.pending_len();
         let r = self.recorder.time();
-        self.watch(r)
+        let us = self.watch(r)?;
+        if self.recorder.pending_len() > before {
+            self.locate(py);
+        }
+        Ok(us)
     }
 
     /// The recorded outcome of side effect `name` as (bytes, failed): its value, or when
@@ -143,8 +146,9 @@ impl PyExecution {
     }
 
     /// Record a side effect's outcome: its encoded value, or (`failed`) its encoded error.
-    fn side_effect_record(&mut self, name: &str, value: Vec<u8>, failed: bool) {
+    fn side_effect_record(&mut self, py: Python<'_>, name: &str, value: Vec<u8>, failed: bool) {
         self.recorder.record_side_effect(name, value, failed);
+        self.locate(py);
     }
 
     /// Dispatch of a child: (child invocation id, replayed).
@@ -159,6 +163,9 @@ impl PyExecution {
             .recorder
             .child(task_id, bytes16("an arguments digest", args_digest)?);
         let (id, replayed) = self.watch(r)?;
+        if !replayed {
+            self.locate(py);
+        }
         Ok((PyBytes::new(py, &id), replayed))
     }
 
@@ -178,22 +185,32 @@ impl PyExecution {
     }
 
     #[pyo3(signature = (key, value))]
-    fn data_read_record(&mut self, key: &str, value: Option<Vec<u8>>) {
+    fn data_read_record(&mut self, py: Python<'_>, key: &str, value: Option<Vec<u8>>) {
         self.recorder.record_data_read(key, value);
+        self.locate(py);
     }
 
     /// A data write; True when replayed (already durable: do not write again).
-    fn data_write(&mut self, key: &str, value_digest: &[u8]) -> PyResult<bool> {
+    fn data_write(&mut self, py: Python<'_>, key: &str, value_digest: &[u8]) -> PyResult<bool> {
         self.usable("set_data")?;
         let r = self
             .recorder
             .data_write(key, bytes16("a value digest", value_digest)?);
-        self.watch(r)
+        let replayed = self.watch(r)?;
+        if !replayed && !self.replay_only {
+            self.locate(py);
+        }
+        Ok(replayed)
     }
 
     /// Write workflow data: recorded by digest; visible to this process at once, durable at
     /// the next flush. A replayed write is not written again (a newer value may exist).
-    fn set_data(&mut self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn set_data(
+        &mut self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         self.usable("set_data")?;
         let key = text(DATA_KEY, key)?;
         let data_key = self.data_key(key)?;
@@ -212,6 +229,7 @@ impl PyExecution {
         if self.watch(r)? || self.replay_only {
             return Ok(());
         }
+        self.locate(py);
         // The journal entry and the value are staged together, the entry first: a flush by any
         // thread commits both or neither.
         let mut staging = self.store.staging();
@@ -250,6 +268,7 @@ impl PyExecution {
                 let live = self.engine(live)?;
                 let value = decode(&live)?;
                 self.recorder.record_data_read(key, live);
+                self.locate(py);
                 Ok(value)
             }
         }
@@ -327,25 +346,17 @@ impl PyExecution {
         &mut self,
         py: Python<'_>,
         position: u64,
-        recorded: String,
-        requested: String,
+        reworded: Bound<'_, PyAny>,
     ) -> PyResult<PyErr> {
-        let err = to_pyerr(Error::NonDeterminism {
-            workflow_id: self.workflow_id.clone(),
-            invocation_id: ids::format(self.recorder.invocation_id()),
-            position,
-            recorded,
-            requested,
-        });
         if let Some(kept) = &self.fault {
             let kept = kept.bind(py);
             if kept.is_instance(&class(py, "NonDeterminismError")?)?
                 && kept.getattr("position")?.extract::<u64>()? == position
             {
-                self.fault = Some(err.value(py).clone().into_any().unbind());
+                self.fault = Some(reworded.clone().unbind());
             }
         }
-        Ok(err)
+        Ok(PyErr::from_value(reworded))
     }
 
     /// The fault that ended this attempt, or None.
@@ -449,7 +460,31 @@ impl PyExecution {
         match r {
             Ok(v) => Ok(v),
             Err(e @ Error::InvalidArgument(_)) => Err(to_pyerr(e)),
+            Err(e @ Error::NonDeterminism { .. }) => {
+                Err(self.fault_from(to_pyerr(site::locate_request(e))))
+            }
             Err(e) => Err(self.fault_from(to_pyerr(e))),
+        }
+    }
+
+    /// A raw draw of the random stream for `op` (`random` or `rng`, as refusals name it).
+    #[inline(always)]
+    fn draw(&mut self, py: Python<'_>, op: &str) -> PyResult<u64> {
+        self.usable(op)?;
+        let before = self.recorder.pending_len();
+        let r = self.recorder.random_u64();
+        let v = self.watch(r)?;
+        if self.recorder.pending_len() > before {
+            self.locate(py);
+        }
+        Ok(v)
+    }
+
+    /// Give the entry just recorded the call site of the user's code making it.
+    #[inline]
+    fn locate(&mut self, py: Python<'_>) {
+        if let Some(here) = site::here(py) {
+            self.recorder.locate_last(here);
         }
     }
 

@@ -10,6 +10,7 @@ pub mod context;
 pub mod errors;
 pub mod execution;
 mod scalar;
+mod site;
 pub mod store;
 
 /// The key of the journal of attempt `attempt` of an invocation (see `ids::journal_id`).

@@ -168,6 +168,21 @@ impl PyStore {
         entries.iter().map(|e| op_tuple(py, &e.op)).collect()
     }
 
+    /// The call site of each journal entry of `invocation`, in order: `(file, line,
+    /// function)`, the function `""` when not recorded; None for an entry without one.
+    fn journal_sites(&self, invocation: &[u8]) -> PyResult<Vec<Option<(String, u32, String)>>> {
+        let invocation = parse_id(invocation)?;
+        let entries = self.inner.journal(&invocation).py_err()?;
+        Ok(entries
+            .iter()
+            .map(|e| {
+                e.call_site
+                    .as_deref()
+                    .map(|s| (s.code.file.to_string(), s.line, s.code.function.to_string()))
+            })
+            .collect())
+    }
+
     /// Claim the next claimable invocation: `(invocation, token, expires_ms, taken_over)` or
     /// `None`; `taken_over` says its last holder never gave it back (a resumption).
     fn claim<'py>(
@@ -294,7 +309,8 @@ impl PyStore {
     }
 
     /// Private, for tests and tools: stage journal entries given as `(kind, raw payload)` or
-    /// `(kind, raw payload, (file, line) | None)`, validated by decoding them.
+    /// `(kind, raw payload, (file, line) | (file, line, function) | None)`, validated by
+    /// decoding them.
     fn _append_journal(
         &self,
         invocation: &[u8],
@@ -306,10 +322,14 @@ impl PyStore {
         for (i, item) in entries.iter().enumerate() {
             let kind: u8 = item.get_item(0)?.extract()?;
             let payload: Vec<u8> = item.get_item(1)?.extract()?;
-            let call_site: Option<(String, u32)> = if item.len() > 2 {
-                item.get_item(2)?.extract()?
-            } else {
-                None
+            let call_site: Option<(String, u32, Option<String>)> = match item.get_item(2) {
+                Ok(site) if site.is_none() => None,
+                Ok(site) if site.len()? == 3 => Some(site.extract()?),
+                Ok(site) => {
+                    let (file, line): (String, u32) = site.extract()?;
+                    Some((file, line, None))
+                }
+                Err(_) => None,
             };
             parsed.push(entry_from_raw(
                 kind,
@@ -425,16 +445,35 @@ fn raw_payload(entry: &Entry) -> Vec<u8> {
 fn entry_from_raw(
     kind: u8,
     payload: &[u8],
-    call_site: Option<(String, u32)>,
+    call_site: Option<(String, u32, Option<String>)>,
     position: u64,
 ) -> PyResult<Entry> {
-    let mut buf = vec![SEGMENT_VERSION, kind, u8::from(call_site.is_some())];
+    // (file, line): the call site of flag 0x01; (file, line, function): flag 0x02, the first
+    // code location of its one-entry segment.
+    let flags = match &call_site {
+        None => 0,
+        Some((_, _, None)) => 1,
+        Some((_, _, Some(_))) => 2,
+    };
+    let mut buf = vec![SEGMENT_VERSION, kind, flags];
     put_uleb(&mut buf, payload.len() as u64);
     buf.extend_from_slice(payload);
-    if let Some((file, line)) = &call_site {
-        put_uleb(&mut buf, file.len() as u64);
-        buf.extend_from_slice(file.as_bytes());
-        put_uleb(&mut buf, u64::from(*line));
+    let put_str = |buf: &mut Vec<u8>, s: &str| {
+        put_uleb(buf, s.len() as u64);
+        buf.extend_from_slice(s.as_bytes());
+    };
+    match &call_site {
+        None => {}
+        Some((file, line, None)) => {
+            put_str(&mut buf, file);
+            put_uleb(&mut buf, u64::from(*line));
+        }
+        Some((file, line, Some(function))) => {
+            put_uleb(&mut buf, 0);
+            put_str(&mut buf, file);
+            put_str(&mut buf, function);
+            put_uleb(&mut buf, u64::from(*line));
+        }
     }
     let crc = crc32c::crc32c(&buf[1..]);
     buf.extend_from_slice(&crc.to_le_bytes());
