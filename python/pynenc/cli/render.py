@@ -284,8 +284,17 @@ def progress(what: str, enabled: bool = True) -> Iterator[Callable[[int, int], N
 
 
 def _call_site(site: dict[str, Any] | None) -> str:
-    """`file:line in function()` for a journal entry's call site, `-` when none is recorded."""
+    """`file:line in function()` for a journal entry's call site, `-` when none is recorded;
+    a file below the working directory is shown relative to it (`--json` keeps the path)."""
     if site is None:
         return "-"
-    where = f"{site['file']}:{site['line']}"
+    where = f"{_relative(site['file'])}:{site['line']}"
     return f"{where} in {site['function']}()" if site["function"] else where
+
+
+def _relative(path: str) -> str:
+    try:
+        shown = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return path if shown.startswith("..") else shown
