@@ -32,8 +32,8 @@ __all__ = ["COMMANDS", "compress", "render_html", "timeline", "trace_events"]
 #: it is longer than this share of the whole run, and at least `MIN_GAP_S` seconds.
 GAP_SHARE = 0.1
 MIN_GAP_S = 0.5
-#: What a shortened stretch is drawn as: this share of the whole run's (uncompressed) length.
-GAP_WIDTH_SHARE = 0.04
+#: What a shortened stretch is drawn as: this share of the time outside shortened stretches.
+GAP_WIDTH_SHARE = 0.08
 
 
 def _record(app: Pynenc, invocation_id: str) -> InvocationRecord:
@@ -57,6 +57,8 @@ def _attempt_spans(record: InvocationRecord, end: float) -> list[dict[str, Any]]
     """The attempts with their start and end in seconds (the latest ends with the bar)."""
     out = []
     for shown, raw in zip(read._attempts(record), [*record.attempts, None], strict=True):
+        started: float | None
+        ended: float | None
         if raw is None:
             started, ended = record.started_at, end
         else:
@@ -68,17 +70,15 @@ def _attempt_spans(record: InvocationRecord, end: float) -> list[dict[str, Any]]
 def compress(points: list[float]) -> list[dict[str, float]]:
     """The idle stretches to shorten: between consecutive event times, each longer than
     `GAP_SHARE` of the whole run and `MIN_GAP_S`; as `{"t0", "t1", "drawn"}` (real seconds,
-    and the length drawn instead)."""
+    and the length drawn instead: `GAP_WIDTH_SHARE` of the time the run was not idle)."""
     if len(points) < 2:
         return []
     ordered = sorted(set(points))
     total = ordered[-1] - ordered[0]
     threshold = max(MIN_GAP_S, GAP_SHARE * total)
-    return [
-        {"t0": a, "t1": b, "drawn": GAP_WIDTH_SHARE * total}
-        for a, b in itertools.pairwise(ordered)
-        if b - a > threshold
-    ]
+    idle = [(a, b) for a, b in itertools.pairwise(ordered) if b - a > threshold]
+    busy = max(total - sum(b - a for a, b in idle), 0.01 * total)
+    return [{"t0": a, "t1": b, "drawn": GAP_WIDTH_SHARE * busy} for a, b in idle]
 
 
 def _axis(gaps: list[dict[str, float]], origin: float) -> Callable[[float], float]:

@@ -31,14 +31,15 @@ header .meta { color: #57606a; }
 #legend .gapsw { background: repeating-linear-gradient(135deg, #d0d7de 0 3px, #fff 3px 6px); }
 main { flex: 1; display: flex; min-height: 0; }
 #chart { flex: 1; overflow: auto; }
-#panel { width: 430px; flex: none; overflow: auto; border-left: 1px solid #d0d7de;
+#panel { width: 460px; flex: none; overflow: auto; border-left: 1px solid #d0d7de;
   background: #f6f8fa; padding: 10px 14px; box-sizing: border-box; }
 #panel .hint { color: #57606a; }
 #panel h2 { font-size: 14px; margin: 0 0 6px; word-break: break-all; }
 #panel table { border-collapse: collapse; width: 100%; margin: 6px 0 12px; }
 #panel th, #panel td { text-align: left; padding: 2px 6px 2px 0; vertical-align: top;
   border-bottom: 1px solid #eaeef2; font-size: 12px; }
-#panel td.v { font-family: ui-monospace, "DejaVu Sans Mono", monospace; word-break: break-all; }
+#panel td.v { font-family: ui-monospace, "DejaVu Sans Mono", monospace;
+  overflow-wrap: anywhere; }
 #panel .close { float: right; cursor: pointer; border: 0; background: none; font-size: 16px; }
 svg text { font-size: 12px; }
 .bar { cursor: pointer; }
@@ -117,7 +118,7 @@ svg text { font-size: 12px; }
 
   var chart = document.getElementById("chart");
   var width = Math.max(chart.clientWidth, 700);
-  var plot = width - LABEL - PAD * 2;
+  var plot = width - LABEL - PAD - 170;  // room on the right for the last bar's tag
   var length = model.length > 0 ? model.length : 1;
   function X(x) { return LABEL + PAD + (x / length) * plot; }
   var height = TOP + model.bars.length * ROW + 12;
@@ -137,11 +138,14 @@ svg text { font-size: 12px; }
     });
     return t;
   };
+  var lastTick = null;
   for (var i = 0; i <= 8; i++) {
-    var tx = (length * i) / 8;
+    var tx = (length * i) / 8, tick = "+" + secs(realAt(tx));
+    if (tick === lastTick) { continue; }
+    lastTick = tick;
     el("line", { x1: X(tx), x2: X(tx), y1: TOP - 6, y2: height, "class": "tick" }, svg);
     el("text", { x: X(tx), y: TOP - 10, "text-anchor": "middle", "class": "ticktext" }, svg,
-       "+" + secs(realAt(tx)));
+       tick);
   }
 
   // Child workflows: a band behind the rows of each workflow started below the root.
@@ -208,7 +212,7 @@ svg text { font-size: 12px; }
     });
     var tag = secs(b.duration_s) +
       (b.recoveries ? " \u21bb recovered " + b.recoveries + "\u00d7" : "");
-    el("text", { x: Math.min(x1 + 4, width - 120), y: y + ROW / 2 + 4, "class": "ticktext",
+    el("text", { x: x1 + 4, y: y + ROW / 2 + 4, "class": "ticktext",
                  "pointer-events": "none" }, svg, tag);
     function pick() { open(b, bar, label); }
     bar.addEventListener("click", pick);
@@ -251,10 +255,11 @@ svg text { font-size: 12px; }
     h("h3", "attempts", panel);
     var at = h("table", null, panel);
     var head = h("tr", null, at);
-    ["#", "status", "started", "ended", "owner"].forEach(function (c) { h("th", c, head); });
+    ["#", "status", "started (UTC)", "ended", "owner"].forEach(function (c) { h("th", c, head); });
     b.attempts.forEach(function (a) {
       var tr = h("tr", null, at);
-      [a.attempt, a.status, a.started, a.ended, a.owner].forEach(function (v) {
+      var clock = function (t) { return t ? t.slice(11, 23) : null; };
+      [a.attempt, a.status, clock(a.started), clock(a.ended), a.owner].forEach(function (v) {
         h("td", v === null ? "-" : String(v), tr, "v");
       });
       if (a.error) {
