@@ -1,6 +1,7 @@
 """`pynenc timeline`: the HTML page, opened by headless Chromium and checked from the rendered
 page, and the Chrome trace-event JSON; on a real store holding a workflow with tasks, a child
-workflow, and a crash (SIGKILL) that `pynenc recover` resumed."""
+workflow, a task that failed twice (a retry), and a crash (SIGKILL) that `pynenc recover`
+resumed."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ def step(n: int) -> int:
     return n * 2
 
 
+@app.task(name="tlflow.doomed", max_retries=1, retry_backoff=0.0)
+def doomed(n: int) -> int:
+    raise ValueError(f"doomed {n}")
+
+
 @app.task(name="tlflow.report", force_new_workflow=True)
 def report(n: int) -> dict:
     doubled = report.wf.execute_task(step, n).result
@@ -47,6 +53,10 @@ def pipeline(n: int) -> dict:
     if os.environ.get("TLFLOW_CRASH") == "1":
         os.kill(os.getpid(), signal.SIGKILL)
     second = pipeline.wf.execute_task(step, first).result
+    try:
+        pipeline.wf.execute_task(doomed, second).result
+    except ValueError:
+        pass
     child = pipeline.wf.execute_task(report, second).result
     return {"first": first, "second": second, "child": child}
 
@@ -108,7 +118,7 @@ def drawn(tmp_path_factory: pytest.TempPathFactory) -> Run:
     done = r.pynenc("timeline", r.workflow, "--html", str(r.html), "--trace", str(r.trace))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
-        f"5 invocations of workflow {r.workflow}: wrote {r.html}, wrote {r.trace}"
+        f"6 invocations of workflow {r.workflow}: wrote {r.html}, wrote {r.trace}"
     )
     return r
 
@@ -183,12 +193,13 @@ def test_rendered_page_draws_a_bar_per_invocation_nested_under_its_parent(
     dom = Dom()
     dom.feed(dumped.stdout)
     expected = nodes(drawn.tree)
-    assert len(dom.bars) == len(expected) == 5
+    assert len(dom.bars) == len(expected) == 6
     by_id = {bar["data-id"]: bar for bar in dom.bars}
     assert set(by_id) == {node["invocation_id"] for node, _ in expected}
     for node, parent in expected:
         bar = by_id[node["invocation_id"]]
-        assert bar["data-status"] == "success"
+        assert bar["data-status"] == ("failed" if node["task"] == "tlflow.doomed" else "success")
+        assert bar["fill"] == {"success": "#1a7f37", "failed": "#cf222e"}[node["status"]]
         assert bar["data-workflow"] == node["workflow_id"]
         if parent is None:
             assert bar["data-depth"] == "0" and bar["data-parent"] == ""
@@ -210,8 +221,17 @@ def test_rendered_page_draws_a_bar_per_invocation_nested_under_its_parent(
     assert dom.panel is not None and dom.panel.get("data-id") == drawn.workflow
     text = " ".join(t.strip() for t in dom.panel_text if t.strip())
     assert "tlflow.pipeline" in text and "recoveries 1" in text
-    assert "journal (3 entries)" in text
-    assert text.count("execute_task") == 3 and "tlflow.report" in text
+    assert "journal (4 entries)" in text
+    assert text.count("execute_task") == 4 and "tlflow.report" in text
+    # The failed task's panel: both attempts, each with its error.
+    (doomed,) = [n for n, _ in expected if n["task"] == "tlflow.doomed"]
+    dumped = browse(drawn.html, f"#open={doomed['invocation_id']}", "--dump-dom")
+    dom = Dom()
+    dom.feed(dumped.stdout)
+    assert dom.panel is not None and dom.panel.get("data-id") == doomed["invocation_id"]
+    text = " ".join(t.strip() for t in dom.panel_text if t.strip())
+    assert text.count("ValueError: doomed 12") == 3  # the record's error, and each attempt's
+    assert "0 failed" in text and "1 failed" in text
 
     shot = tmp_path / "timeline.png"
     taken = browse(drawn.html, f"#open={drawn.workflow}", f"--screenshot={shot}")
@@ -223,7 +243,7 @@ def test_page_without_a_click_shows_no_journal(drawn: Run) -> None:
     dumped = browse(drawn.html, "", "--dump-dom")
     dom = Dom()
     dom.feed(dumped.stdout)
-    assert len(dom.bars) == 5
+    assert len(dom.bars) == 6
     assert dom.panel is not None and "data-id" not in dom.panel
     assert "journal (" not in " ".join(dom.panel_text)
 
@@ -239,7 +259,7 @@ def test_trace_is_chrome_trace_event_json(drawn: Run) -> None:
     trace = json.loads(drawn.trace.read_text())
     events = trace["traceEvents"]
     complete = [e for e in events if e["ph"] == "X"]
-    assert len(complete) == 5
+    assert len(complete) == 6
     for event in events:
         assert {"name", "ph", "pid", "tid"} <= set(event)
     for event in complete:
@@ -254,7 +274,7 @@ def test_trace_is_chrome_trace_event_json(drawn: Run) -> None:
             assert up["ts"] <= event["ts"] and event["ts"] + event["dur"] <= up["ts"] + up["dur"]
     # A process per workflow (named), a thread per invocation.
     assert len({e["pid"] for e in complete}) == 2
-    assert len({(e["pid"], e["tid"]) for e in complete}) == 5
+    assert len({(e["pid"], e["tid"]) for e in complete}) == 6
     names = {e["pid"]: e["args"]["name"] for e in events if e["name"] == "process_name"}
     assert names[by_id[drawn.workflow]["pid"]] == f"workflow tlflow.pipeline {drawn.workflow}"
     # The crash and the recovery are inside the root's span: it lasts over the idle second.

@@ -38,8 +38,8 @@ main { flex: 1; display: flex; min-height: 0; }
 #panel table { border-collapse: collapse; width: 100%; margin: 6px 0 12px; }
 #panel th, #panel td { text-align: left; padding: 2px 6px 2px 0; vertical-align: top;
   border-bottom: 1px solid #eaeef2; font-size: 12px; }
-#panel td.v { font-family: ui-monospace, "DejaVu Sans Mono", monospace;
-  overflow-wrap: anywhere; }
+#panel td.v { font-family: ui-monospace, "DejaVu Sans Mono", monospace; white-space: nowrap; }
+#panel td.v:last-child { white-space: normal; overflow-wrap: anywhere; }
 #panel .close { float: right; cursor: pointer; border: 0; background: none; font-size: 16px; }
 svg text { font-size: 12px; }
 .bar { cursor: pointer; }
