@@ -43,7 +43,7 @@ def doomed(n: int) -> int:
 @app.task(name="tlflow.report", force_new_workflow=True)
 def report(n: int) -> dict:
     doubled = report.wf.execute_task(step, n).result
-    report.wf.set_data("doubled", doubled)
+    report.wf.set_data("note", "</script><!-- <b>not markup</b>")
     return {"n": n, "doubled": doubled, "draw": report.wf.random()}
 
 
@@ -223,6 +223,14 @@ def test_rendered_page_draws_a_bar_per_invocation_nested_under_its_parent(
     assert "tlflow.pipeline" in text and "recoveries 1" in text
     assert "journal (4 entries)" in text
     assert text.count("execute_task") == 4 and "tlflow.report" in text
+    # A value that looks like markup is shown as the text it is.
+    (report,) = [n for n, _ in expected if n["task"] == "tlflow.report"]
+    dumped = browse(drawn.html, f"#open={report['invocation_id']}", "--dump-dom")
+    dom = Dom()
+    dom.feed(dumped.stdout)
+    assert len(dom.bars) == 6
+    text = " ".join(t.strip() for t in dom.panel_text if t.strip())
+    assert "set_data note </script><!-- <b>not markup</b>" in text
     # The failed task's panel: both attempts, each with its error.
     (doomed,) = [n for n, _ in expected if n["task"] == "tlflow.doomed"]
     dumped = browse(drawn.html, f"#open={doomed['invocation_id']}", "--dump-dom")

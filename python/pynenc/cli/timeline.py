@@ -184,7 +184,9 @@ def timeline(app: Pynenc, workflow_id: str, now: float | None = None) -> dict[st
 
 def render_html(model: dict[str, Any]) -> str:
     """The page: the model inline as JSON, drawn by inline script; nothing is fetched."""
-    data = json.dumps(model, ensure_ascii=True).replace("</", "<\\/")
+    # `<` only occurs inside JSON strings, where `\u003c` is the same character: no value can
+    # end the script element (`</script>`) or open a comment in it (`<!--`).
+    data = json.dumps(model, ensure_ascii=True).replace("<", "\\u003c")
     title = html.escape(f"{model['task']} {model['workflow_id']}")
     return PAGE.replace("__TITLE__", title).replace("__DATA__", data)
 
