@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import inspect
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, overload
 
 from pynenc import checks, codec
@@ -29,7 +25,7 @@ from pynenc.journal import JournalEntry, decode_ops
 from pynenc.record_check import Skipped
 from pynenc.registry import TaskRegistry, check_modules, check_name
 from pynenc.runner import claims, execute, operations, records, waiting
-from pynenc.runner.leases import LeaseKeeper, now_ms
+from pynenc.runner.leases import LeaseKeeper
 from pynenc.runner.owner import current_owner, owner_is_dead
 from pynenc.store import open_store
 from pynenc.task import Task, TaskOptions
@@ -51,7 +47,9 @@ class Pynenc:
 
     Args:
         app_id: A name for the app (logs, worker banners).
-        store: Store URL, `lmdb://PATH`; default env `PYNENC_STORE`, else `lmdb://.pynenc`.
+        store: Store URL, `lmdb://PATH` (embedded, one machine) or
+            `postgresql://USER@HOST/DATABASE?schema=NAME` (workers on many hosts); default env
+            `PYNENC_STORE`, else `lmdb://.pynenc`.
         execution: `inline` (a call runs in the calling process) or `queued` (a call is
             enqueued for workers); default env `PYNENC_EXECUTION`, else `inline`.
         max_payload_bytes: Largest encoded payload accepted (default 16 MiB).
@@ -61,6 +59,8 @@ class Pynenc:
             failed (default 5).
         flush_interval_ms: Longest a write waits for its task's next flush before the store
             commits it in the background (default 5; 0: never in the background).
+        store_unavailable_seconds: How long store operations retry while a PostgreSQL server
+            cannot be reached before failing with `StoreUnavailableError` (default 30).
         include: Modules that define the app's tasks (dotted names), imported the first time
             the app looks up a task id it has not registered (a worker or a recovering process
             meeting a stored invocation), so that it finds them without importing them first.
@@ -78,6 +78,7 @@ class Pynenc:
         max_recoveries: int | None = None,
         flush_interval_ms: int | None = None,
         include: Iterable[str] | None = None,
+        store_unavailable_seconds: float | None = None,
     ) -> None:
         self.config = PynencConfig.resolve(
             app_id,
@@ -88,6 +89,7 @@ class Pynenc:
             lease_seconds,
             max_recoveries,
             flush_interval_ms,
+            store_unavailable_seconds,
         )
         self._registry = TaskRegistry(self.config.app_id, check_modules("include=", include))
         self._store: Store | None = None
@@ -104,6 +106,24 @@ class Pynenc:
                 self.config.store,
                 sync=self.config.sync,
                 flush_interval_ms=self.config.flush_interval_ms,
+                unavailable_seconds=self.config.store_unavailable_seconds,
+            )
+        return self._store
+
+    def open_existing_store(self) -> Store:
+        """Open the app's store like `store` does, but never create one: reading commands
+        use this, so that a mistyped path or schema is an error, not a new empty store.
+
+        Raises:
+            InvalidArgumentError: No store exists where the app's store URL points.
+        """
+        if self._store is None:
+            self._store = open_store(
+                self.config.store,
+                sync=self.config.sync,
+                flush_interval_ms=self.config.flush_interval_ms,
+                unavailable_seconds=self.config.store_unavailable_seconds,
+                create=False,
             )
         return self._store
 
@@ -446,7 +466,7 @@ class Pynenc:
         me = current_owner()
         adopted: dict[bytes, str | None] = {}  # id -> the dead owner it had
         try:
-            with _recovery_lock(Path(self.store.path())):
+            with self.store.recovery_lock():
                 stranded = self._stranded()
                 # Every stranded inline invocation, roots and the children inside them, is
                 # adopted while no other recover() can look: one that looks next sees a live
@@ -511,7 +531,7 @@ class Pynenc:
     def _stranded(self) -> dict[bytes, InvocationRecord]:
         """The running invocations whose owner is dead (or whose lease expired), by id."""
         leases = {inv: (owner, expires) for inv, owner, expires, _token in self.store.leases()}
-        now = now_ms()
+        now = self.store.now_ms()
         stranded: dict[bytes, InvocationRecord] = {}
         for record in self._records(Skipped("recover")):
             if record.status is not InvocationStatus.RUNNING or record.owner is None:
@@ -541,6 +561,8 @@ class Pynenc:
         invocations they held can be claimed at once (and count as resumed when they are).
         Returns how many were released."""
         released = 0
+        if not self.store.owners_are_local():
+            return 0  # workers on other hosts: only expiry tells that one died
         for invocation_id, owner, expires, token in self.store.leases():
             if expires and owner_is_dead(owner.decode(errors="replace")):
                 try:
@@ -574,13 +596,3 @@ def _is_function(obj: object) -> bool:
     )
 
 
-@contextlib.contextmanager
-def _recovery_lock(directory: Path) -> Iterator[None]:
-    """Hold the store's recovery lock (`recover.lock`, an exclusive `flock`): recoveries in
-    several processes pick and adopt stranded invocations one at a time."""
-    fd = os.open(directory / "recover.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

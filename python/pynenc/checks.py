@@ -20,6 +20,8 @@ __all__ = ["seconds", "switch", "whole"]
 MAX_PAYLOAD_BYTES = 1 << 30
 #: `lease_seconds`: 0.1 s to 7 days.
 LEASE_SECONDS = (0.1, 7 * 86400.0)
+#: `store_unavailable_seconds`: 0 (fail at once) to one day.
+UNAVAILABLE_SECONDS = (0.0, 86400.0)
 #: `max_recoveries` and `max_retries`: 0 to 10,000.
 MAX_COUNT = 10_000
 #: `flush_interval_ms`: 0 to one hour.

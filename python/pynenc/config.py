@@ -10,7 +10,7 @@ from typing import Literal
 
 from pynenc import checks, codec
 from pynenc.errors import InvalidArgumentError
-from pynenc.store import store_path
+from pynenc.store import parse_url
 
 __all__ = ["PynencConfig"]
 
@@ -25,7 +25,8 @@ class PynencConfig:
 
     Attributes:
         app_id: A name for the app (logs, worker banners).
-        store: Store URL, `lmdb://PATH` (env `PYNENC_STORE`, default `lmdb://.pynenc`).
+        store: Store URL, `lmdb://PATH` or `postgresql://USER@HOST/DATABASE?schema=NAME`
+            (env `PYNENC_STORE`, default `lmdb://.pynenc`).
         execution: `inline` runs a call in the calling process; `queued` enqueues it for
             workers (env `PYNENC_EXECUTION`, default `inline`).
         max_payload_bytes: Largest encoded argument/result/data value accepted (env
@@ -41,6 +42,9 @@ class PynencConfig:
             background thread of the store commits it, so workflow data reaches other
             processes while its task runs on (env `PYNENC_FLUSH_INTERVAL_MS`, default 5; 0
             turns the thread off).
+        store_unavailable_seconds: How long a store operation keeps retrying while a
+            PostgreSQL server cannot be reached before it fails with `StoreUnavailableError`
+            (env `PYNENC_STORE_UNAVAILABLE_SECONDS`, default 30).
     """
 
     app_id: str
@@ -51,6 +55,7 @@ class PynencConfig:
     lease_seconds: float = 30.0
     max_recoveries: int = 5
     flush_interval_ms: int = 5
+    store_unavailable_seconds: float = 30.0
 
     @classmethod
     def resolve(
@@ -63,6 +68,7 @@ class PynencConfig:
         lease_seconds: float | None = None,
         max_recoveries: int | None = None,
         flush_interval_ms: int | None = None,
+        store_unavailable_seconds: float | None = None,
     ) -> PynencConfig:
         """Every setting from its argument, else its environment variable, else its default,
         each checked against its documented range (docs/operations.md).
@@ -83,7 +89,7 @@ class PynencConfig:
             )
         url = store or env.get("PYNENC_STORE") or DEFAULT_STORE
         try:
-            store_path(url)  # checked now, opened on first use
+            parse_url(url)  # checked now, opened on first use
         except InvalidArgumentError as exc:
             source = "Pynenc(store=...)" if store else "PYNENC_STORE"
             raise InvalidArgumentError(f"{exc} (from {source})") from None
@@ -124,8 +130,22 @@ class PynencConfig:
             most=checks.MAX_FLUSH_INTERVAL_MS,
             hint=" (0: no background flush)",
         )
+        least, most = checks.UNAVAILABLE_SECONDS
+        unavailable = checks.seconds(
+            *_setting(
+                store_unavailable_seconds,
+                "store_unavailable_seconds",
+                "PYNENC_STORE_UNAVAILABLE_SECONDS",
+                30.0,
+                _parse_float,
+            ),
+            positive=False,
+            least=least,
+            most=most,
+        )
         return cls(
             flush_interval_ms=flush_interval_ms,
+            store_unavailable_seconds=unavailable,
             lease_seconds=lease_seconds,
             max_recoveries=max_recoveries,
             app_id=app_id or "pynenc",

@@ -31,6 +31,7 @@ __all__ = [
     "StoreIOError",
     "StoreLockError",
     "StoreReadOnlyError",
+    "StoreUnavailableError",
     "TaskError",
     "WorkflowCancelledError",
     "WorkflowMembershipError",
@@ -102,9 +103,21 @@ class StoreReadOnlyError(StoreAccessError):
 
 
 class StoreIOError(StoreError):
-    """The operating system reported an I/O failure while using the store."""
+    """The operating system (or the database server of a PostgreSQL store) reported a failure
+    while using the store; nothing of the operation was stored."""
 
     code = "STORE_IO"
+
+
+class StoreUnavailableError(StoreIOError):
+    """The database server of a PostgreSQL store stayed unreachable for longer than
+    `store_unavailable_seconds`; the operation did not happen. Workers exit with it.
+
+    Attributes:
+        path: The store's URL, without its password.
+    """
+
+    code = "STORE_UNAVAILABLE"
 
 
 class StoreFullError(StoreIOError):

@@ -133,6 +133,29 @@ pub enum Error {
         current: u64,
     },
 
+    /// The database server of a PostgreSQL store could not be reached for longer than the
+    /// store waits (`store_unavailable_seconds`); the operation did not happen.
+    #[error(
+        "the PostgreSQL store {location} has been unreachable for {waited_s:.1} s during \
+         {during}: {detail}. Check that the server is running and reachable from this host; \
+         interrupted workflows resume from their journals once it is back"
+    )]
+    StoreUnavailable {
+        location: String,
+        during: &'static str,
+        detail: String,
+        waited_s: f64,
+    },
+
+    /// The database refused an operation of a PostgreSQL store (permissions, a constraint,
+    /// a server error); nothing of it was stored.
+    #[error("PostgreSQL error on store {location} during {during}: {detail}")]
+    Postgres {
+        location: String,
+        during: &'static str,
+        detail: String,
+    },
+
     /// A caller passed a value the core cannot accept.
     #[error("{0}")]
     InvalidArgument(String),

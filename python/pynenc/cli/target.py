@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pynenc.app import Pynenc
 from pynenc.errors import InvalidArgumentError
 from pynenc.registry import check_modules
-from pynenc.store import store_path
 
 __all__ = ["DEFAULT_STORE", "Target", "UsageError", "load_app"]
 
@@ -105,6 +104,7 @@ class Target:
 
 def _require_store(app: Pynenc, where: str) -> None:
     """Reading commands never create a store: a mistyped path is not an empty store."""
-    path = store_path(app.config.store)
-    if not (path / "data.mdb").exists():
-        raise InvalidArgumentError(f"no store at {path}: check {where}")
+    try:
+        app.open_existing_store()
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"{exc}: check {where}") from None

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from pynenc.cli.command import Command
 from pynenc.cli.target import DEFAULT_STORE, Target
-from pynenc.store import store_path
+from pynenc.errors import InvalidArgumentError
+from pynenc.store import parse_url, store_path
 from pynenc.verify import verify_store
 
 __all__ = ["COMMANDS"]
@@ -27,7 +28,14 @@ def _store_dir(target: Target) -> Path:
         url = target.code_app().config.store
     else:
         url = target.store_url or os.environ.get("PYNENC_STORE") or DEFAULT_STORE
-    return store_path(url) if "://" in url else Path(url).expanduser()
+    if "://" not in url:
+        return Path(url).expanduser()
+    if parse_url(url).kind != "lmdb":
+        raise InvalidArgumentError(
+            "pynenc verify checks the pages of an embedded lmdb:// store; a PostgreSQL store's "
+            "pages are checked by the server (data checksums) and by its pg_amcheck tool"
+        )
+    return store_path(url)
 
 
 def _verify(target: Target, opts: argparse.Namespace) -> int:

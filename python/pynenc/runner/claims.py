@@ -59,10 +59,10 @@ def run_claimed(app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bo
         keeper.drop(invocation_id)
         with contextlib.suppress(PynencError):  # taken over meanwhile: nothing to give back
             if isinstance(exc, NonDeterminismError) or not isinstance(exc, Exception):
-                app.store.defer(invocation_id, token, now_ms() + keeper.lease_ms)
+                app.store.defer(invocation_id, token, app.store.now_ms() + keeper.lease_ms)
             elif isinstance(exc, UnknownTaskError):
                 if exc.retry_seconds is not None:  # else parked: off the queue already
-                    app.store.defer(invocation_id, token, now_ms() + exc.retry_ms)
+                    app.store.defer(invocation_id, token, app.store.now_ms() + exc.retry_ms)
             else:
                 app.store.release(invocation_id, token)
         raise

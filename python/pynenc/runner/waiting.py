@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pynenc.runner.leases import now_ms
-
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
 
@@ -25,7 +23,7 @@ def unclaimed_hint(app: Pynenc, invocation_id: bytes) -> str | None:
     if invocation_id not in store.queued():
         return None
     lease = store.lease(invocation_id)
-    if lease is not None and lease[0] and lease[1] > now_ms():
+    if lease is not None and lease[0] and lease[1] > store.now_ms():
         return None  # a worker runs it
     return (
         f"nothing has claimed it (queued on {app.config.store}: is a worker running on that "

@@ -22,6 +22,7 @@ from pynenc.errors import (
     LeaseLostError,
     NonDeterminismError,
     PynencError,
+    StoreUnavailableError,
     WorkflowCancelledError,
 )
 from pynenc.invocation import describe_exception
@@ -78,6 +79,8 @@ class Worker:
         self._threads: set[int] = set()
         self._lock = threading.Lock()
         self.completed = 0
+        #: The store failure that stopped the worker (its server stayed unreachable).
+        self.fatal: StoreUnavailableError | None = None
 
     def stop(self) -> None:
         """Stop claiming new work; running invocations finish (within the grace period)."""
@@ -85,7 +88,13 @@ class Worker:
 
     def run(self) -> None:
         """Work until `stop()` or SIGTERM/SIGINT; then wait out the grace period and release
-        the leases of whatever is still running."""
+        the leases of whatever is still running.
+
+        Raises:
+            StoreUnavailableError: The store stayed unreachable for longer than the app's
+                `store_unavailable_seconds`; the worker stopped claiming and finished what it
+                could (its other invocations are taken over once their leases expire).
+        """
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
@@ -94,7 +103,7 @@ class Worker:
             "worker %s started: app %s, store %s, concurrency %d",
             owner,
             self.app.config.app_id,
-            self.app.config.store,
+            self.app.store.location(),
             self.concurrency,
         )
         threads = [
@@ -114,6 +123,8 @@ class Worker:
             t.join(max(0.0, deadline - time.monotonic()))
         self._release_unfinished()
         log.info("worker %s stopped after %d invocations", owner, self.completed)
+        if self.fatal is not None:
+            raise self.fatal
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info(
@@ -140,6 +151,11 @@ class Worker:
         while not self._stopping.is_set():
             try:
                 claim = store.claim(owner, lease_ms, now_ms())
+            except StoreUnavailableError as exc:
+                log.critical("stopping: %s", exc)
+                self.fatal = exc
+                self.stop()
+                return
             except PynencError as exc:
                 log.error("claim failed: %s", exc)
                 self._stopping.wait(1.0)
@@ -219,7 +235,7 @@ class Worker:
         lease_ms = self.app._lease_keeper().lease_ms
         store_log.error("worker: %s (tried again in %.0f s)", exc, lease_ms / 1000)
         try:
-            self.app.store.defer(invocation_id, token, now_ms() + lease_ms)
+            self.app.store.defer(invocation_id, token, self.app.store.now_ms() + lease_ms)
         except PynencError:
             pass  # taken over meanwhile: nothing of ours to give back
 
@@ -237,6 +253,8 @@ class Worker:
             pass  # already taken over: nothing of ours to release
 
     def _release_unfinished(self) -> None:
+        if self.fatal is not None:
+            return  # the store is unreachable: the leases run out by themselves
         with self._lock:
             unfinished = dict(self._running)
         # Children its threads claimed while a parent waited on them are held by the lease

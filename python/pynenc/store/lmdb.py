@@ -81,7 +81,7 @@ def report_migration(core: _core.Store) -> None:
         old_format, new_format, seconds = migration
         log.info(
             "migrated the store at %s from format %d to %d in %.2f s",
-            core.path(),
+            core.location(),
             old_format,
             new_format,
             seconds,
@@ -114,7 +114,9 @@ class LmdbStore:
     @property
     def path(self) -> Path:
         """The canonical path of the store directory."""
-        return Path(self._core.path())
+        path = self._core.path()
+        assert path is not None  # opened by path
+        return Path(path)
 
     @property
     def options(self) -> StoreOptions:

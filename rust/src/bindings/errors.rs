@@ -128,6 +128,14 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             attrs.set_item("current", current)?;
             "LeaseLostError"
         }
+        Error::StoreUnavailable { location, .. } => {
+            attrs.set_item("path", location)?;
+            "StoreUnavailableError"
+        }
+        Error::Postgres { location, .. } => {
+            attrs.set_item("path", location)?;
+            "StoreIOError"
+        }
         Error::InvalidArgument(_) => "InvalidArgumentError",
     };
     let exc = class(py, name)?.call1((message,))?;

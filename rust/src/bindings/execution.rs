@@ -22,7 +22,7 @@ pub struct PyExecution {
     recorder: Recorder,
     /// Where this attempt's journal lives (see `ids::journal_id`).
     journal_id: [u8; 16],
-    store: Arc<Store>,
+    store: Arc<dyn Store>,
     workflow_id: String,
     fence: Option<Fence>,
     /// Replay of a finished invocation: nothing is ever staged or flushed.

@@ -1,4 +1,5 @@
-//! `pynenc._core.Store`: the LMDB store, seen from Python. Twin: `pynenc/store/lmdb.py`.
+//! `pynenc._core.Store`: a store (LMDB or PostgreSQL), seen from Python through the store
+//! contract. Twins: `pynenc/store/lmdb.py`, `pynenc/store/postgres.py`.
 //!
 //! Arguments are extracted and validated first (ids are 16-byte `bytes`, keys 1..=510 bytes,
 //! a fence is `(invocation id, token)`); every call that commits or may block on LMDB's write
@@ -15,11 +16,43 @@ use pyo3::types::{PyBytes, PyTuple};
 use super::errors::IntoPy;
 use crate::entry::{decode_segment, encode_entry, put_uleb, Entry, SEGMENT_VERSION};
 use crate::error::Error;
-use crate::store::{Fence, Store, StoreOptions, Table, WriteOp, MAX_KEY_LEN};
+use crate::store::postgres::{PgOptions, PgStore};
+use crate::store::{Fence, LmdbStore, Store, StoreOptions, Table, WriteOp, MAX_KEY_LEN};
 
 #[pyclass(name = "Store", module = "pynenc._core", frozen)]
 pub struct PyStore {
-    pub inner: Arc<Store>,
+    pub inner: Arc<dyn Store>,
+    /// The same store when it is the embedded one (for what only LMDB has: its path).
+    lmdb: Option<Arc<LmdbStore>>,
+}
+
+/// A held recovery lock (`Store.recovery_lock`).
+#[pyclass(name = "RecoveryLock", module = "pynenc._core", frozen)]
+pub struct PyRecoveryLock {
+    guard: std::sync::Mutex<Option<crate::store::RecoveryGuard>>,
+}
+
+#[pymethods]
+impl PyRecoveryLock {
+    /// Release the lock (again: nothing).
+    fn release(&self) {
+        let guard = self
+            .guard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        drop(guard);
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
+        self.release();
+        false
+    }
 }
 
 type Rejected<'py> = (Bound<'py, PyBytes>, u64, u64);
@@ -43,13 +76,74 @@ impl PyStore {
             flush_interval: Duration::from_millis(flush_interval_ms),
         };
         // Opening may create files and run a write transaction: don't hold the GIL.
-        let inner = py.detach(|| Store::open(&path, options)).py_err()?;
-        Ok(PyStore { inner })
+        let lmdb = py.detach(|| LmdbStore::open(&path, options)).py_err()?;
+        Ok(PyStore {
+            inner: lmdb.clone(),
+            lmdb: Some(lmdb),
+        })
     }
 
-    /// The canonical path of the store directory.
-    fn path(&self) -> PathBuf {
-        self.inner.path().to_path_buf()
+    /// Open (creating its schema and tables on first use, migrating them when older) the
+    /// PostgreSQL store in `schema` of the database `url` names.
+    #[staticmethod]
+    #[pyo3(signature = (url, schema = "pynenc", flush_interval_ms = 5, unavailable_seconds = 30.0, create = true))]
+    fn postgres(
+        py: Python<'_>,
+        url: &str,
+        schema: &str,
+        flush_interval_ms: u64,
+        unavailable_seconds: f64,
+        create: bool,
+    ) -> PyResult<Self> {
+        let unavailable = Duration::try_from_secs_f64(unavailable_seconds).map_err(|e| {
+            invalid(format!(
+                "store_unavailable_seconds must be a non-negative number, not {unavailable_seconds}: {e}"
+            ))
+        })?;
+        let options = PgOptions {
+            schema: schema.to_owned(),
+            flush_interval: Duration::from_millis(flush_interval_ms),
+            create,
+            unavailable,
+        };
+        let inner = py.detach(|| PgStore::open(url, options)).py_err()?;
+        Ok(PyStore { inner, lmdb: None })
+    }
+
+    /// The kind of store: "lmdb" or "postgresql".
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    /// Where the store lives: its directory, or its URL without the password.
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    /// The canonical path of the store directory (LMDB), or None.
+    fn path(&self) -> Option<PathBuf> {
+        self.lmdb.as_ref().map(|s| s.path().to_path_buf())
+    }
+
+    /// The store's clock in ms since the epoch: the one its leases are judged by (the
+    /// database's on PostgreSQL).
+    fn now_ms(&self, py: Python<'_>) -> PyResult<u64> {
+        py.detach(|| self.inner.now_ms()).py_err()
+    }
+
+    /// Wait for and take the store's recovery lock (shared by every process using the
+    /// store); it is held until `release()` or the end of a `with` block.
+    fn recovery_lock(&self, py: Python<'_>) -> PyResult<PyRecoveryLock> {
+        let guard = py.detach(|| self.inner.recovery_lock()).py_err()?;
+        Ok(PyRecoveryLock {
+            guard: std::sync::Mutex::new(Some(guard)),
+        })
+    }
+
+    /// Whether a lease owner's liveness may be judged on this machine (every process using
+    /// the store runs here); otherwise only lease expiry frees an invocation.
+    fn owners_are_local(&self) -> bool {
+        self.inner.owners_are_local()
     }
 
     fn get<'py>(
@@ -137,7 +231,7 @@ impl PyStore {
 
     fn journal_len(&self, invocation: &[u8]) -> PyResult<usize> {
         let invocation = parse_id(invocation)?;
-        self.inner.journal_len(&invocation).py_err()
+        self.inner.journal(&invocation).map(|e| e.len()).py_err()
     }
 
     /// The journal of an invocation as `(kind, raw payload)` pairs (for debugging and tests).
@@ -305,7 +399,7 @@ impl PyStore {
     fn take_migration(&self) -> Option<(u32, u32, f64)> {
         self.inner
             .take_migration()
-            .map(|m| (m.from, crate::store::FORMAT_VERSION, m.took.as_secs_f64()))
+            .map(|m| (m.from, m.to, m.took.as_secs_f64()))
     }
 
     /// Private, for tests and tools: stage journal entries given as `(kind, raw payload)` or
@@ -353,8 +447,12 @@ impl PyStore {
         let pause = Duration::try_from_secs_f64(seconds)
             .map_err(|e| invalid(format!("cannot wait {seconds} seconds: {e}")))?;
         // Sleeping: let other threads run.
+        let store = self
+            .lmdb
+            .as_ref()
+            .ok_or_else(|| invalid("only an LMDB store has read transactions".into()))?;
         py.detach(|| {
-            self.inner.read("holding a read transaction", |_, _| {
+            store.read("holding a read transaction", |_, _| {
                 std::thread::sleep(pause);
                 Ok(())
             })
@@ -522,7 +620,7 @@ fn op_tuple<'py>(py: Python<'py>, op: &crate::entry::Op) -> PyResult<Bound<'py, 
 /// never through LMDB: `([(table, key, what is wrong)], rows walked)`. Opens nothing.
 #[pyfunction]
 fn verify_file(py: Python<'_>, path: PathBuf) -> (Vec<(String, String, String)>, u64) {
-    let (findings, rows) = py.detach(|| crate::store::verify_file(&path));
+    let (findings, rows) = py.detach(|| crate::store::lmdb::verify_file(&path));
     let findings = findings
         .into_iter()
         .map(|f| (f.table, f.key, f.detail))
@@ -540,7 +638,7 @@ fn verify_table(
     table: &str,
 ) -> PyResult<Vec<(String, String, String)>> {
     let findings = py
-        .detach(|| crate::store::verify_table(&path, table))
+        .detach(|| crate::store::lmdb::verify_table(&path, table))
         .py_err()?;
     Ok(findings
         .into_iter()
@@ -550,6 +648,7 @@ fn verify_table(
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyStore>()?;
+    m.add_class::<PyRecoveryLock>()?;
     m.add_function(wrap_pyfunction!(verify_table, m)?)?;
     m.add_function(wrap_pyfunction!(verify_file, m)?)?;
     m.add("STORE_FORMAT_VERSION", crate::store::FORMAT_VERSION)?;

@@ -28,7 +28,7 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 const IDLE: Duration = Duration::from_millis(500);
 
 /// Start the flusher of `store` (whose staging state is `waiting`) unless one runs.
-pub(crate) fn ensure(store: &Weak<Store>, waiting: &Arc<Waiting>, tick: Duration) {
+pub(crate) fn ensure<S: Store + 'static>(store: &Weak<S>, waiting: &Arc<Waiting>, tick: Duration) {
     if waiting.running.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -42,7 +42,7 @@ pub(crate) fn ensure(store: &Weak<Store>, waiting: &Arc<Waiting>, tick: Duration
     }
 }
 
-fn run(store: &Weak<Store>, waiting: &Waiting, tick: Duration) {
+fn run<S: Store>(store: &Weak<S>, waiting: &Waiting, tick: Duration) {
     let mut idle = Duration::ZERO;
     while store.strong_count() > 0 {
         thread::sleep(tick);

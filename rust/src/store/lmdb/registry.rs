@@ -1,10 +1,10 @@
-//! One `Store` per canonical path per process.
+//! One `LmdbStore` per canonical path per process.
 //!
 //! LMDB must not open the same environment twice in one process (two handles would each
 //! take the lock file and defeat its reader accounting), and heed refuses it with
-//! `EnvAlreadyOpened`. So `Store::open` looks the canonical path (symlinks and relative paths
-//! resolved) up here first and shares the live `Store`; the registry holds weak references so
-//! a store closes when its last user drops it. A `Store` removes itself and closes its
+//! `EnvAlreadyOpened`. So `LmdbStore::open` looks the canonical path (symlinks and relative paths
+//! resolved) up here first and shares the live `LmdbStore`; the registry holds weak references so
+//! a store closes when its last user drops it. A `LmdbStore` removes itself and closes its
 //! environment while holding the registry lock, so a concurrent reopen never meets a
 //! half-closed environment.
 
@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 
-use super::Store;
+use super::LmdbStore;
 use crate::error::Result;
 
-type Stores = HashMap<PathBuf, Weak<Store>>;
+type Stores = HashMap<PathBuf, Weak<LmdbStore>>;
 
 static STORES: LazyLock<Mutex<Stores>> = LazyLock::new(Mutex::default);
 
@@ -26,8 +26,8 @@ pub(crate) fn lock() -> MutexGuard<'static, Stores> {
 /// The live store at `canonical`, or a new one made by `open`.
 pub(crate) fn shared(
     canonical: PathBuf,
-    open: impl FnOnce(PathBuf) -> Result<Store>,
-) -> Result<Arc<Store>> {
+    open: impl FnOnce(PathBuf) -> Result<LmdbStore>,
+) -> Result<Arc<LmdbStore>> {
     let mut stores = lock();
     if let Some(store) = stores.get(&canonical).and_then(Weak::upgrade) {
         return Ok(store);

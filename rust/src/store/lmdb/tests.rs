@@ -16,8 +16,8 @@ fn options() -> StoreOptions {
     }
 }
 
-fn open(dir: &tempfile::TempDir) -> Arc<Store> {
-    Store::open(dir.path(), options()).unwrap()
+fn open(dir: &tempfile::TempDir) -> Arc<LmdbStore> {
+    LmdbStore::open(dir.path(), options()).unwrap()
 }
 
 fn inv(n: u8) -> [u8; 16] {
@@ -34,7 +34,7 @@ fn journal(invocation: [u8; 16], first_position: u64, ops: Vec<Op>) -> WriteOp {
 }
 
 /// The operations of `invocation`'s journal, staged and committed, in position order.
-fn journal_ops(store: &Store, invocation: [u8; 16]) -> Vec<Op> {
+fn journal_ops(store: &LmdbStore, invocation: [u8; 16]) -> Vec<Op> {
     let entries = store.journal(&invocation).unwrap();
     entries.into_iter().map(|e| e.op).collect()
 }
@@ -156,7 +156,7 @@ fn put_fenced(key: &[u8], fence: Option<Fence>) -> WriteOp {
 }
 
 /// A store whose queue holds `inv(n)`.
-fn queued_store(dir: &tempfile::TempDir, n: u8) -> Arc<Store> {
+fn queued_store(dir: &tempfile::TempDir, n: u8) -> Arc<LmdbStore> {
     let store = open(dir);
     store.stage(WriteOp::Enqueue { invocation: inv(n) });
     store.flush().unwrap();
@@ -340,7 +340,7 @@ fn the_map_grows_when_full() {
 }
 
 /// Write `version` as the store's format version, as an older or newer build would have.
-fn set_format_version(store: &Store, version: u32) {
+fn set_format_version(store: &LmdbStore, version: u32) {
     store
         .write("test", |h, txn| {
             h.dbs
@@ -359,7 +359,7 @@ fn a_newer_format_version_is_refused() {
         assert_eq!(store.format_version().unwrap(), FORMAT_VERSION);
         set_format_version(&store, 7);
     }
-    match Store::open(dir.path(), options()) {
+    match LmdbStore::open(dir.path(), options()) {
         Err(Error::FormatVersion {
             found: 7,
             supported: FORMAT_VERSION,
@@ -406,7 +406,7 @@ fn a_format_2_or_3_store_keeps_its_rows_and_gets_row_checksums() {
 fn a_format_version_no_build_wrote_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     set_format_version(&open(&dir), 0);
-    match Store::open(dir.path(), options()) {
+    match LmdbStore::open(dir.path(), options()) {
         Err(Error::CorruptStore { detail, .. }) => assert!(detail.contains("says 0"), "{detail}"),
         other => panic!("expected CorruptStore, got {:?}", other.err()),
     }
@@ -416,15 +416,15 @@ fn a_format_version_no_build_wrote_is_refused() {
 fn one_store_per_path_including_symlinks() {
     let dir = tempfile::tempdir().unwrap();
     let real = dir.path().join("store");
-    let a = Store::open(&real, options()).unwrap();
+    let a = LmdbStore::open(&real, options()).unwrap();
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(&real, &link).unwrap();
-    let b = Store::open(&link, options()).unwrap();
-    let c = Store::open(&dir.path().join("store/../store"), options()).unwrap();
+    let b = LmdbStore::open(&link, options()).unwrap();
+    let c = LmdbStore::open(&dir.path().join("store/../store"), options()).unwrap();
     assert!(Arc::ptr_eq(&a, &b) && Arc::ptr_eq(&a, &c));
     drop((a, b, c));
     // Closed with its last user, then reopenable.
-    Store::open(&link, options()).unwrap();
+    LmdbStore::open(&link, options()).unwrap();
 }
 
 #[test]
@@ -433,31 +433,31 @@ fn unusable_paths_are_typed_errors() {
     let file = dir.path().join("file");
     std::fs::write(&file, b"x").unwrap();
     assert!(matches!(
-        Store::open(&file, options()),
+        LmdbStore::open(&file, options()),
         Err(Error::StoreAccess { .. })
     ));
     assert!(matches!(
-        Store::open(&file.join("sub"), options()),
+        LmdbStore::open(&file.join("sub"), options()),
         Err(Error::StoreAccess { .. })
     ));
     let garbage = dir.path().join("garbage");
     std::fs::create_dir(&garbage).unwrap();
     std::fs::write(garbage.join("data.mdb"), vec![0x5a; 64 * 1024]).unwrap();
     assert!(matches!(
-        Store::open(&garbage, options()),
+        LmdbStore::open(&garbage, options()),
         Err(Error::CorruptStore { .. })
     ));
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     std::fs::write(empty.join("data.mdb"), b"").unwrap();
     assert!(matches!(
-        Store::open(&empty, options()),
+        LmdbStore::open(&empty, options()),
         Err(Error::CorruptStore { .. })
     ));
 }
 
 /// The bytes of `data.mdb` LMDB's newest meta page says are in use.
-fn used_bytes(store: &Store) -> u64 {
+fn used_bytes(store: &LmdbStore) -> u64 {
     store
         .read("test", |h, _| {
             let page = h.env.unnamed_database_stat().page_size as u64;
@@ -472,7 +472,7 @@ fn truncated_data_file_is_corrupt_not_a_crash_and_is_left_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
         let options = StoreOptions { sync, ..options() };
         let used = {
-            let store = Store::open(dir.path(), options.clone()).unwrap();
+            let store = LmdbStore::open(dir.path(), options.clone()).unwrap();
             store.stage(put(b"k", &vec![1; 256 * 1024]));
             store.flush().unwrap();
             used_bytes(&store)
@@ -480,7 +480,7 @@ fn truncated_data_file_is_corrupt_not_a_crash_and_is_left_as_it_was() {
         let data = dir.path().join("data.mdb");
         let file = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
         file.set_len(used / 2).unwrap();
-        match Store::open(dir.path(), options) {
+        match LmdbStore::open(dir.path(), options) {
             Err(Error::CorruptStore { detail, .. }) => {
                 assert!(detail.contains("truncated"), "{detail}")
             }
@@ -495,7 +495,7 @@ fn truncated_data_file_is_corrupt_not_a_crash_and_is_left_as_it_was() {
 fn the_meta_page_claims_what_lmdb_reports() {
     for sync in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions { sync, ..options() }).unwrap();
+        let store = LmdbStore::open(dir.path(), StoreOptions { sync, ..options() }).unwrap();
         for i in 0..40u32 {
             store.stage(put(&i.to_be_bytes(), &vec![7; 3000]));
             store.flush().unwrap();
@@ -511,7 +511,7 @@ fn stores_with_and_without_sync_share_one_directory() {
     // `pwrite`: processes may open the same store either way and see each other's commits.
     let dir = tempfile::tempdir().unwrap();
     for round in 0..4u32 {
-        let store = Store::open(
+        let store = LmdbStore::open(
             dir.path(),
             StoreOptions {
                 sync: round % 2 == 1,
@@ -536,7 +536,7 @@ fn stores_with_and_without_sync_share_one_directory() {
 #[test]
 fn concurrent_flushes_share_commits() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
+    let store = LmdbStore::open(
         dir.path(),
         StoreOptions {
             sync: true,
@@ -659,7 +659,7 @@ fn writes_left_staged_are_committed_in_the_background_unless_turned_off() {
             flush_interval,
             ..options()
         };
-        let store = Store::open(dir.path(), options).unwrap();
+        let store = LmdbStore::open(dir.path(), options).unwrap();
         store.stage(put(b"left", b"staged"));
         let start = Instant::now();
         while store.commit_count() == 0 && start.elapsed() < Duration::from_millis(500) {

@@ -171,10 +171,11 @@ mod tests {
     use heed::types::Bytes;
     use heed::{CommitOrAbort, EnvOpenOptions};
 
+    use super::keys::{self, COUNTER_LEASE_TOKEN, COUNTER_QUEUE_SEQ, META_FORMAT_VERSION};
     use super::CHUNK;
     use crate::entry::{encode_segment, Entry, Op};
-    use crate::store::keys::{self, COUNTER_LEASE_TOKEN, COUNTER_QUEUE_SEQ, META_FORMAT_VERSION};
-    use crate::store::{Lease, Store, StoreOptions, Table, FORMAT_VERSION};
+    use crate::store::lmdb::{LmdbStore, StoreOptions, FORMAT_VERSION};
+    use crate::store::{Lease, Table};
 
     const INV: [u8; 16] = [1; 16];
 
@@ -249,7 +250,7 @@ mod tests {
         let entries = vec![Entry::new(Op::Random(9)), Entry::new(Op::Random(10))];
         write_version_1(dir.path(), &lease, &entries);
 
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let store = LmdbStore::open(dir.path(), StoreOptions::default()).unwrap();
         assert_eq!(store.format_version().unwrap(), FORMAT_VERSION);
         assert_eq!(store.take_migration().map(|m| m.from), Some(1));
         assert_eq!(store.take_migration(), None, "reported once");

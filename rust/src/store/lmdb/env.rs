@@ -16,6 +16,7 @@ use super::tables::Dbs;
 use super::tables::MAX_KEY_LEN;
 use super::StoreOptions;
 use crate::error::{Error, Result};
+use crate::store::Migration;
 
 /// On-disk format version of the store (see `docs/journal-format.md`): 5 may hold journal
 /// entries of kind 9 (patch markers) and is otherwise format 4; 4 ends every row's
@@ -39,15 +40,6 @@ pub(crate) struct Handle {
     /// The (device, inode) of `lock.mdb` when the environment was opened: compared before
     /// every write transaction (`check_lock`).
     lock_id: Option<(u64, u64)>,
-}
-
-/// A migration done while opening a store.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Migration {
-    /// The format the store had.
-    pub from: u32,
-    /// How long the migrating transaction took, commit included.
-    pub took: std::time::Duration,
 }
 
 /// Open (creating if needed) the environment in the existing directory `dir`.
@@ -86,6 +78,7 @@ pub(crate) fn open(dir: &Path, options: &StoreOptions) -> Result<Handle> {
         dbs,
         pid: std::process::id(),
         migrated: migrated_from.map(|from| Migration {
+            to: FORMAT_VERSION,
             from,
             took: started.elapsed(),
         }),
@@ -140,7 +133,7 @@ fn open_env(dir: &Path, options: &StoreOptions, map_size: usize) -> Result<Env<W
     // - Every process that writes goes through LMDB's own lock file (`lock.mdb`), so concurrent
     //   writers in other processes are serialised by LMDB.
     // - Within this process the environment is opened at most once per canonical path: the
-    //   store registry (`registry.rs`) hands out one shared `Store`, and heed itself refuses a
+    //   store registry (`registry.rs`) hands out one shared `LmdbStore`, and heed itself refuses a
     //   second open of the same path.
     // - `check_data_file` runs first and `check_not_truncated` runs before any page is read
     //   through the map, so a file shorter than its meta page claims fails cleanly instead of
@@ -340,7 +333,7 @@ pub(crate) fn map_io(dir: &Path, during: &'static str, e: io::Error) -> Error {
         Some(libc::EROFS) => Error::ReadOnly {
             path: dir.to_path_buf(),
         },
-        // At least a page; a commit replaces it with its own size (`Store::flush`).
+        // At least a page; a commit replaces it with its own size (`LmdbStore::flush`).
         _ if map::is_full(&e) => map::full(dir, during, 4096),
         Some(libc::EACCES | libc::EPERM | libc::ENOTDIR | libc::EISDIR | libc::ENOENT)
             if during.starts_with("open") || during.starts_with("creat") =>

@@ -1,19 +1,17 @@
-//! Reads: committed data overlaid with the writes staged (or being committed) in this process.
-//!
-//! The overlay is snapshotted *before* the committed data is read, so a commit finishing in
-//! between is seen twice (harmless: the overlay wins, and carries the same values) rather than
-//! not at all.
+//! Reads: committed data overlaid with the writes staged (or being committed) in this process
+//! (`store/overlay.rs`).
 
 use std::collections::BTreeMap;
 
 use super::keys;
-use super::lmdb::TxnError;
 use super::tables::{Damage, CHECK_LEN};
-use super::{Store, Table, WriteOp};
+use super::TxnError;
+use super::{LmdbStore, Table};
 use crate::entry::{decode_segment, Entry};
 use crate::error::{Error, Result};
+use crate::store::overlay;
 
-impl Store {
+impl LmdbStore {
     /// The value under `key`: the latest staged Put/Delete of this process, else the committed
     /// value.
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -29,19 +27,8 @@ impl Store {
     /// Every (key, value) whose key starts with `prefix`, in key order, staged writes applied.
     pub fn scan(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.check_fork();
-        let staged = self.commit.overlay(|op| match op {
-            WriteOp::Put {
-                table: t,
-                key,
-                value,
-                ..
-            } if *t == table && key.starts_with(prefix) => Some((key.clone(), Some(value.clone()))),
-            WriteOp::Delete { table: t, key, .. } if *t == table && key.starts_with(prefix) => {
-                Some((key.clone(), None))
-            }
-            _ => None,
-        });
-        let mut rows = self.read("scanning", |h, txn| {
+        let staged = overlay::staged_rows(&self.commit, table, prefix);
+        let rows = self.read("scanning", |h, txn| {
             let mut rows = BTreeMap::new();
             for row in h.dbs.table(table).prefix_iter(txn, prefix)? {
                 let (k, v) = row?;
@@ -49,13 +36,7 @@ impl Store {
             }
             Ok(rows)
         })?;
-        for (key, value) in staged {
-            match value {
-                Some(v) => rows.insert(key, v),
-                None => rows.remove(&key),
-            };
-        }
-        Ok(rows.into_iter().collect())
+        Ok(overlay::lay_over(rows, staged))
     }
 
     /// The journal of `invocation`: committed and staged entries in position order, every
@@ -107,26 +88,7 @@ impl Store {
             }
             Ok(out)
         })?;
-        // Segments come in position order and follow each other: concatenate them. A commit
-        // that finished between the overlay snapshot and the read shows a segment twice; an
-        // overlap is resolved by position (the later copy wins, with the same entries).
-        let total: usize = segments.iter().chain(&staged).map(|(_, e)| e.len()).sum();
-        let mut out: Vec<Entry> = Vec::with_capacity(total);
-        let mut overlap = BTreeMap::new();
-        for (first, entries) in segments.into_iter().chain(staged) {
-            if overlap.is_empty() && first == out.len() as u64 {
-                out.extend(entries);
-            } else {
-                if overlap.is_empty() {
-                    overlap.extend((0u64..).zip(out.drain(..)));
-                }
-                overlap.extend((first..).zip(entries));
-            }
-        }
-        if !overlap.is_empty() {
-            out.extend(overlap.into_values());
-        }
-        Ok(out)
+        Ok(overlay::concat_journal(segments, staged))
     }
 
     /// Number of journal entries of `invocation` (committed and staged).

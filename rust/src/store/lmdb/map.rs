@@ -22,7 +22,7 @@
 //!    the reservation: it starts small (`FIRST_WRITABLE_MAP`) and grows as data needs it.
 //!
 //! A process whose map is smaller than the data another process committed gets
-//! `MDB_MAP_RESIZED` and adopts the file's size (`Store::resize`).
+//! `MDB_MAP_RESIZED` and adopts the file's size (`LmdbStore::resize`).
 
 use std::fs::File;
 use std::io;

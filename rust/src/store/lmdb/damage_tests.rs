@@ -8,13 +8,13 @@ use super::*;
 use crate::entry::{Entry, Op};
 use crate::error::Error;
 
-fn open(dir: &tempfile::TempDir) -> Arc<Store> {
+fn open(dir: &tempfile::TempDir) -> Arc<LmdbStore> {
     let options = StoreOptions {
         sync: false,
         map_size: 1 << 20,
         ..StoreOptions::default()
     };
-    Store::open(dir.path(), options).unwrap()
+    LmdbStore::open(dir.path(), options).unwrap()
 }
 
 const WF: [u8; 16] = [3; 16];
@@ -26,7 +26,7 @@ fn data_key(name: &str) -> Vec<u8> {
 }
 
 /// A stored row as the disk holds it (tagged key, value with its checksum).
-fn raw(store: &Store, tagged: &[u8]) -> Vec<u8> {
+fn raw(store: &LmdbStore, tagged: &[u8]) -> Vec<u8> {
     store
         .read("test", |h, txn| {
             Ok(h.dbs.main.get(txn, tagged)?.map(<[u8]>::to_vec))
@@ -36,7 +36,7 @@ fn raw(store: &Store, tagged: &[u8]) -> Vec<u8> {
 }
 
 /// Overwrite rows as stored bytes: what damage on disk leaves behind.
-fn set_raw(store: &Store, rows: &[(&[u8], Option<&[u8]>)]) {
+fn set_raw(store: &LmdbStore, rows: &[(&[u8], Option<&[u8]>)]) {
     store
         .write("test", |h, txn| {
             for (key, value) in rows {
@@ -52,7 +52,11 @@ fn set_raw(store: &Store, rows: &[(&[u8], Option<&[u8]>)]) {
         .unwrap();
 }
 
-fn expect_corrupt<T: std::fmt::Debug>(result: Result<T, Error>, table: &str, key_part: &str) {
+fn expect_corrupt<T: std::fmt::Debug>(
+    result: std::result::Result<T, Error>,
+    table: &str,
+    key_part: &str,
+) {
     match result {
         Err(Error::StoreCorrupt {
             table: t,
@@ -324,7 +328,7 @@ fn a_journal_that_lost_a_segment_or_its_end_record_is_reported_not_shortened() {
     assert_eq!(store.journal(&INV).unwrap().len(), 3);
     let segment = |first: u64| [&[0x01][..], &keys::journal_key(&INV, first)].concat();
     let end = segment(keys::JOURNAL_END);
-    let expect = |result: Result<Vec<Entry>, Error>, what: &str| match result {
+    let expect = |result: std::result::Result<Vec<Entry>, Error>, what: &str| match result {
         Err(Error::CorruptEntry { detail, .. }) => assert!(detail.contains(what), "{detail}"),
         other => panic!("expected CorruptEntry ({what}), got {other:?}"),
     };

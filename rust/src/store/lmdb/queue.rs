@@ -5,11 +5,11 @@
 use super::apply::read_counter;
 use super::env::Handle;
 use super::keys::{self, COUNTER_LEASE_TOKEN};
-use super::lmdb::{TxnError, TxnResult};
-use super::{Claim, Lease, Store};
+use super::{Claim, Lease, LmdbStore};
+use super::{TxnError, TxnResult};
 use crate::error::{Error, Result};
 
-impl Store {
+impl LmdbStore {
     /// Claim the first queued invocation (in enqueue order) that has no lease or whose lease
     /// expired (`expires_ms <= now_ms`): take a fresh fencing token and lease it to `owner`
     /// until `now_ms + lease_ms`. The invocation stays queued until completed.

@@ -4,8 +4,8 @@ use heed::RwTxn;
 
 use super::env::Handle;
 use super::keys::{self, COUNTER_QUEUE_SEQ};
-use super::lmdb::TxnResult;
-use super::{Fence, FlushReport, WriteOp, SEGMENT_MAX_ENTRIES};
+use super::TxnResult;
+use super::{FlushReport, WriteOp, SEGMENT_MAX_ENTRIES};
 use crate::entry::encode_segment;
 
 /// Apply `ops` in order. A fenced write whose token is not the invocation's current lease
@@ -15,7 +15,7 @@ pub(crate) fn apply(h: &Handle, txn: &mut RwTxn, ops: &[WriteOp]) -> TxnResult<F
     let mut report = FlushReport::default();
     let mut next_seq: Option<u64> = None;
     for op in ops {
-        if let Some(fence) = fence_of(op) {
+        if let Some(fence) = op.fence() {
             if let Some(current) = current_token(h, txn, &fence.invocation)? {
                 if current != fence.token {
                     if !report
@@ -97,16 +97,6 @@ pub(crate) fn apply(h: &Handle, txn: &mut RwTxn, ops: &[WriteOp]) -> TxnResult<F
             .put(txn, COUNTER_QUEUE_SEQ, &(next - 1).to_be_bytes())?;
     }
     Ok(report)
-}
-
-fn fence_of(op: &WriteOp) -> Option<&Fence> {
-    match op {
-        WriteOp::Journal { fence, .. }
-        | WriteOp::Put { fence, .. }
-        | WriteOp::Delete { fence, .. }
-        | WriteOp::Complete { fence, .. } => fence.as_ref(),
-        WriteOp::Enqueue { .. } => None,
-    }
 }
 
 /// The token of the invocation's lease, if it has one.

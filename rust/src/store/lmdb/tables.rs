@@ -16,9 +16,9 @@ use heed::{Database, RoTxn, RwTxn};
 
 use std::sync::Arc;
 
-use super::lmdb::{TxnError, TxnResult};
 use super::mapguard::MapBounds;
 use super::Table;
+use super::{TxnError, TxnResult};
 
 /// A database of the environment, keys and values as raw bytes.
 pub(crate) type Db = Database<'static, Bytes, Bytes>;
@@ -327,7 +327,7 @@ impl Keyspace {
         Ok(())
     }
 
-    /// Store `value` under `key`, followed by its checksum (written in place, no copy).
+    /// LmdbStore `value` under `key`, followed by its checksum (written in place, no copy).
     pub fn put(&self, txn: &mut RwTxn, key: &[u8], value: &[u8]) -> heed::Result<()> {
         self.tagged(key, |k| {
             let check = row_check(k, value).to_le_bytes();

@@ -1,5 +1,42 @@
-//! The `Store` type: opening, fork safety, and the transaction helpers every operation uses
-//! (map growth, adoption of another process's growth, stale reader recovery).
+//! The embedded store: one LMDB environment directory holding the tables of the journal,
+//! invocation records, workflow data, and the work queue with leases.
+//!
+//! Files: `mod.rs` (the `LmdbStore`, fork safety, transaction helpers with map growth),
+//! `env.rs` (the one `unsafe` open, format version, error mapping), `map.rs` (map sizes that
+//! never cut another process's file, reserved space, the lock file's identity), `tables.rs`
+//! (the tables: tagged ranges of LMDB's main database), `migrate.rs` (older formats, in
+//! place), `apply.rs` (a batch inside one transaction, fencing), `read.rs` (reads with the
+//! staged overlay), `queue.rs` (claims and leases), `registry.rs` (one store per path per
+//! process), `keys.rs` (byte layouts), `mapguard.rs` (a value's length checked against its
+//! page and the map before it is read), `verify.rs` and `pages.rs` (`pynenc verify`: every
+//! row, and every page read without LMDB). The on-disk layout is in `docs/journal-format.md`.
+//! Staging and group commit (`commit.rs`, `batch.rs`, `ticker.rs`) are shared by every store.
+
+mod apply;
+mod contract;
+#[cfg(test)]
+mod damage_tests;
+mod env;
+mod keys;
+mod map;
+mod mapguard;
+mod migrate;
+mod pages;
+mod queue;
+mod read;
+mod registry;
+mod tables;
+#[cfg(test)]
+mod tests;
+mod verify;
+
+pub use env::FORMAT_VERSION;
+pub use tables::MAX_KEY_LEN;
+pub use verify::{verify_file, verify_table, Finding};
+// The shared store types, named here too so this store's modules reach them as `super::`.
+pub(crate) use crate::store::{
+    Claim, Fence, FlushReport, Lease, Migration, Table, WriteOp, SEGMENT_MAX_ENTRIES,
+};
 
 use std::fs::{self, DirBuilder};
 use std::io;
@@ -13,12 +50,11 @@ use std::time::Duration;
 
 use heed::{MdbError, RoTxn, RwTxn, WithoutTls};
 
-use super::commit::{GroupCommit, Staging};
-use super::env::{self, Handle, MapEvent, Migration};
-use super::fork_gate::{self, current_pid, Busy};
-use super::map;
-use super::{apply, registry, ticker, Fence, WriteOp};
+use self::env::{Handle, MapEvent};
 use crate::error::{Error, Result};
+use crate::store::commit::{GroupCommit, Staging};
+use crate::store::fork_gate::{self, current_pid, Busy};
+use crate::store::ticker;
 
 /// Options of a store; mirrored by `pynenc.store.lmdb.StoreOptions` in Python.
 #[derive(Clone, Debug)]
@@ -47,32 +83,6 @@ impl Default for StoreOptions {
     }
 }
 
-/// What a flush did: writes rejected because their fencing token was stale.
-#[derive(Clone, Debug, Default)]
-pub struct FlushReport {
-    /// (fence carried, current token) of each rejected write, at most one per invocation.
-    pub rejected: Vec<(Fence, u64)>,
-}
-
-/// A claimed invocation and the lease taken on it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Claim {
-    pub invocation: [u8; 16],
-    pub token: u64,
-    pub expires_ms: u64,
-    /// The invocation was last held by a process that never gave it back: its lease ran out
-    /// or was released as dead. Its execution is then a resumption.
-    pub taken_over: bool,
-}
-
-/// The current lease of an invocation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lease {
-    pub owner: Vec<u8>,
-    pub expires_ms: u64,
-    pub token: u64,
-}
-
 /// Largest map the store grows to before reporting the map as full.
 const MAX_MAP_SIZE: usize = 1 << 40;
 
@@ -81,7 +91,7 @@ pub(crate) enum TxnError {
     Heed(heed::Error),
     Core(Error),
     /// A row failed its checksum (`tables.rs`); the store names its path when reporting it.
-    Damaged(super::tables::Damage),
+    Damaged(tables::Damage),
 }
 
 impl From<heed::Error> for TxnError {
@@ -101,7 +111,7 @@ pub(crate) type TxnResult<T> = std::result::Result<T, TxnError>;
 /// An embedded LMDB store shared by every thread of the process (see the module docs).
 ///
 /// The first opener's options win when the same path is opened again in one process.
-pub struct Store {
+pub struct LmdbStore {
     path: PathBuf,
     options: StoreOptions,
     /// `None` only while a reopen after fork failed. Transactions hold the read side; growing
@@ -113,24 +123,24 @@ pub struct Store {
     /// to notice a fork.
     opened_pid: AtomicU32,
     /// This store, weakly: handed to the background flusher (`ticker.rs`).
-    me: OnceLock<Weak<Store>>,
+    me: OnceLock<Weak<LmdbStore>>,
     /// The migration the first open did, until someone takes it to report it.
     migration: Mutex<Option<Migration>>,
     /// The first damaged page this process found (`tables.rs`): LMDB would write through it,
     /// so every later write is refused.
-    broken: Mutex<Option<super::tables::Damage>>,
+    broken: Mutex<Option<tables::Damage>>,
 }
 
-impl Store {
+impl LmdbStore {
     /// Open the store in directory `path` (created 0700 if missing), or share the one this
     /// process already has open there.
-    pub fn open(path: &Path, options: StoreOptions) -> Result<Arc<Store>> {
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Arc<LmdbStore>> {
         fork_gate::install();
         let _busy = Busy::enter();
         let canonical = prepare_dir(path)?;
         let store = registry::shared(canonical, |canonical| {
             let handle = env::open(&canonical, &options)?;
-            Ok(Store {
+            Ok(LmdbStore {
                 path: canonical,
                 options,
                 migration: Mutex::new(handle.migrated),
@@ -204,7 +214,7 @@ impl Store {
 
     /// Commit everything staged so far by any thread in one transaction (shared with
     /// concurrent flushes); durable on return unless the store was opened with `sync=false`.
-    pub fn flush(&self) -> Result<super::FlushReport> {
+    pub fn flush(&self) -> Result<FlushReport> {
         self.check_fork();
         self.commit.flush(
             |ops| {
@@ -417,7 +427,7 @@ impl Store {
     }
 
     /// Report damage found by a read or write; remember damage of a page's structure.
-    fn damaged(&self, damage: super::tables::Damage) -> Error {
+    fn damaged(&self, damage: tables::Damage) -> Error {
         if damage.structural {
             let mut broken = self.broken.lock().unwrap_or_else(PoisonError::into_inner);
             broken.get_or_insert_with(|| damage.clone());
@@ -445,7 +455,7 @@ impl Store {
     }
 }
 
-impl Drop for Store {
+impl Drop for LmdbStore {
     fn drop(&mut self) {
         // Writes staged but never flushed are committed on close rather than lost (a failure
         // here has no caller left to report to). A forked child's inherited copy has nothing
@@ -478,8 +488,7 @@ impl Drop for Store {
 
 /// A lower bound of the bytes a commit of `ops` adds to the file: its keys and values, page
 /// rounded, plus the pages of the tree path and the free list that every commit rewrites.
-fn needs(ops: &[super::WriteOp]) -> u64 {
-    use super::WriteOp;
+fn needs(ops: &[WriteOp]) -> u64 {
     const PAGE: u64 = 4096;
     let bytes: u64 = ops
         .iter()

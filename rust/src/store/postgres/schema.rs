@@ -1,0 +1,244 @@
+//! The tables of a PostgreSQL store, their versioned migrations, and the SQL every operation
+//! runs (built once per store, with its schema name).
+//!
+//! Migrations run on first use, each in its own transaction under an advisory lock keyed by
+//! the schema, so processes opening a new store at once create it once. A store whose version
+//! is newer than this build refuses to open.
+
+use std::time::Instant;
+
+use super::conn::{OpError, OpResult, Pool};
+use crate::error::{Error, Result};
+use crate::store::Migration;
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The migrations, in order: `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`.
+/// `{s}` stands for the quoted schema name.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE {s}.meta (key text PRIMARY KEY, value bigint NOT NULL);
+CREATE TABLE {s}.invocations (id bytea PRIMARY KEY, value bytea NOT NULL);
+CREATE TABLE {s}.data (key bytea PRIMARY KEY, value bytea NOT NULL);
+CREATE TABLE {s}.journal (
+    invocation bytea NOT NULL,
+    first_position bigint NOT NULL,
+    segment bytea NOT NULL,
+    PRIMARY KEY (invocation, first_position)
+);
+CREATE TABLE {s}.queue (
+    invocation bytea PRIMARY KEY,
+    seq bigint GENERATED ALWAYS AS IDENTITY
+);
+CREATE INDEX queue_by_seq ON {s}.queue (seq);
+CREATE TABLE {s}.leases (
+    invocation bytea PRIMARY KEY,
+    owner bytea NOT NULL,
+    expires_ms bigint NOT NULL,
+    token bigint NOT NULL
+);
+CREATE INDEX leases_held ON {s}.leases (invocation) WHERE owner <> ''::bytea;
+CREATE SEQUENCE {s}.lease_token;
+CREATE FUNCTION {s}.now_ms() RETURNS bigint LANGUAGE sql VOLATILE
+    AS $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;
+INSERT INTO {s}.meta (key, value) VALUES ('schema_version', 0);
+"#];
+
+/// `name` if it can name the store's schema: lowercase letters, digits and `_`, not starting
+/// with a digit, at most 63 bytes (PostgreSQL's limit), not `pg_`-prefixed.
+pub fn check_name(name: &str) -> Result<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with("pg_")
+        && !name.as_bytes()[0].is_ascii_digit()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "schema {name:?} cannot name a store's schema: use 1 to 63 lowercase letters, digits \
+             and underscores, not starting with a digit or pg_ (e.g. ?schema=orders)"
+        )))
+    }
+}
+
+/// Create or migrate the store's tables in `schema`; the migration done, if any.
+pub fn migrate(pool: &Pool, schema: &str, create: bool) -> Result<Option<Migration>> {
+    let started = Instant::now();
+    let quoted = format!("\"{schema}\"");
+    let from = pool.run("opening the store", |session| {
+        let mut tx = session.client.transaction()?;
+        // One opener at a time per schema: the others wait here, then find it done.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('pynenc-store'), hashtext($1))",
+            &[&schema],
+        )?;
+        let found = read_version(&mut tx, schema)?;
+        if found == 0 && !create {
+            return Err(OpError::Core(Error::InvalidArgument(format!(
+                "no store in schema {schema:?} of {}: check the URL's ?schema= (a store is \
+                 created by the first app or worker that uses it)",
+                pool.location()
+            ))));
+        }
+        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))?;
+        if found > SCHEMA_VERSION {
+            return Err(OpError::Core(newer(pool, schema, found)));
+        }
+        for (n, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            tx.batch_execute(&step.replace("{s}", &quoted))?;
+            tx.execute(
+                &format!("UPDATE {quoted}.meta SET value = $1 WHERE key = 'schema_version'"),
+                &[&(n as i64 + 1)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(found)
+    })?;
+    Ok((from != SCHEMA_VERSION && from != 0).then(|| Migration {
+        from,
+        to: SCHEMA_VERSION,
+        took: started.elapsed(),
+    }))
+}
+
+/// The schema's version: 0 when it has no tables yet.
+fn read_version(tx: &mut postgres::Transaction<'_>, schema: &str) -> OpResult<u32> {
+    let exists = tx.query_one(
+        "SELECT to_regclass(format('%I.meta', $1::text)) IS NOT NULL",
+        &[&schema],
+    )?;
+    if !exists.get::<_, bool>(0) {
+        return Ok(0);
+    }
+    let row = tx.query_opt(
+        &format!("SELECT value FROM \"{schema}\".meta WHERE key = 'schema_version'"),
+        &[],
+    )?;
+    Ok(row.map_or(0, |r| r.get::<_, i64>(0).clamp(0, u32::MAX as i64) as u32))
+}
+
+fn newer(pool: &Pool, schema: &str, found: u32) -> Error {
+    Error::FormatVersion {
+        path: format!("{}?schema={schema}", pool.location()).into(),
+        found,
+        supported: SCHEMA_VERSION,
+    }
+}
+
+/// The schema's version as stored.
+pub fn version(pool: &Pool, sql: &Sql) -> Result<u32> {
+    pool.run("reading the schema version", |session| {
+        let st = session.statement(sql.version)?;
+        let row = session.client.query_one(&st, &[])?;
+        Ok(row.get::<_, i64>(0).clamp(0, u32::MAX as i64) as u32)
+    })
+}
+
+/// Every statement of the store, with its schema name in place. Leaked once per opened store
+/// (a few kilobytes), so sessions can cache prepared statements by their text.
+pub(crate) struct Sql {
+    pub version: &'static str,
+    pub now_ms: &'static str,
+    pub fence_tokens: &'static str,
+    pub put_invocations: &'static str,
+    pub delete_invocations: &'static str,
+    pub put_data: &'static str,
+    pub delete_data: &'static str,
+    pub append_journal: &'static str,
+    pub enqueue: &'static str,
+    pub dequeue: &'static str,
+    pub tombstone: &'static str,
+    pub get_invocation: &'static str,
+    pub get_data: &'static str,
+    pub scan_invocations: &'static str,
+    pub scan_data: &'static str,
+    pub journal: &'static str,
+    pub next_ready: &'static str,
+    pub lock_queued: &'static str,
+    pub previous_lease: &'static str,
+    pub take_lease: &'static str,
+    pub renew: &'static str,
+    pub release: &'static str,
+    pub lease: &'static str,
+    pub leases: &'static str,
+    pub queued: &'static str,
+}
+
+impl Sql {
+    pub fn new(schema: &str) -> Sql {
+        let s = format!("\"{schema}\"");
+        let q =
+            |text: &str| -> &'static str { Box::leak(text.replace("{s}", &s).into_boxed_str()) };
+        let put = |table: &str, key: &str| {
+            q(&format!(
+                "INSERT INTO {{s}}.{table} ({key}, value) \
+                 SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+                 ON CONFLICT ({key}) DO UPDATE SET value = EXCLUDED.value"
+            ))
+        };
+        let scan = |table: &str, key: &str| {
+            q(&format!(
+                "SELECT {key}, value FROM {{s}}.{table} \
+                 WHERE {key} >= $1 AND ($2::bytea IS NULL OR {key} < $2) ORDER BY {key}"
+            ))
+        };
+        Sql {
+            version: q("SELECT value FROM {s}.meta WHERE key = 'schema_version'"),
+            now_ms: q("SELECT {s}.now_ms()"),
+            fence_tokens: q("SELECT invocation, token FROM {s}.leases \
+                 WHERE invocation = ANY($1) ORDER BY invocation FOR SHARE"),
+            put_invocations: put("invocations", "id"),
+            delete_invocations: q("DELETE FROM {s}.invocations WHERE id = ANY($1)"),
+            put_data: put("data", "key"),
+            delete_data: q("DELETE FROM {s}.data WHERE key = ANY($1)"),
+            append_journal: q(
+                "INSERT INTO {s}.journal (invocation, first_position, segment) \
+                 SELECT * FROM unnest($1::bytea[], $2::int8[], $3::bytea[]) \
+                 ON CONFLICT DO NOTHING",
+            ),
+            enqueue: q("INSERT INTO {s}.queue (invocation) \
+                 SELECT i FROM unnest($1::bytea[]) WITH ORDINALITY AS u(i, n) ORDER BY n \
+                 ON CONFLICT DO NOTHING"),
+            dequeue: q("DELETE FROM {s}.queue WHERE invocation = ANY($1)"),
+            tombstone: q("UPDATE {s}.leases SET owner = ''::bytea, expires_ms = 0 \
+                 WHERE invocation = ANY($1)"),
+            get_invocation: q("SELECT value FROM {s}.invocations WHERE id = $1"),
+            get_data: q("SELECT value FROM {s}.data WHERE key = $1"),
+            scan_invocations: scan("invocations", "id"),
+            scan_data: scan("data", "key"),
+            journal: q("SELECT first_position, segment FROM {s}.journal \
+                 WHERE invocation = $1 ORDER BY first_position"),
+            next_ready: q("SELECT q.invocation FROM {s}.queue q \
+                 WHERE NOT EXISTS (SELECT 1 FROM {s}.leases l \
+                     WHERE l.invocation = q.invocation AND l.expires_ms > {s}.now_ms()) \
+                 ORDER BY q.seq LIMIT 1 FOR UPDATE OF q SKIP LOCKED"),
+            lock_queued: q("SELECT invocation FROM {s}.queue WHERE invocation = $1 \
+                 FOR UPDATE SKIP LOCKED"),
+            previous_lease: q("SELECT owner <> ''::bytea, expires_ms <= {s}.now_ms() \
+                 FROM {s}.leases WHERE invocation = $1 FOR UPDATE"),
+            take_lease: q(
+                "INSERT INTO {s}.leases AS l (invocation, owner, expires_ms, token) \
+                 VALUES ($1, $2, {s}.now_ms() + $3, nextval('{s}.lease_token')) \
+                 ON CONFLICT (invocation) DO UPDATE \
+                     SET owner = EXCLUDED.owner, expires_ms = EXCLUDED.expires_ms, \
+                         token = EXCLUDED.token \
+                 RETURNING l.token, l.expires_ms",
+            ),
+            renew: q("UPDATE {s}.leases SET expires_ms = {s}.now_ms() + $3 \
+                 WHERE invocation = $1 AND token = $2"),
+            release: q("UPDATE {s}.leases \
+                 SET owner = CASE WHEN $3 THEN owner ELSE ''::bytea END, \
+                     expires_ms = $4, token = nextval('{s}.lease_token') \
+                 WHERE invocation = $1 AND token = $2"),
+            lease: q("SELECT owner, expires_ms, token FROM {s}.leases WHERE invocation = $1"),
+            leases: q(
+                "SELECT invocation, owner, expires_ms, token FROM {s}.leases \
+                 WHERE owner <> ''::bytea ORDER BY invocation",
+            ),
+            queued: q("SELECT invocation FROM {s}.queue ORDER BY seq"),
+        }
+    }
+}
