@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import postgres_server
 import pytest
 
 from pynenc import Pynenc
@@ -60,9 +61,25 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The base URL of the session's PostgreSQL server, started on first use (or the one
+    PYNENC_TEST_POSTGRES_URL names) and stopped when the session ends."""
+    yield postgres_server.start().url
+    postgres_server.stop()
+
+
 @pytest.fixture
 def store_url(tmp_path: Path) -> str:
     return f"lmdb://{tmp_path / 'store'}"
+
+
+def drop_schema(url: str, schema: str) -> None:
+    """Drop a test's schema and everything in it; a connection the test left inside a
+    transaction on it makes this fail after lock_timeout instead of hanging the suite."""
+    with postgres_server.connect(url, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '30s'")
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture
