@@ -1,4 +1,5 @@
-"""The throwaway PostgreSQL server the suite starts (tests/postgres_server.py)."""
+"""The throwaway PostgreSQL server the suite starts (tests/postgres_server.py) and the
+per-test schemas `store_url` hands out on it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import pwd
 import secrets
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +17,7 @@ import postgres_server
 import psutil
 import psycopg
 import pytest
-from conftest import drop_schema
+from conftest import ROOT, drop_schema
 from postgres_server import PostgresServer, PostgresServerError, find_bindir
 
 EXTERNAL = bool(os.environ.get(postgres_server.ENV_URL))
@@ -135,6 +138,26 @@ def test_restart_keeps_committed_data_and_answers_again(postgres_url: str, schem
     assert wait_gone(before)
     with postgres_server.connect(postgres_url) as conn:
         assert conn.execute(f'SELECT v FROM "{schema}".kv').fetchall() == [("yes",)]
+
+
+def test_store_url_schema_is_dropped_after_the_test(postgres_url: str, tmp_path: Path) -> None:
+    """A pytest session of its own fills a store_url schema; once it has ended, the schema is
+    gone from the server."""
+    out = tmp_path / "schema"
+    env = dict(os.environ, PG_SCHEMA_PROBE_OUT=str(out))
+    env[postgres_server.ENV_URL] = postgres_url
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/programs/pg_schema_probe.py"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
+    schema = out.read_text()
+    assert schema.startswith("t_")
+    with postgres_server.connect(postgres_url) as conn:
+        found = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))
+        assert found.fetchone() == (0,)
 
 
 @needs_throwaway
