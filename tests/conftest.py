@@ -1,9 +1,11 @@
-"""Shared fixtures: every test gets its own store under tmp_path."""
+"""Shared fixtures: every test gets its own store, under tmp_path for LMDB or in a schema of
+its own on the session's throwaway PostgreSQL server."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import secrets
 import subprocess
 import sys
 import textwrap
@@ -12,9 +14,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import postgres_server
 import pytest
 
 from pynenc import Pynenc
+
+# The stores every `store_url` test runs against, one test id each.
+STORES = ["lmdb"]
 
 
 def run_python(
@@ -60,9 +66,34 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 
-@pytest.fixture
-def store_url(tmp_path: Path) -> str:
-    return f"lmdb://{tmp_path / 'store'}"
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The base URL of the session's PostgreSQL server, started on first use (or the one
+    PYNENC_TEST_POSTGRES_URL names) and stopped when the session ends."""
+    yield postgres_server.start().url
+    postgres_server.stop()
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh store: an LMDB directory under tmp_path, or a PostgreSQL schema of its own that
+    is dropped after the test."""
+    if request.param == "lmdb":
+        yield f"lmdb://{tmp_path / 'store'}"
+        return
+    assert request.param == "postgresql", f"unknown store {request.param!r}"
+    schema = f"t_{secrets.token_hex(8)}"
+    url = postgres_server.with_schema(request.getfixturevalue("postgres_url"), schema)
+    yield url
+    drop_schema(url, schema)
+
+
+def drop_schema(url: str, schema: str) -> None:
+    """Drop a test's schema and everything in it; a connection the test left inside a
+    transaction on it makes this fail after lock_timeout instead of hanging the suite."""
+    with postgres_server.connect(url, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '30s'")
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture
