@@ -1,0 +1,315 @@
+"""What only the PostgreSQL store has: schemas per app, database time, connections that come
+and go, and claims from many processes at once. (The contract every store keeps runs on it
+through the `store_url` fixture.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from postgres_server import PostgresServer
+
+from pynenc import Pynenc
+from pynenc.errors import (
+    InvalidArgumentError,
+    LeaseLostError,
+    StoreFormatError,
+    StoreUnavailableError,
+)
+from pynenc.store import open_store, parse_url
+
+
+def schema_url(postgres_url: str, schema: str) -> str:
+    return f"{postgres_url}?schema={schema}"
+
+
+@pytest.fixture
+def schema(postgres_url: str) -> Iterator[str]:
+    """A fresh schema name, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_url_names_schema_and_connection(postgres_url: str) -> None:
+    parsed = parse_url("postgresql://app:pw@db:5433/orders?schema=shop&connect_timeout=3")
+    assert (parsed.kind, parsed.schema) == ("postgresql", "shop")
+    assert parsed.dsn == "postgresql://app:pw@db:5433/orders?connect_timeout=3"
+    assert parse_url("postgres://db/x").schema == "pynenc"
+    with pytest.raises(InvalidArgumentError, match="more than once"):
+        parse_url("postgresql://db/x?schema=a&schema=b")
+    with pytest.raises(InvalidArgumentError, match="TLS"):
+        parse_url("postgresql://db/x?sslmode=require")
+
+
+@pytest.mark.parametrize("bad", ["", "Orders", "1st", "pg_catalog", "a-b", "x" * 64, 'a"; --'])
+def test_a_bad_schema_name_is_refused_before_anything_is_created(
+    postgres_url: str, bad: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match="schema"):
+        open_store(f"{postgres_url}?schema={bad}")
+
+
+def test_apps_in_two_schemas_of_one_database_do_not_see_each_other(
+    postgres_url: str, schema: str
+) -> None:
+    other = f"{schema}_b"
+    try:
+        a = Pynenc("a", store=schema_url(postgres_url, schema))
+        b = Pynenc("b", store=schema_url(postgres_url, other))
+
+        @a.task(name="pg.double_a")
+        def double_a(x: int) -> int:
+            return 2 * x
+
+        @b.task(name="pg.double_b")
+        def double_b(x: int) -> int:
+            return 2 * x
+
+        assert double_a(2).result == 4
+        assert double_b(3).result == 6
+        assert [r.task_id for r in a.list_invocations()] == ["pg.double_a"]
+        assert [r.task_id for r in b.list_invocations()] == ["pg.double_b"]
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
+
+
+def test_reading_a_missing_schema_is_an_error_and_creates_nothing(
+    postgres_url: str, schema: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match="no store in schema"):
+        open_store(schema_url(postgres_url, schema), create=False)
+    with psycopg.connect(postgres_url) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s", (schema,)
+        ).fetchone()
+    assert found == (0,)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pynenc", "--store", schema_url(postgres_url, schema), "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode != 0 and "no store in schema" in proc.stderr
+
+
+def test_the_tables_are_created_once_and_versioned(postgres_url: str, schema: str) -> None:
+    url = schema_url(postgres_url, schema)
+    first, second = open_store(url), open_store(url)
+    assert first.format_version() == second.format_version() == 1
+    assert first.kind() == "postgresql"
+    with psycopg.connect(postgres_url) as conn:
+        tables = {
+            row[0]
+            for row in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (schema,),
+            )
+        }
+    assert tables == {"meta", "invocations", "data", "journal", "queue", "leases"}
+
+
+def test_a_newer_schema_refuses_to_open(postgres_url: str, schema: str) -> None:
+    open_store(schema_url(postgres_url, schema))
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"UPDATE \"{schema}\".meta SET value = 99 WHERE key = 'schema_version'")
+    with pytest.raises(StoreFormatError, match="99"):
+        open_store(schema_url(postgres_url, schema))
+
+
+def test_leases_are_judged_by_database_time(postgres_url: str, schema: str) -> None:
+    store = open_store(schema_url(postgres_url, schema))
+    inv = uuid.uuid4().bytes
+    store.enqueue(inv)
+    store.flush()
+    # A worker whose clock is a day behind gets the same lease as any other.
+    claim = store.claim(b"worker-a", 2000, 0)
+    assert claim is not None
+    _, token, expires_ms, taken_over = claim
+    db_now = store.now_ms()
+    assert db_now - 1000 < expires_ms - 2000 <= db_now and not taken_over
+    assert store.claim(b"worker-b", 2000, 10**15) is None  # a clock far ahead steals nothing
+    time.sleep(2.2)
+    second = store.claim(b"worker-b", 2000, 0)
+    assert second is not None and second[1] > token and second[3]  # expired: a takeover
+
+
+def test_a_write_fenced_with_a_lost_lease_is_refused(postgres_url: str, schema: str) -> None:
+    store = open_store(schema_url(postgres_url, schema))
+    inv = uuid.uuid4().bytes
+    store.enqueue(inv)
+    store.flush()
+    claim = store.claim(b"worker-a", 60_000, 0)
+    assert claim is not None
+    old = claim[1]
+    store.release(inv, old)
+    store.put("data", inv + b"k", b"zombie", (inv, old))
+    rejected = store.flush()
+    assert [(r[0], r[1]) for r in rejected] == [(inv, old)]
+    assert store.get("data", inv + b"k") is None
+    with pytest.raises(LeaseLostError):
+        store.renew(inv, old, 1000, 0)
+
+
+CLAIMER = """
+import json, sys
+from pynenc.store import open_store
+store = open_store(sys.argv[1])
+got = []
+while True:
+    claim = store.claim(sys.argv[2].encode(), 60_000, 0)
+    if claim is None:
+        break
+    got.append(claim[0].hex())
+    store.complete(claim[0], (claim[0], claim[1]))
+    store.flush()
+print(json.dumps(got))
+"""
+
+
+def test_concurrent_claimers_never_take_the_same_invocation(
+    postgres_url: str, schema: str
+) -> None:
+    url = schema_url(postgres_url, schema)
+    store = open_store(url)
+    ids = [uuid.uuid4().bytes for _ in range(200)]
+    for inv in ids:
+        store.enqueue(inv)
+    store.flush()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, url, f"claimer-{n}"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    taken: list[str] = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        taken += json.loads(out.splitlines()[-1])
+    assert sorted(taken) == sorted(i.hex() for i in ids)  # each exactly once
+    assert store.queued() == []
+
+
+def test_an_unreachable_server_fails_within_store_unavailable_seconds() -> None:
+    url = f"postgresql://pynenc@127.0.0.1:{free_port()}/postgres"
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailableError) as err:
+        open_store(url, unavailable_seconds=1.0)
+    took = time.monotonic() - started
+    assert 1.0 <= took < 6.0
+    assert "unreachable" in str(err.value) and "127.0.0.1" in str(err.value)
+
+
+def test_passwords_never_appear_in_messages() -> None:
+    url = f"postgresql://pynenc:hunter2@127.0.0.1:{free_port()}/postgres"
+    with pytest.raises(StoreUnavailableError) as err:
+        open_store(url, unavailable_seconds=0.0)
+    assert "hunter2" not in str(err.value) and "***" in str(err.value)
+
+
+WORKER_APP = """
+import os
+from pynenc import Pynenc
+
+app = Pynenc("pg", execution="queued")
+
+@app.task(name="pgw.step")
+def step(n: int) -> int:
+    return n * n
+
+@app.task(name="pgw.flow", force_new_workflow=True)
+def flow(n: int) -> int:
+    return sum(flow.wf.execute_task(step, i).result for i in range(n))
+"""
+
+
+def start_worker(tmp_path: Path, url: str, *extra_env: tuple[str, str]) -> subprocess.Popen[str]:
+    (tmp_path / "pgw_app.py").write_text(textwrap.dedent(WORKER_APP))
+    env = {
+        **os.environ,
+        "PYNENC_STORE": url,
+        "PYNENC_EXECUTION": "queued",
+        "PYNENC_LEASE_SECONDS": "2",
+        "PYTHONPATH": str(tmp_path),
+        **dict(extra_env),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "pynenc", "--app", "pgw_app:app", "worker", "--concurrency", "2"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture
+def own_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, to restart and stop."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+def test_workers_ride_out_a_server_restart(tmp_path: Path, own_server: PostgresServer) -> None:
+    url = f"{own_server.url}?schema=restart"
+    app = Pynenc("pg", store=url, execution="queued")
+
+    @app.task(name="pgw.step")
+    def step(n: int) -> int:
+        return n * n
+
+    @app.task(name="pgw.flow", force_new_workflow=True)
+    def flow(n: int) -> int:
+        return sum(flow.wf.execute_task(step, i).result for i in range(n))
+
+    started = [flow(n) for n in range(1, 21)]
+    workers = [start_worker(tmp_path, url) for _ in range(2)]
+    try:
+        time.sleep(0.5)
+        own_server.restart()  # pg_ctl restart -m fast: every session is cut
+        results = [inv.wait(timeout=90).result for inv in started]
+    finally:
+        for w in workers:
+            w.terminate()
+        outputs = [w.communicate(timeout=60) for w in workers]
+    assert results == [sum(i * i for i in range(n)) for n in range(1, 21)]
+    assert all(w.returncode == 0 for w in workers), outputs
+
+
+def test_workers_exit_with_the_error_when_the_server_is_gone_for_good(
+    tmp_path: Path, own_server: PostgresServer
+) -> None:
+    url = f"{own_server.url}?schema=gone"
+    open_store(url)  # the schema exists
+    worker = start_worker(tmp_path, url, ("PYNENC_STORE_UNAVAILABLE_SECONDS", "2"))
+    time.sleep(1.5)  # started and polling
+    own_server.stop()
+    stopped = time.monotonic()
+    _, err = worker.communicate(timeout=60)
+    took = time.monotonic() - stopped
+    assert worker.returncode == 1, err
+    assert "StoreUnavailableError" in err or "unreachable" in err
+    assert took < 2 + 10  # its window, plus connect and shutdown time
