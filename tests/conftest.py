@@ -20,7 +20,7 @@ import pytest
 from pynenc import Pynenc
 
 # The stores every `store_url` test runs against, one test id each.
-STORES = ["lmdb"]
+STORES = ["lmdb", "postgresql"]
 
 
 def run_python(
@@ -74,6 +74,12 @@ def postgres_url() -> Iterator[str]:
     postgres_server.stop()
 
 
+@pytest.fixture
+def lmdb_url(tmp_path: Path) -> str:
+    """An embedded store under tmp_path, for tests of what only LMDB has (its files)."""
+    return f"lmdb://{tmp_path / 'store'}"
+
+
 @pytest.fixture(params=STORES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh store: an LMDB directory under tmp_path, or a PostgreSQL schema of its own that
@@ -86,6 +92,24 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     url = postgres_server.with_schema(request.getfixturevalue("postgres_url"), schema)
     yield url
     drop_schema(url, schema)
+
+
+def store_snapshot(url: str) -> tuple[Any, ...]:
+    """Everything a store holds, read through the store contract (on any store): records,
+    workflow data, the journal of every attempt of every invocation, the queue and leases."""
+    from pynenc import codec
+    from pynenc._core import journal_id
+    from pynenc.store import open_store
+
+    store = open_store(url, create=False)
+    records = store.scan("invocations", b"")
+    journals = []
+    for key, value in records:
+        record = codec.decode(value)
+        attempts = record.get("attempt", 1) if isinstance(record, dict) else 1
+        for attempt in range(1, int(attempts) + 1):
+            journals.append(store.journal_entries(journal_id(key, attempt)))
+    return (records, store.scan("data", b""), journals, store.queued(), store.leases())
 
 
 def drop_schema(url: str, schema: str) -> None:

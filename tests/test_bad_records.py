@@ -29,8 +29,10 @@ import lmdb
 import pytest
 
 from pynenc import CorruptEntryError, InvocationStatus, Pynenc, cli, codec
+from pynenc._core import Store
 from pynenc.record_check import MAX_COUNT, show_key
 from pynenc.runner.owner import owner_is_dead
+from pynenc.store import open_store
 from pynenc.store.lmdb import LmdbStore
 
 Planted = tuple[str, bytes, bytes, str]  # (label, key, value, what the report must say)
@@ -138,8 +140,8 @@ def bad_records(template: dict[str, Any]) -> list[Planted]:
     return planted
 
 
-def plant(path: Path, planted: list[Planted]) -> None:
-    store = LmdbStore(path)
+def plant(store: Store, planted: list[Planted]) -> None:
+    """Write the bad records straight into the store, as damage or another writer would."""
     for _label, key, value, _what in planted:
         store.put("invocations", key, value)
     store.flush()
@@ -163,7 +165,7 @@ def reported(lines: list[str], planted: list[Planted]) -> None:
 
 
 @pytest.fixture
-def filled(store_url: str, store_path: Path) -> tuple[Pynenc, list[str], list[Planted]]:
+def filled(store_url: str) -> tuple[Pynenc, list[str], list[Planted]]:
     """A store with finished, failed and child invocations and every bad record."""
     app = Pynenc("bad-records", store=store_url, sync=False)
 
@@ -182,7 +184,7 @@ def filled(store_url: str, store_path: Path) -> tuple[Pynenc, list[str], list[Pl
     good = [flow(3).invocation_id, fails().invocation_id]
     good += [i.invocation_id for i in app.list_invocations(task_id="double")]
     planted = bad_records(template_of(app.store, good[0]))
-    plant(store_path, planted)
+    plant(app.store, planted)
     return app, good, planted
 
 
@@ -314,13 +316,13 @@ def drill(
 
 
 def test_recover_resumes_a_stranded_workflow_next_to_bad_records(
-    tmp_path: Path, store_url: str, store_path: Path
+    tmp_path: Path, store_url: str
 ) -> None:
     finished = drill(tmp_path, store_url, "finished")
     assert finished.returncode == 0, finished.stderr
     crashed = drill(tmp_path, store_url, "crash", DRILL_CRASH="1")
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
-    store = LmdbStore(store_path)
+    store = open_store(store_url)
     [stranded] = [
         codec.decode(v)
         for _k, v in store.scan("invocations", b"")
@@ -328,7 +330,7 @@ def test_recover_resumes_a_stranded_workflow_next_to_bad_records(
     ]
     # Each bad record looks stranded too: running, owned by the process just killed.
     planted = bad_records(dict(stranded, parent=None))
-    plant(store_path, planted)
+    plant(store, planted)
 
     recovered = drill(tmp_path, store_url, "recover")
     assert recovered.returncode == 0, recovered.stderr
@@ -408,8 +410,9 @@ def test_a_worker_sets_a_bad_record_aside_and_runs_the_next(
 
 
 def test_recover_goes_on_past_a_stranded_workflow_it_cannot_read(
-    tmp_path: Path, store_url: str, store_path: Path
+    tmp_path: Path, lmdb_url: str, store_path: Path
 ) -> None:
+    store_url = lmdb_url  # damages the file itself
     for _ in range(2):
         crashed = drill(tmp_path, store_url, "crash", DRILL_CRASH="1")
         assert crashed.returncode == -signal.SIGKILL, crashed.stderr

@@ -20,7 +20,7 @@ from typing import Any
 
 import cbor2
 import pytest
-from conftest import WorkerPool
+from conftest import WorkerPool, store_snapshot
 
 from pynenc import InvalidArgumentError, InvocationStatus, WorkflowCancelledError
 from pynenc.errors import CorruptEntryError
@@ -151,8 +151,7 @@ def python(env: dict[str, str], script: str) -> subprocess.CompletedProcess[str]
 
 
 def store_digest(env: dict[str, str]) -> str:
-    path = Path(env["PYNENC_STORE"].removeprefix("lmdb://")) / "data.mdb"
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashlib.sha256(repr(store_snapshot(env["PYNENC_STORE"])).encode()).hexdigest()
 
 
 def test_a_killed_then_cancelled_workflow_is_never_recovered(

@@ -22,8 +22,7 @@ import pytest
 from conftest import WorkerPool
 
 from pynenc import codec
-from pynenc.store import store_path
-from pynenc.store.lmdb import LmdbStore, StoreOptions
+from pynenc.store import open_store
 
 PROGRAMS = Path(__file__).parent / "programs"
 
@@ -176,7 +175,7 @@ def test_a_store_written_with_sorted_keys_still_reads_and_replays(
         del os.environ["KEY_ORDER"]
     old_encoders = {kind: fn for kind, fn in codec._ENCODERS.items() if kind is not dict}
     canonical = cbor2.dumps(sorted_data, canonical=True, encoders=old_encoders)
-    store = LmdbStore(store_path(store_url), StoreOptions(sync=False))
+    store = open_store(store_url)
     assert store.get("data", uuid.UUID(inv).bytes + b"rich") == canonical
 
     seen = output(run(store_url, tmp_path, "read", inv))

@@ -302,10 +302,11 @@ def test_code_that_no_longer_asks_for_a_recorded_marker_diverges(app: Pynenc) ->
 
 
 def test_a_format_4_store_opens_and_its_runs_replay_with_patched_code(
-    env: dict[str, str],
+    env: dict[str, str], lmdb_url: str
 ) -> None:
     """Format 5 only adds the patch marker kind: a store of format 4 (which holds none) is the
-    same bytes, and opening it just records the new version."""
+    same bytes, and opening it just records the new version (an embedded store's format)."""
+    env = {**env, "PYNENC_STORE": lmdb_url}
     import lmdb  # the store's documented layout, read and written without this build
 
     old = start(env, "v1")
