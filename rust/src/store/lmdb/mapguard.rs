@@ -30,7 +30,15 @@ pub(crate) struct MapBounds {
     base: AtomicUsize,
     map_end: AtomicUsize,
     valid_end: AtomicUsize,
-    refreshed: Mutex<Option<(Instant, String)>>,
+    refreshed: Mutex<Refreshed>,
+}
+
+/// When the map was last looked for, and the path of `data.mdb` once it was found: a look
+/// that finds no mapping (a value in this process's own dirty pages) keeps the path known.
+#[derive(Default)]
+struct Refreshed {
+    when: Option<Instant>,
+    path: Option<String>,
 }
 
 fn page_size() -> usize {
@@ -95,22 +103,20 @@ impl MapBounds {
         // it); after that, values outside it (this process's own new pages) look at most
         // every REFRESH_EVERY, for a map a resize moved.
         let known = self.base.load(Ordering::Acquire) != 0;
-        let recent = last
-            .as_ref()
-            .is_some_and(|(when, _)| when.elapsed() < REFRESH_EVERY);
+        let recent = last.when.is_some_and(|when| when.elapsed() < REFRESH_EVERY);
         if !force && known && recent {
             return;
         }
-        let path = match (force, last.as_ref()) {
-            (true, Some((_, path))) if self.contains(at) => Some(path.clone()),
+        let path = match (force, &last.path) {
+            (true, Some(path)) if self.contains(at) => Some(path.clone()),
             _ => find_mapping(at).map(|(base, end, path)| {
                 self.base.store(base, Ordering::Release);
                 self.map_end.store(end, Ordering::Release);
                 path
             }),
         };
+        last.when = Some(Instant::now());
         let Some(path) = path else {
-            *last = Some((Instant::now(), String::new()));
             return;
         };
         let len = std::fs::metadata(&path).map_or(0, |m| m.len());
@@ -120,7 +126,7 @@ impl MapBounds {
             valid.min(self.map_end.load(Ordering::Acquire)),
             Ordering::Release,
         );
-        *last = Some((Instant::now(), path));
+        last.path = Some(path);
     }
 }
 
@@ -149,6 +155,54 @@ fn find_mapping(at: usize) -> Option<(usize, usize, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A value of this process's own dirty pages (heap) looked at before a value in the map
+    /// must not make the map's file look empty: that refused a sound store's reads as
+    /// damaged after a writer's commit grew `data.mdb`.
+    #[test]
+    fn a_look_outside_the_map_keeps_the_file_found_before() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.mdb");
+        let psize = page_size();
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(&vec![7u8; 2 * psize])
+            .unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let len = 4 * psize; // the map is larger than the file, as LMDB's is
+                             // SAFETY: a private read-only map of a file this test owns, unmapped below.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                std::os::unix::io::AsRawFd::as_raw_fd(&file),
+                0,
+            )
+        };
+        assert_ne!(map, libc::MAP_FAILED);
+        // SAFETY: the first page is backed by the file.
+        let first = unsafe { std::slice::from_raw_parts(map.cast::<u8>().add(100), 10) };
+        let bounds = MapBounds::default();
+        assert!(bounds.check(first).is_ok());
+        std::thread::sleep(REFRESH_EVERY + Duration::from_millis(10));
+        let heap = vec![0u8; 64];
+        assert!(bounds.check(&heap).is_ok()); // looks for the map again, finds none
+        // The file grows (another process's commit); a value on the new page is sound.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&vec![8u8; psize])
+            .unwrap();
+        // SAFETY: the third page is now backed by the file.
+        let grown = unsafe { std::slice::from_raw_parts(map.cast::<u8>().add(2 * psize + 16), 32) };
+        assert_eq!(bounds.check(grown), Ok(()));
+        // SAFETY: mapped above with this length.
+        unsafe { libc::munmap(map, len) };
+    }
 
     #[test]
     fn a_value_outside_the_map_is_not_checked() {
