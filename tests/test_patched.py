@@ -36,7 +36,10 @@ def touch(name: str) -> str:
 
 
 def hold(name: str) -> None:
-    """Pacing only (not recorded): wait until the test creates `name`, when asked to."""
+    """Pacing only (not recorded): wait until the test creates `name`, when asked to, after
+    saying so with the mark `at-NAME` (everything before it is durable by then)."""
+    if os.environ.get("PATCH_HOLD"):
+        (DIR / f"at-{name}").write_text(name)
     while os.environ.get("PATCH_HOLD") and not (DIR / name).exists():
         time.sleep(0.02)
 
@@ -212,7 +215,10 @@ def test_old_runs_replay_on_the_old_branch_and_new_runs_take_the_new_one(
 def test_a_crash_after_the_marker_resumes_on_the_new_branch(env: dict[str, str]) -> None:
     marks = Path(env["PATCH_DIR"])
     (marks / "go").write_text("go")
-    crash(env, "v2", after="patched")
+    # Killed once the side effect after the marker returned: its outcome is durable then
+    # (killed as its mark appears, the side effect may rightly run again on resume).
+    crash(env, "v2", after="at-go-on")
+    (marks / "patched").unlink()
     (marks / "go-on").write_text("go")
     ((inv_id, result),) = run(env, "v2", RECOVER)
     assert result == ["a", "new"]
