@@ -109,7 +109,8 @@ def store_snapshot(url: str) -> tuple[Any, ...]:
         attempts = record.get("attempt", 1) if isinstance(record, dict) else 1
         for attempt in range(1, int(attempts) + 1):
             journals.append(store.journal_entries(journal_id(key, attempt)))
-    return (records, store.scan("data", b""), journals, store.queued(), store.leases())
+    leases = [(x.invocation, x.owner, x.expires_ms, x.token) for x in store.leases()]
+    return (records, store.scan("data", b""), journals, store.queued(), leases)
 
 
 def drop_schema(url: str, schema: str) -> None:

@@ -41,7 +41,7 @@ from liveness_app import app, slow
 def running_lease():
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        live = [o.decode() for _i, o, expires, _t in app.store.leases() if expires]
+        live = [x.owner.decode() for x in app.store.leases() if x.expires_ms]
         if live:
             return live[0]
         time.sleep(0.05)

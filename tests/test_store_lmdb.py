@@ -86,10 +86,18 @@ def test_claim_renew_release_complete(store_path: Path) -> None:
     store.enqueue(second)
     store.flush()
     claim = store.claim(b"w1", 1000, 0)
-    assert claim is not None and claim[0] == first
-    _, token, expires, taken_over = claim
-    assert store.lease(first) == (b"w1", expires, token) and not taken_over
-    assert store.claim(b"w2", 1000, 10)[0] == second  # type: ignore[index]
+    assert claim is not None and claim.invocation == first
+    token, expires = claim.token, claim.expires_ms
+    lease = store.lease(first)
+    assert lease is not None and not claim.taken_over
+    assert (lease.invocation, lease.owner, lease.expires_ms, lease.token) == (
+        first,
+        b"w1",
+        expires,
+        token,
+    )
+    second_claim = store.claim(b"w2", 1000, 10)
+    assert second_claim is not None and second_claim.invocation == second
     assert store.claim(b"w3", 1000, 20) is None
     store.renew(first, token, 5000, 100)
     with pytest.raises(LeaseLostError) as info:
@@ -97,21 +105,23 @@ def test_claim_renew_release_complete(store_path: Path) -> None:
     assert info.value.current == token  # type: ignore[attr-defined]
     # An expired lease is claimable by someone else, whose token fences the old owner out.
     taken = store.claim(b"w4", 1000, 5100)
-    assert taken is not None and taken[0] == first and taken[1] > token
-    assert taken[3], "w1 never gave it back: the claim is a takeover (a resumption)"
+    assert taken is not None and taken.invocation == first and taken.token > token
+    assert taken.taken_over, "w1 never gave it back: the claim is a takeover (a resumption)"
     store.put("data", b"late", b"x", fence=(first, token))
     store.complete(first, fence=(first, token))
-    assert store.flush() == [(first, token, taken[1])]
+    assert store.flush() == [(first, token, taken.token)]
     assert store.get("data", b"late") is None
     assert store.queued() == [first, second]
-    store.complete(first, fence=(first, taken[1]))
+    store.complete(first, fence=(first, taken.token))
     assert store.flush() == []
     assert store.queued() == [second]
     # Completed: an ownerless tombstone keeps the last token, fencing off older owners.
-    assert store.lease(first) == (b"", 0, taken[1])
+    tombstone = store.lease(first)
+    assert tombstone is not None
+    assert (tombstone.owner, tombstone.expires_ms, tombstone.token) == (b"", 0, taken.token)
     assert len(store.leases()) == 1
     store.put("data", b"zombie", b"x", fence=(first, token))
-    assert store.flush() == [(first, token, taken[1])]
+    assert store.flush() == [(first, token, taken.token)]
 
 
 def test_a_stale_owner_learns_of_its_rejected_writes_when_another_thread_committed_them(
@@ -125,22 +135,22 @@ def test_a_stale_owner_learns_of_its_rejected_writes_when_another_thread_committ
     store.flush()
     claim = store.claim(b"w1", 1000, 0)
     assert claim is not None
-    stale_token = claim[1]
+    stale_token = claim.token
     taken = store.claim(b"w2", 1000, 5000)  # the lease expired; another worker took it
-    assert taken is not None and taken[1] > stale_token
+    assert taken is not None and taken.token > stale_token
     execution = _core.Execution(store._core, job, str(uuid.UUID(bytes=job)), 0)
     execution.set_fence(stale_token)
     execution.random()
     execution.stage()
     # Another thread's flush commits (and rejects) the stale owner's staged journal entry...
-    assert store.flush() == [(job, stale_token, taken[1])]
+    assert store.flush() == [(job, stale_token, taken.token)]
     # ...and the stale owner still finds out at its own flush.
     with pytest.raises(LeaseLostError) as info:
         execution.flush()
-    assert info.value.current == taken[1]  # type: ignore[attr-defined]
+    assert info.value.current == taken.token  # type: ignore[attr-defined]
     # The owner holding the current token is not affected.
     current = _core.Execution(store._core, job, str(uuid.UUID(bytes=job)), 1)
-    current.set_fence(taken[1])
+    current.set_fence(taken.token)
     current.random()
     current.flush()
 

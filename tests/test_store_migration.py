@@ -53,7 +53,7 @@ rows = {
     "invocation_count": len(store.scan("invocations", b"")),
     "data": [[k.hex(), v.hex()] for k, v in store.scan("data", b"")],
     "queued": [q.hex() for q in store.queued()],
-    "leases": [[i.hex(), o.hex(), e, t] for i, o, e, t in store.leases()],
+    "leases": [[x.invocation.hex(), x.owner.hex(), x.expires_ms, x.token] for x in store.leases()],
 }
 print(json.dumps(rows))
 """
@@ -162,7 +162,7 @@ def test_a_format_1_store_is_migrated_on_open_and_reads_the_same(
     assert named_databases(path) == [b"meta"], "the format-1 databases are removed"
     # The counters carried over: a new claim takes the token after the one handed out before.
     claim = LmdbStore(path, OPTIONS).claim(b"worker-2", 1_000, 2_000_000)
-    assert claim is not None and claim[1] == before["leases"][0][3] + 1
+    assert claim is not None and claim.token == before["leases"][0][3] + 1
 
 
 def test_a_format_3_store_gets_row_checksums_on_open_and_reads_the_same(tmp_path: Path) -> None:

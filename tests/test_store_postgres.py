@@ -144,13 +144,13 @@ def test_leases_are_judged_by_database_time(postgres_url: str, schema: str) -> N
     # A worker whose clock is a day behind gets the same lease as any other.
     claim = store.claim(b"worker-a", 2000, 0)
     assert claim is not None
-    _, token, expires_ms, taken_over = claim
+    token = claim.token
     db_now = store.now_ms()
-    assert db_now - 1000 < expires_ms - 2000 <= db_now and not taken_over
+    assert db_now - 1000 < claim.expires_ms - 2000 <= db_now and not claim.taken_over
     assert store.claim(b"worker-b", 2000, 10**15) is None  # a clock far ahead steals nothing
     time.sleep(2.2)
     second = store.claim(b"worker-b", 2000, 0)
-    assert second is not None and second[1] > token and second[3]  # expired: a takeover
+    assert second is not None and second.token > token and second.taken_over  # a takeover
 
 
 def test_a_write_fenced_with_a_lost_lease_is_refused(postgres_url: str, schema: str) -> None:
@@ -160,7 +160,7 @@ def test_a_write_fenced_with_a_lost_lease_is_refused(postgres_url: str, schema: 
     store.flush()
     claim = store.claim(b"worker-a", 60_000, 0)
     assert claim is not None
-    old = claim[1]
+    old = claim.token
     store.release(inv, old)
     store.put("data", inv + b"k", b"zombie", (inv, old))
     rejected = store.flush()
@@ -179,8 +179,8 @@ while True:
     claim = store.claim(sys.argv[2].encode(), 60_000, 0)
     if claim is None:
         break
-    got.append(claim[0].hex())
-    store.complete(claim[0], (claim[0], claim[1]))
+    got.append(claim.invocation.hex())
+    store.complete(claim.invocation, (claim.invocation, claim.token))
     store.flush()
 print(json.dumps(got))
 """

@@ -530,14 +530,14 @@ class Pynenc:
 
     def _stranded(self) -> dict[bytes, InvocationRecord]:
         """The running invocations whose owner is dead (or whose lease expired), by id."""
-        leases = {inv: (owner, expires) for inv, owner, expires, _token in self.store.leases()}
+        leases = {lease.invocation: lease.expires_ms for lease in self.store.leases()}
         now = self.store.now_ms()
         stranded: dict[bytes, InvocationRecord] = {}
         for record in self._records(Skipped("recover")):
             if record.status is not InvocationStatus.RUNNING or record.owner is None:
                 continue
             lease = leases.get(record.invocation_id)
-            if lease is not None and lease[1] > now:
+            if lease is not None and lease > now:
                 continue  # a live worker holds it
             if lease is not None or owner_is_dead(record.owner):
                 stranded[record.invocation_id] = record
@@ -563,10 +563,10 @@ class Pynenc:
         released = 0
         if not self.store.owners_are_local():
             return 0  # workers on other hosts: only expiry tells that one died
-        for invocation_id, owner, expires, token in self.store.leases():
-            if expires and owner_is_dead(owner.decode(errors="replace")):
+        for lease in self.store.leases():
+            if lease.expires_ms and owner_is_dead(lease.owner.decode(errors="replace")):
                 try:
-                    self.store.release_dead(invocation_id, token)
+                    self.store.release_dead(lease.invocation, lease.token)
                     released += 1
                 except LeaseLostError:
                     pass  # someone else released or reclaimed it meanwhile

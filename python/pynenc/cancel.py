@@ -153,11 +153,11 @@ def _cancel_queued(app: Pynenc, invocation_id: bytes, info: CancelInfo) -> bool:
                 # Off the queue meanwhile (finished): nothing left to fence.
                 return _cancel_inline(app, invocation_id, info)
             try:
-                app.store.release(invocation_id, lease[2])  # a worker holds it: fence it off
+                app.store.release(invocation_id, lease.token)  # a worker holds it: fence it off
             except LeaseLostError:
                 pass  # claimed or released meanwhile: try again
             continue
-        fence = (invocation_id, claim[1])
+        fence = (invocation_id, claim.token)
         record = app._load_record(invocation_id)
         if record is None or record.status.finished:
             app.store.complete(invocation_id, fence)

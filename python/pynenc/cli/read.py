@@ -269,9 +269,9 @@ def show(app: Pynenc, invocation_id: str) -> dict[str, Any]:
         "lease": None
         if lease is None
         else {
-            "owner": bytes(lease[0]).decode(errors="replace"),
-            "expires": iso(lease[1] / 1000) if lease[1] else None,
-            "token": lease[2],
+            "owner": lease.owner.decode(errors="replace"),
+            "expires": iso(lease.expires_ms / 1000) if lease.expires_ms else None,
+            "token": lease.token,
         },
         "result": _result(record),
         "error": error,
@@ -309,8 +309,8 @@ def status(app: Pynenc) -> dict[str, Any]:
     skipped = Skipped("status")
     records = sorted(app._records(skipped), key=lambda record: record.created_at)
     leases = {
-        format_id(inv): (owner.decode(errors="replace"), expires)
-        for inv, owner, expires, _token in app.store.leases()
+        format_id(lease.invocation): (lease.owner.decode(errors="replace"), lease.expires_ms)
+        for lease in app.store.leases()
     }
     running = []
     for record in records:
@@ -326,7 +326,7 @@ def status(app: Pynenc) -> dict[str, Any]:
                 }
             )
     return {
-        "store": app.config.store,
+        "store": app.store.location(),
         "counts": dict(sorted(Counter(r.status.value for r in records).items())),
         "queued": len(app.store.queued()),
         "running": running,

@@ -127,5 +127,5 @@ def claim_and_run(app: Pynenc, invocation_id: bytes) -> bool:
     )
     if claim is None:
         return False
-    run_claimed(app, invocation_id, claim[1], taken_over=claim[3])
+    run_claimed(app, invocation_id, claim.token, taken_over=claim.taken_over)
     return True

@@ -23,10 +23,10 @@ def unclaimed_hint(app: Pynenc, invocation_id: bytes) -> str | None:
     if invocation_id not in store.queued():
         return None
     lease = store.lease(invocation_id)
-    if lease is not None and lease[0] and lease[1] > store.now_ms():
+    if lease is not None and lease.owner and lease.expires_ms > store.now_ms():
         return None  # a worker runs it
     return (
-        f"nothing has claimed it (queued on {app.config.store}: is a worker running on that "
+        f"nothing has claimed it (queued on {store.location()}: is a worker running on that "
         f"store?); start one with: {worker_command(app)}"
     )
 

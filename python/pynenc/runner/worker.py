@@ -165,8 +165,7 @@ class Worker:
                 pause = min(pause * 2, self.idle_poll_seconds)
                 continue
             pause = 0.001
-            invocation_id, token, _expires, taken_over = claim
-            self._execute(invocation_id, token, taken_over)
+            self._execute(claim.invocation, claim.token, claim.taken_over)
 
     def _execute(self, invocation_id: bytes, token: int, taken_over: bool) -> None:
         ident = uuid.UUID(bytes=invocation_id)

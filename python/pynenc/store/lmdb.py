@@ -25,14 +25,14 @@ from pynenc import _core, checks
 
 log = logging.getLogger("pynenc.store")
 
-__all__ = ["Claim", "Fence", "LeaseInfo", "LmdbStore", "Rejected", "StoreOptions", "Table"]
+__all__ = ["Claim", "Fence", "Lease", "LmdbStore", "Rejected", "StoreOptions", "Table"]
 
 Table = Literal["invocations", "data"]
 Fence = tuple[bytes, int]
-#: A claimed invocation: (invocation id, fencing token, lease expiry in ms).
-Claim = tuple[bytes, int, int, bool]
-#: A lease: (owner, expiry in ms, fencing token).
-LeaseInfo = tuple[bytes, int, int]
+#: A claimed invocation (`invocation`, `token`, `expires_ms`, `taken_over`) and a lease
+#: (`invocation`, `owner`, `expires_ms`, `token`): typed values of the core.
+Claim = _core.Claim
+Lease = _core.Lease
 #: A fenced write refused at flush: (invocation id, token carried, current token).
 Rejected = tuple[bytes, int, int]
 
@@ -181,9 +181,9 @@ class LmdbStore:
         return self._core.journal_entries(invocation)
 
     def claim(self, owner: bytes, lease_ms: int, now_ms: int) -> Claim | None:
-        """Lease the first queued invocation with no live lease to `owner` (committed), as
-        `(invocation, token, expires_ms, taken_over)`: `taken_over` says its last holder never
-        gave it back (its lease ran out, or was released as dead), so running it resumes it."""
+        """Lease the first queued invocation with no live lease to `owner` (committed): its
+        `Claim`, whose `taken_over` says its last holder never gave it back (its lease ran
+        out, or was released as dead), so running it resumes it."""
         return self._core.claim(owner, lease_ms, now_ms)
 
     def claim_invocation(
@@ -228,13 +228,13 @@ class LmdbStore:
         """
         self._core.release_dead(invocation, token)
 
-    def lease(self, invocation: bytes) -> LeaseInfo | None:
-        """The lease of `invocation` as `(owner, expires_ms, token)` (expired ones included;
-        a released or completed invocation keeps an ownerless tombstone), or None."""
+    def lease(self, invocation: bytes) -> Lease | None:
+        """The `Lease` of `invocation` (expired ones included; a released or completed
+        invocation keeps an ownerless tombstone), or None."""
         return self._core.lease(invocation)
 
-    def leases(self) -> list[tuple[bytes, bytes, int, int]]:
-        """Every lease held by an owner as `(invocation, owner, expires_ms, token)`."""
+    def leases(self) -> list[Lease]:
+        """Every `Lease` held by an owner."""
         return self._core.leases()
 
     def queued(self) -> list[bytes]:

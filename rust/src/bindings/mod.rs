@@ -9,9 +9,12 @@ use pyo3::types::PyBytes;
 pub mod context;
 pub mod errors;
 pub mod execution;
+mod lease;
+mod raw_entry;
 mod scalar;
 mod site;
 pub mod store;
+mod verify;
 
 /// The key of the journal of attempt `attempt` of an invocation (see `ids::journal_id`).
 #[pyfunction]
@@ -83,6 +86,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fast_decode, m)?)?;
     m.add_function(wrap_pyfunction!(canonical_form, m)?)?;
     store::register(m)?;
+    lease::register(m)?;
+    verify::register(m)?;
     execution::register(m)?;
     context::register(m)?;
     Ok(())

@@ -14,7 +14,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
 use super::errors::IntoPy;
-use crate::entry::{decode_segment, encode_entry, put_uleb, Entry, SEGMENT_VERSION};
+use super::lease::{PyClaim, PyLease};
+use super::raw_entry::{entry_from_raw, op_tuple, raw_payload};
 use crate::error::Error;
 use crate::store::postgres::{PgOptions, PgStore};
 use crate::store::{Fence, LmdbStore, Store, StoreOptions, Table, WriteOp, MAX_KEY_LEN};
@@ -115,7 +116,8 @@ impl PyStore {
         self.inner.kind()
     }
 
-    /// Where the store lives: its directory, or its URL without the password.
+    /// Where the store lives, as a URL: `lmdb://` and its canonical directory, or its
+    /// PostgreSQL URL without the password.
     fn location(&self) -> String {
         self.inner.location()
     }
@@ -277,20 +279,19 @@ impl PyStore {
             .collect())
     }
 
-    /// Claim the next claimable invocation: `(invocation, token, expires_ms, taken_over)` or
-    /// `None`; `taken_over` says its last holder never gave it back (a resumption).
+    /// Claim the next claimable invocation (a `Claim`), or `None`.
     fn claim<'py>(
         &self,
         py: Python<'py>,
         owner: &[u8],
         lease_ms: u64,
         now_ms: u64,
-    ) -> PyResult<Option<ClaimTuple<'py>>> {
+    ) -> PyResult<Option<PyClaim>> {
         // A claim is its own synced commit.
         let claim = py
             .detach(|| self.inner.claim(owner, lease_ms, now_ms))
             .py_err()?;
-        Ok(claim.map(|c| claim_tuple(py, &c)))
+        Ok(claim.as_ref().map(PyClaim::new))
     }
 
     /// Claim this invocation if it is queued and has no live lease.
@@ -301,13 +302,13 @@ impl PyStore {
         owner: &[u8],
         lease_ms: u64,
         now_ms: u64,
-    ) -> PyResult<Option<ClaimTuple<'py>>> {
+    ) -> PyResult<Option<PyClaim>> {
         let inv = parse_id(invocation)?;
         // A claim is its own synced commit.
         let claim = py
             .detach(|| self.inner.claim_invocation(&inv, owner, lease_ms, now_ms))
             .py_err()?;
-        Ok(claim.map(|c| claim_tuple(py, &c)))
+        Ok(claim.as_ref().map(PyClaim::new))
     }
 
     fn renew(
@@ -347,35 +348,17 @@ impl PyStore {
             .py_err()
     }
 
-    /// The lease of an invocation: `(owner, expires_ms, token)` or `None`.
-    fn lease<'py>(
-        &self,
-        py: Python<'py>,
-        invocation: &[u8],
-    ) -> PyResult<Option<(Bound<'py, PyBytes>, u64, u64)>> {
+    /// The lease of an invocation (a `Lease`), or `None`.
+    fn lease(&self, invocation: &[u8]) -> PyResult<Option<PyLease>> {
         let invocation = parse_id(invocation)?;
         let lease = self.inner.lease(&invocation).py_err()?;
-        Ok(lease.map(|l| (PyBytes::new(py, &l.owner), l.expires_ms, l.token)))
+        Ok(lease.map(|l| PyLease::new(&invocation, &l)))
     }
 
-    /// Every lease: `(invocation, owner, expires_ms, token)`.
-    #[allow(clippy::type_complexity)]
-    fn leases<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, u64, u64)>> {
+    /// Every lease held by an owner, by invocation id.
+    fn leases(&self) -> PyResult<Vec<PyLease>> {
         let leases = self.inner.leases().py_err()?;
-        Ok(leases
-            .iter()
-            .map(|(inv, l)| {
-                (
-                    PyBytes::new(py, inv),
-                    PyBytes::new(py, &l.owner),
-                    l.expires_ms,
-                    l.token,
-                )
-            })
-            .collect())
+        Ok(leases.iter().map(|(inv, l)| PyLease::new(inv, l)).collect())
     }
 
     /// Invocations in the queue, in claim order.
@@ -461,7 +444,7 @@ impl PyStore {
     }
 }
 
-fn invalid(message: String) -> PyErr {
+pub(super) fn invalid(message: String) -> PyErr {
     super::errors::to_pyerr(Error::InvalidArgument(message))
 }
 
@@ -476,17 +459,6 @@ fn parse_table(name: &str) -> PyResult<Table> {
 }
 
 /// A claim as Python sees it: `(invocation, token, expires_ms, taken_over)`.
-type ClaimTuple<'py> = (Bound<'py, PyBytes>, u64, u64, bool);
-
-fn claim_tuple<'py>(py: Python<'py>, c: &crate::store::Claim) -> ClaimTuple<'py> {
-    (
-        PyBytes::new(py, &c.invocation),
-        c.token,
-        c.expires_ms,
-        c.taken_over,
-    )
-}
-
 fn parse_id(bytes: &[u8]) -> PyResult<[u8; 16]> {
     super::bytes16("an invocation id", bytes)
 }
@@ -512,145 +484,9 @@ fn check_key(key: &[u8]) -> PyResult<Vec<u8>> {
     Ok(key.to_vec())
 }
 
-/// The payload bytes of an entry, as encoded in the journal.
-fn raw_payload(entry: &Entry) -> Vec<u8> {
-    let mut buf = Vec::new();
-    encode_entry(
-        &Entry {
-            op: entry.op.clone(),
-            call_site: None,
-        },
-        &mut buf,
-    );
-    // kind | flags | ULEB128 length | payload | crc32c
-    let mut at = 2;
-    let mut len = 0usize;
-    let mut shift = 0;
-    while let Some(&b) = buf.get(at) {
-        at += 1;
-        len |= usize::from(b & 0x7f) << shift;
-        shift += 7;
-        if b & 0x80 == 0 {
-            break;
-        }
-    }
-    buf.get(at..at + len)
-        .map(<[u8]>::to_vec)
-        .unwrap_or_default()
-}
-
-/// Build an entry from its kind and raw payload by decoding it exactly as the journal would.
-fn entry_from_raw(
-    kind: u8,
-    payload: &[u8],
-    call_site: Option<(String, u32, Option<String>)>,
-    position: u64,
-) -> PyResult<Entry> {
-    // (file, line): the call site of flag 0x01; (file, line, function): flag 0x02, the first
-    // code location of its one-entry segment.
-    let flags = match &call_site {
-        None => 0,
-        Some((_, _, None)) => 1,
-        Some((_, _, Some(_))) => 2,
-    };
-    let mut buf = vec![SEGMENT_VERSION, kind, flags];
-    put_uleb(&mut buf, payload.len() as u64);
-    buf.extend_from_slice(payload);
-    let put_str = |buf: &mut Vec<u8>, s: &str| {
-        put_uleb(buf, s.len() as u64);
-        buf.extend_from_slice(s.as_bytes());
-    };
-    match &call_site {
-        None => {}
-        Some((file, line, None)) => {
-            put_str(&mut buf, file);
-            put_uleb(&mut buf, u64::from(*line));
-        }
-        Some((file, line, Some(function))) => {
-            put_uleb(&mut buf, 0);
-            put_str(&mut buf, file);
-            put_str(&mut buf, function);
-            put_uleb(&mut buf, u64::from(*line));
-        }
-    }
-    let crc = crc32c::crc32c(&buf[1..]);
-    buf.extend_from_slice(&crc.to_le_bytes());
-    let mut entries = decode_segment(&buf, position)
-        .map_err(|e| invalid(format!("entry {position} does not decode: {}", e.detail)))?;
-    entries
-        .pop()
-        .ok_or_else(|| invalid(format!("entry {position} is empty")))
-}
-
-/// One journal operation as a Python tuple (see `journal_ops`).
-fn op_tuple<'py>(py: Python<'py>, op: &crate::entry::Op) -> PyResult<Bound<'py, PyTuple>> {
-    use crate::entry::Op;
-    match op {
-        Op::Random(v) => ("random", crate::stream::u64_to_unit_f64(*v)).into_pyobject(py),
-        Op::Uuid(u) => ("uuid", crate::ids::format(u)).into_pyobject(py),
-        Op::Time(t) => ("utc_now", *t).into_pyobject(py),
-        Op::SideEffect(e) => (
-            "side_effect",
-            &*e.name,
-            PyBytes::new(py, &e.value),
-            e.failed,
-        )
-            .into_pyobject(py),
-        Op::Child(c) => (
-            "execute_task",
-            &*c.task_id,
-            PyBytes::new(py, &c.child_id),
-            PyBytes::new(py, &c.args_digest),
-        )
-            .into_pyobject(py),
-        Op::DataRead(r) => (
-            "get_data",
-            &*r.key,
-            r.value.as_ref().map(|v| PyBytes::new(py, v)),
-        )
-            .into_pyobject(py),
-        Op::DataWrite(w) => {
-            ("set_data", &*w.key, PyBytes::new(py, &w.value_digest)).into_pyobject(py)
-        }
-        Op::Patch(id) => ("patch", &**id).into_pyobject(py),
-    }
-}
-
-/// Walk every page and row of the data file of the store in directory `path` with plain reads,
-/// never through LMDB: `([(table, key, what is wrong)], rows walked)`. Opens nothing.
-#[pyfunction]
-fn verify_file(py: Python<'_>, path: PathBuf) -> (Vec<(String, String, String)>, u64) {
-    let (findings, rows) = py.detach(|| crate::store::lmdb::verify_file(&path));
-    let findings = findings
-        .into_iter()
-        .map(|f| (f.table, f.key, f.detail))
-        .collect();
-    (findings, rows)
-}
-
-/// Walk table `table` of the store in directory `path` through LMDB, opened read-only:
-/// `[(table, key, what is wrong)]`. Damage LMDB trips over may crash the calling process: run
-/// it in a child process (`pynenc verify` does).
-#[pyfunction]
-fn verify_table(
-    py: Python<'_>,
-    path: PathBuf,
-    table: &str,
-) -> PyResult<Vec<(String, String, String)>> {
-    let findings = py
-        .detach(|| crate::store::lmdb::verify_table(&path, table))
-        .py_err()?;
-    Ok(findings
-        .into_iter()
-        .map(|f| (f.table, f.key, f.detail))
-        .collect())
-}
-
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyStore>()?;
     m.add_class::<PyRecoveryLock>()?;
-    m.add_function(wrap_pyfunction!(verify_table, m)?)?;
-    m.add_function(wrap_pyfunction!(verify_file, m)?)?;
     m.add("STORE_FORMAT_VERSION", crate::store::FORMAT_VERSION)?;
     m.add("MAX_KEY_LEN", MAX_KEY_LEN)?;
     Ok(())

@@ -139,7 +139,8 @@ pub struct Migration {
 pub trait Store: Send + Sync {
     /// The kind of store (`"lmdb"`, `"postgresql"`).
     fn kind(&self) -> &'static str;
-    /// Where the store lives, as its users name it (a path, or a URL without its password).
+    /// Where the store lives, as its URL (`lmdb://` and the canonical path, or a PostgreSQL
+    /// URL without its password).
     fn location(&self) -> String;
     /// Hold the staging buffer to stage several writes together (visible to this process's
     /// reads at once, durable after `flush`).

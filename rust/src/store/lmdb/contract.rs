@@ -13,7 +13,7 @@ impl Store for LmdbStore {
         "lmdb"
     }
     fn location(&self) -> String {
-        self.path().display().to_string()
+        format!("lmdb://{}", self.path().display())
     }
     fn staging(&self) -> Staging<'_> {
         LmdbStore::staging(self)
