@@ -374,7 +374,9 @@ def test_exit_codes_and_messages(store: Store, tmp_path: Path) -> None:
 def test_every_command_has_complete_help(store: Store, command: str) -> None:
     text = store.ok(command, "--help")
     options = re.findall(r"^  (--[a-z-]+)", text, re.M)
-    assert {"--app", "--store", "--include", "--json", "--log-level"} <= set(options)
+    assert {"--app", "--store", "--include", "--json", "--log-level", "--log-format"} <= set(
+        options
+    )
     # Every option's help says its default.
     blocks = re.split(r"\n  (?=-)", text.split("options:", 1)[1])
     for block in blocks[1:]:
