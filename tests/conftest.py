@@ -173,8 +173,10 @@ class WorkerPool:
         pythonpath: Path,
         concurrency: int = 1,
         env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.app_spec = app_spec
+        self.args = args  # more options of `pynenc worker` (`--log-format json`)
         self.logs = tmp_path
         self.pythonpath = pythonpath
         self.concurrency = concurrency
@@ -202,6 +204,7 @@ class WorkerPool:
                         str(self.concurrency),
                         "--grace",
                         str(self.grace),
+                        *self.args,
                     ],
                     env=env,
                     stdout=log,

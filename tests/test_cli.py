@@ -155,6 +155,7 @@ def test_list_is_newest_first_and_pages_through_everything(store: Store) -> None
         "status",
         "workflow_id",
         "workflow_type",
+        "parent_workflow_id",
         "parent_invocation_id",
         "created",
         "started",
@@ -200,6 +201,34 @@ def test_list_filters(store: Store) -> None:
     assert workflows and all(r["invocation_id"] == r["workflow_id"] for r in workflows)
     assert ids("--since", "2999-01-01") == []
     assert len(ids("--since", "1h")) == len(ids("--limit", "10000"))
+
+
+def test_list_names_the_workflow_of_each_row_child_workflows_included(store: Store) -> None:
+    [parent] = store.json(
+        "--store", store.url, "list", "--task", "call_independent_workflow"
+    )["invocations"]
+    [child] = store.json("--store", store.url, "list", "--task", "independent_workflow")[
+        "invocations"
+    ]
+    # The child workflow is a workflow of its own (its id is its starter's), under the parent's.
+    assert parent["parent_workflow_id"] is None
+    assert child["workflow_id"] == child["invocation_id"] != parent["workflow_id"]
+    assert child["parent_workflow_id"] == parent["workflow_id"]
+    assert child["parent_invocation_id"] == parent["invocation_id"]
+    text = store.ok("--store", store.url, "list", "--workflow-type", "independent_workflow")
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[1:-1]}
+    assert rows[child["invocation_id"]][-3:] == ["(child", "of", f"{parent['workflow_id']})"]
+    text = store.ok("--store", store.url, "list", "--workflow-type", "call_independent_workflow")
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[1:-1]}
+    assert rows[parent["invocation_id"]][-1] == "(root)"
+    # A task inside a workflow names that workflow.
+    [member] = store.json("--store", store.url, "list", "--task", "validate_data", "--limit", "1")[
+        "invocations"
+    ]
+    text = store.ok("--store", store.url, "list", "--task", "validate_data", "--limit", "1")
+    assert text.splitlines()[1].split()[-1] == member["workflow_id"] != member["invocation_id"]
+    shown = store.ok("--store", store.url, "show", child["invocation_id"])
+    assert re.search(rf"^parent workflow\s+{parent['workflow_id']}$", shown, re.M), shown
 
 
 def test_show_decodes_everything_a_person_asks_about(store: Store) -> None:
@@ -374,7 +403,9 @@ def test_exit_codes_and_messages(store: Store, tmp_path: Path) -> None:
 def test_every_command_has_complete_help(store: Store, command: str) -> None:
     text = store.ok(command, "--help")
     options = re.findall(r"^  (--[a-z-]+)", text, re.M)
-    assert {"--app", "--store", "--include", "--json", "--log-level"} <= set(options)
+    assert {"--app", "--store", "--include", "--json", "--log-level", "--log-format"} <= set(
+        options
+    )
     # Every option's help says its default.
     blocks = re.split(r"\n  (?=-)", text.split("options:", 1)[1])
     for block in blocks[1:]:

@@ -114,7 +114,7 @@ def test_the_worker_commands(here: Path, env: dict[str, str]) -> None:
             os.killpg(worker.pid, signal.SIGINT)  # Ctrl-C: to the command's process group
             returncode = worker.wait(timeout=60)
     assert returncode == 0, log_path.read_text()
-    assert f"[invocation {order}]" in log_path.read_text()
+    assert f"[wf={order} inv={order}] finished order.process_order" in log_path.read_text()
 
 
 def _shape(text: str) -> list[str]:

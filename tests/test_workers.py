@@ -112,6 +112,10 @@ def test_a_stopped_worker_is_replaced_and_its_late_writes_are_rejected(
         zombie.send_signal(signal.SIGCONT)
     # The resumed zombie finishes its sleep, then every write it tries is refused.
     wait_until(lambda: "lease lost" in pool.log_text(0), timeout=20, what="the zombie to notice")
+    # Its log line says which invocation of which workflow it lost.
+    ids = f"[wf={inv.workflow.workflow_id} inv={inv.invocation_id}]"
+    lost = [line for line in pool.log_text(0).splitlines() if "lease lost" in line]
+    assert all(ids in line for line in lost), lost
     again = qapp.app.get_invocation(inv.invocation_id)
     assert again is not None and again.result == result
     assert qapp.app.get_workflow_data(inv.workflow.workflow_id, "finisher") == replacement.pid

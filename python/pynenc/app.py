@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import inspect
-import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ParamSpec, TypeVar, overload
 
 from pynenc import checks, codec
+from pynenc import logging as logs
 from pynenc._core import MAX_KEY_LEN, Store, journal_id
 from pynenc.config import PynencConfig
 from pynenc.errors import (
@@ -33,9 +33,9 @@ from pynenc.workflow.context import WorkflowContext, current_context
 
 __all__ = ["Pynenc"]
 
-log = logging.getLogger("pynenc.recovery")
-store_log = logging.getLogger("pynenc.store")
-wait_log = logging.getLogger("pynenc.invocation")
+log = logs.logger("pynenc.recovery")
+store_log = logs.logger("pynenc.store")
+wait_log = logs.logger("pynenc.invocation")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -268,6 +268,7 @@ class Pynenc:
                         uuid.UUID(bytes=invocation_id),
                         waiting.HINT_AFTER_SECONDS,
                         hint,
+                        extra=logs.extra(logs.subject_of(record, invocation_id)),
                     )
             if deadline is not None and time.monotonic() >= deadline:
                 hint = None if inside_task else waiting.unclaimed_hint(self, invocation_id)
@@ -486,40 +487,8 @@ class Pynenc:
             for done, root in enumerate(roots):
                 if progress is not None:
                     progress(done, len(roots))
-                # Resuming an earlier root may have finished this one (a retried inline child
-                # whose parent's record was not stored yet looks like a root of its own).
-                try:
-                    current = self._load_record(root.invocation_id)
-                except CorruptEntryError as exc:  # damaged since it was picked
-                    store_log.error("recover: %s", exc)
-                    continue
-                if current is None or current.status.finished:
-                    continue
-                record = current
-                try:
-                    if record.invocation_id in queued:
-                        if not claims.claim_and_run(self, record.invocation_id):
-                            continue  # a worker got there first
-                    else:
-                        execute.run(self, record)
-                except NonDeterminismError as exc:
-                    log.error("cannot resume invocation %s: %s", record.id_str, exc)
-                    diverged.append(exc)
-                    continue
-                except SystemExit as exc:
-                    # Raised inside a side effect's function (a task's own `SystemExit` is its
-                    # failure): not a death of this process, which goes on recovering.
-                    log.error(
-                        "cannot resume invocation %s: interrupted by %s inside a workflow "
-                        "operation; nothing of it recorded, left to resume",
-                        record.id_str,
-                        describe_exception(exc),
-                    )
-                except CorruptStoreError as exc:  # e.g. a damaged journal or child record
-                    store_log.error("recover: cannot resume %s: %s", record.id_str, exc)
-                    unreadable.append(exc)
-                    continue
-                resumed.append(Invocation(self, self._load_record(record.invocation_id) or record))
+                with logs.handling(logs.subject_of(root)):
+                    self._resume(root, queued, resumed, diverged, unreadable)
             if progress is not None:
                 progress(len(roots), len(roots))
         finally:
@@ -527,6 +496,50 @@ class Pynenc:
             # an error) goes back to its dead owner, so a later recover() can take it up.
             self._give_back(adopted, me)
         return resumed, diverged, unreadable
+
+    def _resume(
+        self,
+        root: InvocationRecord,
+        queued: set[bytes],
+        resumed: list[Invocation[Any]],
+        diverged: list[NonDeterminismError],
+        unreadable: list[CorruptStoreError],
+    ) -> None:
+        """Resume one stranded root for `_recover`, adding it to the list it belongs to (none
+        when it finished meanwhile or a worker took it)."""
+        # Resuming an earlier root may have finished this one (a retried inline child whose
+        # parent's record was not stored yet looks like a root of its own).
+        try:
+            record = self._load_record(root.invocation_id)
+        except CorruptEntryError as exc:  # damaged since it was picked
+            store_log.error("recover: %s", exc)
+            return
+        if record is None or record.status.finished:
+            return
+        try:
+            if record.invocation_id in queued:
+                if not claims.claim_and_run(self, record.invocation_id):
+                    return  # a worker got there first
+            else:
+                execute.run(self, record)
+        except NonDeterminismError as exc:
+            log.error("cannot resume invocation %s: %s", record.id_str, exc)
+            diverged.append(exc)
+            return
+        except SystemExit as exc:
+            # Raised inside a side effect's function (a task's own `SystemExit` is its
+            # failure): not a death of this process, which goes on recovering.
+            log.error(
+                "cannot resume invocation %s: interrupted by %s inside a workflow "
+                "operation; nothing of it recorded, left to resume",
+                record.id_str,
+                describe_exception(exc),
+            )
+        except CorruptStoreError as exc:  # e.g. a damaged journal or child record
+            store_log.error("recover: cannot resume %s: %s", record.id_str, exc)
+            unreadable.append(exc)
+            return
+        resumed.append(Invocation(self, self._load_record(record.invocation_id) or record))
 
     def _stranded(self) -> dict[bytes, InvocationRecord]:
         """The running invocations whose owner is dead (or whose lease expired), by id."""

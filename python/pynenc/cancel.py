@@ -17,11 +17,11 @@ An attempt running right now is stopped by two guards:
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from typing import TYPE_CHECKING
 
+from pynenc import logging as logs
 from pynenc.errors import (
     InvalidArgumentError,
     LeaseLostError,
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["cancel", "cancel_claimed", "check_not_cancelled"]
 
-log = logging.getLogger("pynenc.cancel")
+log = logs.logger("pynenc.cancel")
 
 #: Longest reason accepted, in characters (it is stored on every cancelled invocation).
 MAX_REASON = 2000
@@ -103,6 +103,7 @@ def cancel(app: Pynenc, workflow_id: str, reason: str) -> list[str]:
         root.id_str,
         len(cancelled),
         reason,
+        extra=logs.extra(logs.subject_of(root)),
     )
     return cancelled
 

@@ -12,7 +12,6 @@ lengths, and that its id is the key it is stored under. What fails becomes a
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 import reprlib
@@ -20,6 +19,7 @@ from collections.abc import Collection
 from typing import Any, Final
 
 from pynenc import codec
+from pynenc import logging as logs
 from pynenc._core import format_id
 from pynenc.errors import CorruptEntryError, PayloadDecodeError
 
@@ -34,7 +34,7 @@ __all__ = [
     "show_key",
 ]
 
-log = logging.getLogger("pynenc.store")
+log = logs.logger("pynenc.store")
 
 #: The version of the record format `InvocationRecord.encode` writes (its `v` field).
 RECORD_VERSION: Final = 1

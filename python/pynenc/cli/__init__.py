@@ -1,9 +1,9 @@
 """The `pynenc` command: `pynenc [--app MODULE:ATTR | --store URL] COMMAND ...`.
 
-The global options (`--app`, `--store`, `--include`, `--json`, `--log-level`) go before or
-after the command. Reading commands (`list`, `show`, `tree`, `timeline`, `status`) need only a
-store and never import user code with `--store`; commands that run tasks (`worker`, `recover`,
-`replay`) need `--app`.
+The global options (`--app`, `--store`, `--include`, `--json`, `--log-level`, `--log-format`)
+go before or after the command. Reading commands (`list`, `show`, `tree`, `timeline`,
+`status`) need only a store and never import user code with `--store`; commands that run tasks
+(`worker`, `recover`, `replay`) need `--app`.
 
 To add a subcommand, write a `Command` (`pynenc.cli.command`) in a module of its own and add
 it to `COMMANDS` below: its parser gets the global options, its help and exit codes follow the
@@ -22,6 +22,7 @@ from pynenc.cli.command import Command
 from pynenc.cli.read import show, status
 from pynenc.cli.target import DEFAULT_STORE, Target, UsageError, load_app
 from pynenc.errors import PynencError
+from pynenc.logging import FORMATS, install
 
 __all__ = ["COMMANDS", "Command", "load_app", "main", "show", "status"]
 
@@ -80,6 +81,15 @@ _GLOBALS: dict[str, tuple[tuple[str, ...], dict[str, object]]] = {
             "(default INFO)",
         },
     ),
+    "log_format": (
+        ("--log-format",),
+        {
+            "choices": tuple(FORMATS),
+            "metavar": "FORMAT",
+            "help": "log lines on standard error: text (TIME LEVEL LOGGER [wf=ID inv=ID] "
+            "MESSAGE) or json (one object per line, keys in docs/logging.md; default text)",
+        },
+    ),
 }
 _DEFAULTS: dict[str, object] = {
     "app": None,
@@ -87,6 +97,7 @@ _DEFAULTS: dict[str, object] = {
     "include": None,
     "json": None,
     "log_level": None,
+    "log_format": None,
 }
 
 EPILOG = """\
@@ -141,6 +152,7 @@ def _merge(opts: argparse.Namespace) -> None:
             delattr(opts, dest + "_after")
     opts.json = bool(opts.json)
     opts.log_level = opts.log_level or "INFO"
+    opts.log_format = opts.log_format or "text"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,9 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     opts = build_parser().parse_args(args)
     _merge(opts)
     opts.argv = args
-    logging.basicConfig(
-        level=opts.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    # Every line, your tasks' own too, carries the ids of the invocation it concerns.
+    handler = logging.StreamHandler()
+    handler.setFormatter(FORMATS[opts.log_format]())
+    install(handler)
+    logging.basicConfig(level=opts.log_level, handlers=[handler])
     command = next(c for c in COMMANDS if c.name == opts.command)
     try:
         target = Target.from_options(opts)

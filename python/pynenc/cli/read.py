@@ -80,6 +80,7 @@ def summary(record: InvocationRecord) -> dict[str, Any]:
         "status": record.status.value,
         "workflow_id": record.workflow.workflow_id,
         "workflow_type": record.workflow.workflow_type,
+        "parent_workflow_id": record.workflow.parent_workflow_id,
         "parent_invocation_id": (
             None if record.parent_invocation_id is None else format_id(record.parent_invocation_id)
         ),
@@ -260,7 +261,6 @@ def show(app: Pynenc, invocation_id: str) -> dict[str, Any]:
     children = app.list_invocations(parent_invocation_id=record.id_str)
     return {
         **summary(record),
-        "parent_workflow_id": record.workflow.parent_workflow_id,
         "updated": iso(record.updated_at),
         "owner": record.owner,
         "recoveries": record.recoveries,

@@ -113,14 +113,13 @@ def render_list(page: dict[str, Any], command: list[str]) -> None:
     table.add_column("DURATION", no_wrap=True)
     table.add_column("WORKFLOW", overflow="fold")
     for row in rows:
-        workflow = "(root)" if row["workflow_id"] == row["invocation_id"] else row["workflow_id"]
         table.add_row(
             row["invocation_id"],
             row["task"],
             _status(row["status"]),
             _time(row["created"]),
             _duration(row),
-            workflow,
+            _workflow(row),
         )
     out.print(table)
     if page["next_before"] is not None:
@@ -128,6 +127,17 @@ def render_list(page: dict[str, Any], command: list[str]) -> None:
         out.print(f"{len(rows)} shown, more: {more}", markup=False)
     else:
         out.print(f"{len(rows)} shown", markup=False)
+
+
+def _workflow(row: dict[str, Any]) -> str:
+    """The WORKFLOW column: the workflow the invocation belongs to; for the one that starts a
+    workflow (whose id is its own), `(root)`, or `(child of ID)` when it starts a child
+    workflow of workflow ID."""
+    if row["workflow_id"] != row["invocation_id"]:
+        return str(row["workflow_id"])
+    if row["parent_workflow_id"] is None:
+        return "(root)"
+    return f"(child of {row['parent_workflow_id']})"
 
 
 def render_show(shown: dict[str, Any]) -> None:
@@ -141,6 +151,8 @@ def render_show(shown: dict[str, Any]) -> None:
         ("status", _status(shown["status"])),
         ("workflow", f"{shown['workflow_id']} ({shown['workflow_type']})"),
     ]
+    if shown["parent_workflow_id"] is not None:
+        fields.append(("parent workflow", shown["parent_workflow_id"]))
     if shown["parent_invocation_id"] is not None:
         fields.append(("parent", shown["parent_invocation_id"]))
     args = shown["arguments"]

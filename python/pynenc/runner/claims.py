@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
+from pynenc import logging as logs
 from pynenc.errors import (
     InvalidArgumentError,
     LeaseLostError,
@@ -33,9 +34,14 @@ def run_claimed(app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bo
     `taken_over` (from the claim): its last holder died with it, so this run resumes it."""
     fence = (invocation_id, token)
     keeper = app._lease_keeper()
-    keeper.hold(invocation_id, token)
+    # Lines logged meanwhile (by the lease keeper too) carry its ids: its id at once, and its
+    # workflow's and task's once its record is read (the first `enter` is undone last).
+    about = logs.enter(logs.subject_of_id(invocation_id))
     try:
         record = app._load_record(invocation_id)
+        if record is not None:
+            logs.enter(logs.subject_of(record))
+        keeper.hold(invocation_id, token)
         if record is None or record.status.finished:
             app.store.complete(invocation_id, fence)  # finished (or never stored): off the queue
             app.store.flush()
@@ -68,6 +74,7 @@ def run_claimed(app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bo
         raise
     finally:
         keeper.drop(invocation_id)
+        logs.leave(about)
 
 
 class UnknownTaskError(InvalidArgumentError):

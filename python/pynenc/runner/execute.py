@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import os
 import signal
 import threading
@@ -21,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pynenc import checks, codec
+from pynenc import logging as logs
 from pynenc._core import Execution
 from pynenc.cancel import check_not_cancelled
 from pynenc.errors import (
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ENGINE_ERRORS", "park", "retry_delay", "run"]
 
-log = logging.getLogger("pynenc.runner")
+log = logs.logger("pynenc.runner")
 
 T = TypeVar("T")
 
@@ -85,6 +85,29 @@ def run(
             so recovery can resume once the code is fixed).
         LeaseLostError: Another worker took the invocation over.
     """
+    about = logs.enter(logs.subject_of(record))  # what lines logged meanwhile concern
+    try:
+        return _run(
+            app,
+            record,
+            replay_only=replay_only,
+            fence_token=fence_token,
+            fresh=fresh,
+            taken_over=taken_over,
+        )
+    finally:
+        logs.leave(about)
+
+
+def _run(
+    app: Pynenc,
+    record: InvocationRecord,
+    *,
+    replay_only: bool,
+    fence_token: int | None,
+    fresh: bool,
+    taken_over: bool,
+) -> Any:
     fence = None if fence_token is None else (record.invocation_id, fence_token)
     if fence_token is not None:
         resuming = taken_over

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import uuid
 from typing import TYPE_CHECKING
 
+from pynenc import logging as logs
 from pynenc.errors import LeaseLostError, StoreError
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LeaseKeeper", "now_ms"]
 
-log = logging.getLogger("pynenc.leases")
+log = logs.logger("pynenc.leases")
 
 
 def now_ms() -> int:
@@ -35,15 +35,18 @@ class LeaseKeeper:
         self.lease_ms = int(lease_seconds * 1000)
         self._held: dict[bytes, int] = {}
         self._holders: dict[bytes, int] = {}  # invocation id -> ident of the thread holding it
+        self._subjects: dict[bytes, logs.Subject] = {}  # what its lines name (the holder's)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def hold(self, invocation_id: bytes, token: int) -> None:
-        """Keep renewing this lease until `drop`."""
+        """Keep renewing this lease until `drop`. Its log lines carry the ids the calling
+        thread is handling now (`pynenc.logging`)."""
         with self._lock:
             self._held[invocation_id] = token
             self._holders[invocation_id] = threading.get_ident()
+            self._subjects[invocation_id] = logs.current()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._renew_forever, name="pynenc-lease-keeper", daemon=True
@@ -55,6 +58,12 @@ class LeaseKeeper:
         with self._lock:
             self._held.pop(invocation_id, None)
             self._holders.pop(invocation_id, None)
+            self._subjects.pop(invocation_id, None)
+
+    def subject(self, invocation_id: bytes) -> logs.Subject | None:
+        """The ids the lines about this held lease carry, or None when it is not held."""
+        with self._lock:
+            return self._subjects.get(invocation_id)
 
     def held(self) -> dict[bytes, int]:
         """The leases held now: invocation id → token."""
@@ -73,7 +82,18 @@ class LeaseKeeper:
                 try:
                     self._store.renew(invocation_id, token, self.lease_ms, now_ms())
                 except LeaseLostError:
-                    log.warning("lease lost on invocation %s", uuid.UUID(bytes=invocation_id))
+                    about = self._extra(invocation_id)
                     self.drop(invocation_id)
+                    log.warning(
+                        "lease lost on invocation %s", uuid.UUID(bytes=invocation_id), extra=about
+                    )
                 except StoreError as exc:  # keep trying: the lease may still be saved in time
-                    log.error("cannot renew lease on %s: %s", uuid.UUID(bytes=invocation_id), exc)
+                    log.error(
+                        "cannot renew lease on %s: %s",
+                        uuid.UUID(bytes=invocation_id),
+                        exc,
+                        extra=self._extra(invocation_id),
+                    )
+
+    def _extra(self, invocation_id: bytes) -> dict[str, str | None]:
+        return logs.extra(self.subject(invocation_id) or logs.subject_of_id(invocation_id))

@@ -5,12 +5,12 @@ and nothing after it is recorded."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pynenc import codec
+from pynenc import logging as logs
 from pynenc._core import Execution
 from pynenc.cancel import check_not_cancelled
 from pynenc.errors import (
@@ -33,7 +33,7 @@ from pynenc.runner.records import encode_arguments, new_record, store_record
 
 __all__ = ["dispatch_child", "side_effect"]
 
-log = logging.getLogger("pynenc.runner")
+log = logs.logger("pynenc.runner")
 
 T = TypeVar("T")
 

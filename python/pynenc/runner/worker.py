@@ -7,7 +7,6 @@ claimed again once its lease expired, or at once when the dead worker ran on thi
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 import time
@@ -16,6 +15,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from pynenc import checks
+from pynenc import logging as logs
 from pynenc.errors import (
     CorruptEntryError,
     InvalidArgumentError,
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Worker"]
 
-log = logging.getLogger("pynenc.worker")
-store_log = logging.getLogger("pynenc.store")
+log = logs.logger("pynenc.worker")
+store_log = logs.logger("pynenc.store")
 
 
 class Worker:
@@ -168,59 +168,53 @@ class Worker:
             self._execute(claim.invocation, claim.token, claim.taken_over)
 
     def _execute(self, invocation_id: bytes, token: int, taken_over: bool) -> None:
-        ident = uuid.UUID(bytes=invocation_id)
-        try:
-            record = self.app._load_record(invocation_id)
-        except CorruptEntryError as exc:
-            self._set_aside(invocation_id, token, exc)
-            return
-        workflow = record.workflow.workflow_id if record else "?"
-        task = record.task_id if record else "?"
-        if record is None or self._knows(task):
+        # Every line logged while this invocation is handled carries its ids.
+        with logs.handling(logs.subject_of_id(invocation_id)):
+            try:
+                record = self.app._load_record(invocation_id)
+            except CorruptEntryError as exc:
+                self._set_aside(invocation_id, token, exc)
+                return
+            if record is None:
+                self._run_claimed(invocation_id, token, taken_over, "?")
+                return
+            with logs.handling(logs.subject_of(record)):
+                self._run_claimed(invocation_id, token, taken_over, record.task_id)
+
+    def _run_claimed(self, invocation_id: bytes, token: int, taken_over: bool, task: str) -> None:
+        if task == "?" or self._knows(task):
             # (An unknown task gets one line, below, once `run_claimed` has counted it.)
-            log.info(
-                "[invocation %s] [workflow %s] running %s (token %d)", ident, workflow, task, token
-            )
+            log.info("running %s (token %d)", task, token)
         with self._lock:
             self._running[invocation_id] = token
         try:
             claims.run_claimed(self.app, invocation_id, token, taken_over=taken_over)
             self.completed += 1
-            log.info("[invocation %s] [workflow %s] finished", ident, workflow)
+            log.info("finished %s", task)
         except claims.UnknownTaskError as exc:
             # Deferred (or parked) by `run_claimed`: one line, never a traceback.
-            log.error("[invocation %s] [workflow %s] %s", ident, workflow, exc)
+            log.error("%s", exc)
         except LeaseLostError:
-            log.warning(
-                "[invocation %s] [workflow %s] lease lost: another worker owns it now",
-                ident,
-                workflow,
-            )
+            log.warning("lease lost on %s: another worker owns it now", task)
         except NonDeterminismError as exc:
             # Left as it was and deferred for a lease time: a worker tries it again then
             # (resuming once the code is fixed) instead of every worker failing on it at once.
             log.error(
-                "[invocation %s] [workflow %s] %s (tried again in %.0f s)",
-                ident,
-                workflow,
-                exc,
-                self.app._lease_keeper().lease_ms / 1000,
+                "%s (tried again in %.0f s)", exc, self.app._lease_keeper().lease_ms / 1000
             )
         except WorkflowCancelledError as exc:
-            log.warning("[invocation %s] [workflow %s] stopped: %s", ident, workflow, exc)
+            log.warning("stopped %s: %s", task, exc)
         except Exception:
             # `run_claimed` has given the lease back.
-            log.exception("[invocation %s] [workflow %s] engine failure", ident, workflow)
+            log.exception("engine failure running %s", task)
         except BaseException as exc:  # noqa: BLE001 - the worker thread must live on
             # An interruption inside a side effect's function (the task's own `SystemExit`
             # or `KeyboardInterrupt` is its failure, stored by `run`): nothing of it was
             # recorded; `run_claimed` gave the lease back, to run again after a lease time.
             log.error(
-                "[invocation %s] [workflow %s] interrupted by %s inside a workflow operation "
-                "(a side effect's function): nothing of it recorded, left to resume (tried "
-                "again in %.0f s)",
-                ident,
-                workflow,
+                "%s interrupted by %s inside a workflow operation (a side effect's function): "
+                "nothing of it recorded, left to resume (tried again in %.0f s)",
+                task,
                 describe_exception(exc),
                 self.app._lease_keeper().lease_ms / 1000,
             )
@@ -259,9 +253,12 @@ class Worker:
         # Children its threads claimed while a parent waited on them are held by the lease
         # keeper (shared by every worker and recovery of this process: only its own count).
         unfinished |= self.app._lease_keeper().held_by(self._threads)
+        keeper = self.app._lease_keeper()
         for invocation_id, token in unfinished.items():
+            subject = keeper.subject(invocation_id) or logs.subject_of_id(invocation_id)
             log.warning(
-                "[invocation %s] still running after the grace period: lease released",
-                uuid.UUID(bytes=invocation_id),
+                "%s still running after the grace period: lease released",
+                subject[2] or f"invocation {uuid.UUID(bytes=invocation_id)}",
+                extra=logs.extra(subject),
             )
             self._release(invocation_id, token)

@@ -15,15 +15,15 @@ applied only while that token is the invocation's current lease (or it has no le
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pynenc import _core, checks
+from pynenc import logging as logs
 
-log = logging.getLogger("pynenc.store")
+log = logs.logger("pynenc.store")
 
 __all__ = ["Claim", "Fence", "Lease", "LmdbStore", "Rejected", "StoreOptions", "Table"]
 
