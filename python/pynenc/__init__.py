@@ -30,6 +30,7 @@ from pynenc.errors import (
     StoreLockError,
     StoreReadOnlyError,
     TaskError,
+    UnfinishedChildError,
     WorkflowCancelledError,
     WorkflowMembershipError,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "Task",
     "TaskError",
     "TaskOptions",
+    "UnfinishedChildError",
     "WorkflowCancelledError",
     "WorkflowContext",
     "WorkflowIdentity",
