@@ -28,6 +28,7 @@ class Command:
             default in its help).
         run: Does the work: `run(target, opts)` returns the exit code (0 ok, 1 failure).
         json: Whether the command takes `--json` (printing JSON instead of text).
+        app_on_store: `--store` may go with `--app`: the app's code on that store.
     """
 
     name: str
@@ -36,3 +37,4 @@ class Command:
     run: Callable[[Target, argparse.Namespace], int]
     description: str | None = None
     json: bool = True
+    app_on_store: bool = False
