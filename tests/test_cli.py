@@ -380,6 +380,7 @@ def test_exit_codes_and_messages(store: Store, tmp_path: Path) -> None:
         "recover",
         "replay",
         "check",
+        "export",
     ],
 )
 def test_every_command_has_complete_help(store: Store, command: str) -> None:
