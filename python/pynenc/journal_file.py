@@ -17,6 +17,7 @@ import binascii
 import gzip
 import json
 import os
+import urllib.parse
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -31,7 +32,17 @@ from pynenc.record_check import Skipped
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
 
-__all__ = ["FORMAT", "VERSION", "data_of", "export", "family", "load_into", "read", "write"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "data_of",
+    "export",
+    "family",
+    "load_into",
+    "public_url",
+    "read",
+    "write",
+]
 
 #: The file's `format`: what it is, for a person or a tool opening it.
 FORMAT = "pynenc-replay journal export"
@@ -39,6 +50,15 @@ FORMAT = "pynenc-replay journal export"
 VERSION = 1
 
 _RECORDS = "invocations"
+
+
+def public_url(url: str) -> str:
+    """A store URL as files and reports show it: without its password, if it has one."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def family(app: Pynenc, invocation_id: str) -> list[InvocationRecord]:
@@ -141,7 +161,7 @@ def export(app: Pynenc, workflow_id: str) -> dict[str, Any]:
         "entry_format": FORMAT_VERSION,
         "exported_by": f"pynenc-replay {__version__}",
         "exported_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "store": app.config.store,
+        "store": public_url(app.config.store),
         "workflow_id": root.workflow.workflow_id,
         "workflow_type": root.workflow.workflow_type,
         "root_invocation_id": root.id_str,

@@ -27,6 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
+from pynenc import journal_file
 from pynenc._core import format_id
 from pynenc.app import Pynenc
 from pynenc.cli import read, render
@@ -286,7 +287,7 @@ def _report(
             "workflows": which,
             "since": read.iso(since),
             "app": target.app_spec,
-            "store": app.config.store,
+            "store": journal_file.public_url(app.config.store),
         },
         "summary": {
             "workflows": len(workflows),

@@ -76,7 +76,7 @@ def audit(app: Pynenc, workflow_id: str) -> dict[str, Any]:
         "format": AUDIT_FORMAT,
         "version": AUDIT_VERSION,
         "exported_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "store": app.config.store,
+        "store": journal_file.public_url(app.config.store),
         "workflow_id": root.workflow.workflow_id,
         "workflow_type": root.workflow.workflow_type,
         "parent_workflow_id": root.workflow.parent_workflow_id,
