@@ -398,7 +398,19 @@ def test_exit_codes_and_messages(store: Store, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", ["list", "show", "tree", "timeline", "status", "worker", "recover", "replay"]
+    "command",
+    [
+        "list",
+        "show",
+        "tree",
+        "timeline",
+        "status",
+        "worker",
+        "recover",
+        "replay",
+        "check",
+        "export",
+    ],
 )
 def test_every_command_has_complete_help(store: Store, command: str) -> None:
     text = store.ok(command, "--help")

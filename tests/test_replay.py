@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pynenc import NonDeterminismError, Pynenc
+from pynenc import NonDeterminismError, Pynenc, UnfinishedChildError
+from pynenc.runner import claims
 
 
 def make_app(app: Pynenc, mode: dict[str, Any], runs: list[str]) -> Any:
@@ -122,3 +125,56 @@ def test_failed_workflow_replays_its_exception(app: Pynenc) -> None:
         failed.result
     with pytest.raises(ValueError, match="bad 6"):
         app.replay(failed.invocation_id)
+
+
+def test_a_replay_never_waits_for_claims_or_runs_an_unfinished_child(tmp_path: Path) -> None:
+    url = f"lmdb://{tmp_path / 'store'}"
+    app = Pynenc("queued", store=url, execution="queued", sync=False)
+
+    @app.task(name="test_replay.sent")
+    def sent(n: int) -> int:
+        return n
+
+    @app.task(name="test_replay.sender")
+    def sender(n: int) -> str:
+        sender.wf.execute_task(sent, n)  # sent, never waited on
+        return "sent"
+
+    inv = sender(1)
+    assert claims.claim_and_run(app, uuid.UUID(inv.invocation_id).bytes)
+    assert inv.result == "sent" and app.replay(inv.invocation_id) == "sent"
+
+    # The code now waits on the child, which no worker ran: nothing recorded says what it
+    # returns, and a replay neither waits, nor claims it, nor runs it.
+    waiting = Pynenc("waiting", store=url, execution="queued", sync=False)
+
+    @waiting.task(name="test_replay.sent")
+    def sent_now(n: int) -> int:
+        return n
+
+    @waiting.task(name="test_replay.sender")
+    def sender_now(n: int) -> str:
+        child = sender_now.wf.execute_task(sent_now, n)
+        try:
+            return str(child.result)
+        except UnfinishedChildError:
+            return "swallowed"  # the replay still ends with the error
+
+    def rows() -> list[object]:
+        store = app.store
+        return [
+            store.scan("invocations", b""),
+            store.scan("data", b""),
+            store.queued(),
+            store.leases(),
+        ]
+
+    before = rows()
+    with pytest.raises(UnfinishedChildError) as caught:
+        waiting.replay(inv.invocation_id)
+    assert caught.value.invocation_id == inv.invocation_id
+    assert caught.value.code == "UNFINISHED_CHILD"
+    assert "not finished" in str(caught.value) and caught.value.child_id in str(caught.value)
+    assert rows() == before  # still queued, never claimed, nothing written
+    [pending] = app.list_invocations(status="pending")
+    assert pending.task_id == "test_replay.sent"

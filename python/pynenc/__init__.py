@@ -31,6 +31,7 @@ from pynenc.errors import (
     StoreReadOnlyError,
     StoreUnavailableError,
     TaskError,
+    UnfinishedChildError,
     WorkflowCancelledError,
     WorkflowMembershipError,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "Task",
     "TaskError",
     "TaskOptions",
+    "UnfinishedChildError",
     "WorkflowCancelledError",
     "WorkflowContext",
     "WorkflowIdentity",

@@ -33,6 +33,7 @@ __all__ = [
     "StoreReadOnlyError",
     "StoreUnavailableError",
     "TaskError",
+    "UnfinishedChildError",
     "WorkflowCancelledError",
     "WorkflowMembershipError",
 ]
@@ -272,6 +273,27 @@ class InvalidArgumentError(PynencError, ValueError):
     """A pynenc API was called with an invalid argument value."""
 
     code = "INVALID_ARGUMENT"
+
+
+class UnfinishedChildError(InvalidArgumentError):
+    """A replay (`app.replay`, `pynenc check`, `pynenc.testing.replay`) reached a child whose
+    outcome is not stored yet: the code waits on it (or dispatches one that was never stored),
+    so nothing recorded says what comes next. Nothing was written.
+
+    Attributes:
+        invocation_id: The invocation being replayed.
+        child_id: The child it reached.
+    """
+
+    code = "UNFINISHED_CHILD"
+
+    def __init__(self, message: str, invocation_id: str, child_id: str) -> None:
+        super().__init__(message)
+        self.invocation_id = invocation_id
+        self.child_id = child_id
+
+    def __reduce__(self) -> tuple[type[UnfinishedChildError], tuple[str, str, str]]:
+        return (type(self), (str(self), self.invocation_id, self.child_id))
 
 
 class InvocationParkedError(PynencError):

@@ -369,6 +369,13 @@ class Invocation(Generic[R]):
         record = self._refresh()
         if record.status.finished:
             return self
+        from pynenc.workflow.context import current_context
+
+        ctx = current_context()
+        if ctx is not None and ctx._replay_only:  # a replay runs, claims and waits for nothing
+            from pynenc.runner.replay import unfinished_child
+
+            raise unfinished_child(ctx, record.invocation_id, record.status.value)
         self._record = self._app._wait_for(record.invocation_id, timeout)
         return self
 

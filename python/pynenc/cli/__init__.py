@@ -2,8 +2,8 @@
 
 The global options (`--app`, `--store`, `--include`, `--json`, `--log-level`, `--log-format`)
 go before or after the command. Reading commands (`list`, `show`, `tree`, `timeline`,
-`status`) need only a store and never import user code with `--store`; commands that run tasks
-(`worker`, `recover`, `replay`) need `--app`.
+`status`, `export`) need only a store and never import user code with `--store`; commands that
+run tasks (`worker`, `recover`, `replay`, `check`) need `--app`.
 
 To add a subcommand, write a `Command` (`pynenc.cli.command`) in a module of its own and add
 it to `COMMANDS` below: its parser gets the global options, its help and exit codes follow the
@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-from pynenc.cli import cancel, inspect, manage, timeline, verify
+from pynenc.cli import cancel, check, export, inspect, manage, timeline, verify
 from pynenc.cli.command import Command
 from pynenc.cli.read import show, status
 from pynenc.cli.target import DEFAULT_STORE, Target, UsageError, load_app
@@ -28,8 +28,8 @@ __all__ = ["COMMANDS", "Command", "load_app", "main", "show", "status"]
 
 #: Every subcommand, in the order `pynenc --help` lists them: the one place they are registered.
 COMMANDS: list[Command] = [
-    *inspect.COMMANDS, *manage.COMMANDS, *cancel.COMMANDS, *verify.COMMANDS,
-    *timeline.COMMANDS,
+    *inspect.COMMANDS, *manage.COMMANDS, *check.COMMANDS, *cancel.COMMANDS,
+    *verify.COMMANDS, *timeline.COMMANDS, *export.COMMANDS,
 ]
 
 #: The levels `--log-level` accepts (any case).
@@ -101,18 +101,20 @@ _DEFAULTS: dict[str, object] = {
 }
 
 EPILOG = """\
-Reading commands (list, show, tree, timeline, status, verify) need only a store: --store URL or
-PYNENC_STORE (importing no code), or --app. Commands that run tasks (worker, recover, replay)
-need --app.
+Reading commands (list, show, tree, timeline, status, verify, export) need only a store:
+--store URL or PYNENC_STORE (importing no code), or --app. Commands that run tasks (worker,
+recover, replay, check) need --app; check also takes --store, the store to check the app's
+code on.
 `pynenc lint PATH...` checks task source files and needs neither (pynenc lint --help).
 Global options go before or after the command. Exit codes: 0 done, 1 failed (or not found),
 2 usage error. See docs/operations.md."""
 
 
-def _add_globals(parser: argparse.ArgumentParser, suffix: str) -> None:
+def _add_globals(parser: argparse.ArgumentParser, suffix: str, skip: tuple[str, ...] = ()) -> None:
     group = parser.add_argument_group("global options (before or after the command)")
     for dest, (flags, keywords) in _GLOBALS.items():
-        group.add_argument(*flags, dest=dest + suffix, default=None, **keywords)  # type: ignore[arg-type]
+        if dest not in skip:
+            group.add_argument(*flags, dest=dest + suffix, default=None, **keywords)  # type: ignore[arg-type]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         command.arguments(sub)
-        _add_globals(sub, "_after")
+        _add_globals(sub, "_after", ("json",) if command.own_json else ())
     return parser
 
 
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=opts.log_level, handlers=[handler])
     command = next(c for c in COMMANDS if c.name == opts.command)
     try:
-        target = Target.from_options(opts)
+        target = Target.from_options(opts, app_on_store=command.app_on_store)
         return command.run(target, opts)
     except UsageError as exc:
         print(f"pynenc {opts.command}: {exc}", file=sys.stderr)

@@ -28,6 +28,9 @@ class Command:
             default in its help).
         run: Does the work: `run(target, opts)` returns the exit code (0 ok, 1 failure).
         json: Whether the command takes `--json` (printing JSON instead of text).
+        own_json: The command defines its own `--json` option (after the command), in place
+            of the global flag there.
+        app_on_store: `--store` may go with `--app`: the app's code on that store.
     """
 
     name: str
@@ -36,3 +39,5 @@ class Command:
     run: Callable[[Target, argparse.Namespace], int]
     description: str | None = None
     json: bool = True
+    own_json: bool = False
+    app_on_store: bool = False

@@ -22,6 +22,8 @@ from pynenc.journal import decode_ops
 from pynenc.record_check import Skipped
 
 __all__ = [
+    "describe",
+    "journal",
     "jsonable",
     "list_page",
     "parse_since",
@@ -220,10 +222,13 @@ def _attempts(record: InvocationRecord) -> list[dict[str, Any]]:
     return out
 
 
-def _journal(app: Pynenc, record: InvocationRecord) -> list[dict[str, Any]]:
-    journal = journal_id(record.invocation_id, record.attempt)
-    ops = app.store.journal_ops(journal)
-    sites = app.store.journal_sites(journal)
+def journal(
+    app: Pynenc, record: InvocationRecord, attempt: int | None = None
+) -> list[dict[str, Any]]:
+    """The journal of one attempt (the latest by default), decoded entry by entry."""
+    jid = journal_id(record.invocation_id, record.attempt if attempt is None else attempt)
+    ops = app.store.journal_ops(jid)
+    sites = app.store.journal_sites(jid)
     out = []
     for op, entry, site in zip(ops, decode_ops(ops), sites, strict=True):
         item: dict[str, Any] = {
@@ -249,6 +254,22 @@ def _site(file: str, line: int, function: str) -> dict[str, Any]:
 def show(app: Pynenc, invocation_id: str) -> dict[str, Any]:
     """An invocation: its record, arguments, attempts, lease, outcome, journal and children."""
     record = _record(app, invocation_id)
+    children = app.list_invocations(parent_invocation_id=record.id_str)
+    return describe(
+        app,
+        record,
+        [
+            {"invocation_id": c.invocation_id, "task": c.task_id, "status": c.status.value}
+            for c in children
+        ],
+    )
+
+
+def describe(
+    app: Pynenc, record: InvocationRecord, children: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What `show` prints of `record`, with `children` (`{"invocation_id", "task", "status"}`
+    each) as the children it dispatched."""
     lease = app.store.lease(record.invocation_id)
     error = None
     if record.error is not None:
@@ -258,7 +279,6 @@ def show(app: Pynenc, invocation_id: str) -> dict[str, Any]:
             "message": record.error.message,
             "traceback": record.error.traceback_text,
         }
-    children = app.list_invocations(parent_invocation_id=record.id_str)
     return {
         **summary(record),
         "updated": iso(record.updated_at),
@@ -275,11 +295,8 @@ def show(app: Pynenc, invocation_id: str) -> dict[str, Any]:
         },
         "result": _result(record),
         "error": error,
-        "journal": _journal(app, record),
-        "children": [
-            {"invocation_id": c.invocation_id, "task": c.task_id, "status": c.status.value}
-            for c in children
-        ],
+        "journal": journal(app, record),
+        "children": children,
     }
 
 

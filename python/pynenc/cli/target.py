@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pynenc.app import Pynenc
 from pynenc.errors import InvalidArgumentError
 from pynenc.registry import check_modules
+from pynenc.runner.replay import on_store
 
 __all__ = ["DEFAULT_STORE", "Target", "UsageError", "load_app"]
 
@@ -53,8 +54,10 @@ class Target:
     _app: Pynenc | None = None
 
     @classmethod
-    def from_options(cls, opts: argparse.Namespace) -> Target:
-        if opts.app is not None and opts.store is not None:
+    def from_options(cls, opts: argparse.Namespace, *, app_on_store: bool = False) -> Target:
+        """The options of `opts`; `app_on_store` lets `--store` name another store for the
+        `--app` app (a command that runs the app's code on a store it names)."""
+        if opts.app is not None and opts.store is not None and not app_on_store:
             raise UsageError(
                 f"give --app or --store, not both (--app {opts.app} reads the store its app "
                 f"names; --store {opts.store} reads that store without importing any code)"
@@ -96,8 +99,11 @@ class Target:
             app = load_app(self.app_spec)
             # The app's own `include` modules too: one that cannot be imported fails here, once.
             app._registry.import_included(check_modules("--include", self.include))
+            if self.store_url is not None:  # the app's code on the store --store names
+                app = on_store(app, self.store_url)
             if not create:
-                _require_store(app, "the app's store URL (store=... or PYNENC_STORE)")
+                where = "the app's store URL (store=... or PYNENC_STORE)"
+                _require_store(app, where if self.store_url is None else "--store")
             self._app = app
         return self._app
 

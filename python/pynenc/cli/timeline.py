@@ -158,7 +158,7 @@ def timeline(app: Pynenc, workflow_id: str, now: float | None = None) -> dict[st
                 "error": None
                 if record.error is None
                 else f"{record.error.type_name}: {record.error.message}",
-                "journal": read._journal(app, record),
+                "journal": read.journal(app, record),
             }
         )
     return {

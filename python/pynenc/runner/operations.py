@@ -5,7 +5,6 @@ and nothing after it is recorded."""
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,7 +21,7 @@ from pynenc.invocation import (
     ErrorInfo,
     Invocation,
 )
-from pynenc.runner import divergence
+from pynenc.runner import divergence, replay
 from pynenc.task import Task
 from pynenc.workflow.context import WorkflowContext
 
@@ -65,10 +64,7 @@ def _dispatch(ctx: WorkflowContext, task: Task[..., T], args_bytes: bytes) -> In
     record = app._load_record(child_id) if replayed or ctx._replay_only else None
     if record is None:
         if ctx._replay_only:
-            raise InvalidArgumentError(
-                f"cannot replay {ctx.invocation_id}: its child {uuid.UUID(bytes=child_id)} was "
-                "never stored (the invocation did not finish); use app.recover() instead"
-            )
+            raise replay.unstored_child(ctx, child_id)
         record = new_record(task, child_id, args_bytes, ctx)
         # The parent's entries up to this dispatch are staged before anything of the child:
         # no flush, by any thread, can then make the child durable without them.

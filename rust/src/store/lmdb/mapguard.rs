@@ -189,7 +189,8 @@ mod tests {
         assert!(bounds.check(first).is_ok());
         std::thread::sleep(REFRESH_EVERY + Duration::from_millis(10));
         let heap = vec![0u8; 64];
-        assert!(bounds.check(&heap).is_ok()); // looks for the map again, finds none
+        // Looks for the map again and finds none.
+        assert!(bounds.check(&heap).is_ok());
         // The file grows (another process's commit); a value on the new page is sound.
         std::fs::OpenOptions::new()
             .append(true)
