@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ParamSpec, TypeVar, overload
 
-from pynenc import checks, codec
+from pynenc import checks, codec, recovery
 from pynenc import logging as logs
 from pynenc._core import MAX_KEY_LEN, Store, journal_id
 from pynenc.config import PynencConfig
@@ -16,17 +16,15 @@ from pynenc.errors import (
     CorruptEntryError,
     CorruptStoreError,
     InvalidArgumentError,
-    LeaseLostError,
     NonDeterminismError,
     PynencError,
 )
-from pynenc.invocation import Invocation, InvocationRecord, InvocationStatus, describe_exception
+from pynenc.invocation import Invocation, InvocationRecord, InvocationStatus
 from pynenc.journal import JournalEntry, decode_ops
 from pynenc.record_check import Skipped
 from pynenc.registry import TaskRegistry, check_modules, check_name
 from pynenc.runner import claims, execute, operations, records, waiting
 from pynenc.runner.leases import LeaseKeeper
-from pynenc.runner.owner import current_owner, owner_is_dead
 from pynenc.store import open_store
 from pynenc.task import Task, TaskOptions
 from pynenc.workflow.context import WorkflowContext, current_context
@@ -459,131 +457,15 @@ class Pynenc:
     def _recover(
         self, progress: Callable[[int, int], None] | None = None
     ) -> tuple[list[Invocation[Any]], list[NonDeterminismError], list[CorruptStoreError]]:
-        """`recover()`'s work: the resumed invocations, the divergences and the unreadable
-        ones, nothing raised for them. `progress(done, total)` is called before the first
-        stranded root and after each one (the command line draws it)."""
-        self.release_dead_leases()
-        queued = set(self.store.queued())
-        me = current_owner()
-        adopted: dict[bytes, str | None] = {}  # id -> the dead owner it had
-        try:
-            with self.store.recovery_lock():
-                stranded = self._stranded()
-                # Every stranded inline invocation, roots and the children inside them, is
-                # adopted while no other recover() can look: one that looks next sees a live
-                # owner and leaves them alone. Queued ones are claimed atomically instead.
-                for record in stranded.values():
-                    if record.invocation_id not in queued:
-                        adopted[record.invocation_id] = record.owner
-                        record.owner = me
-                        records.store_record(self, record)
-                if adopted:
-                    self.store.flush()
-            roots = [r for r in stranded.values() if r.parent_invocation_id not in stranded]
-            roots.sort(key=lambda r: r.created_at)
-            resumed: list[Invocation[Any]] = []
-            diverged: list[NonDeterminismError] = []
-            unreadable: list[CorruptStoreError] = []
-            for done, root in enumerate(roots):
-                if progress is not None:
-                    progress(done, len(roots))
-                with logs.handling(logs.subject_of(root)):
-                    self._resume(root, queued, resumed, diverged, unreadable)
-            if progress is not None:
-                progress(len(roots), len(roots))
-        finally:
-            # What this call adopted but did not finish (it diverged, or the call stopped on
-            # an error) goes back to its dead owner, so a later recover() can take it up.
-            self._give_back(adopted, me)
-        return resumed, diverged, unreadable
-
-    def _resume(
-        self,
-        root: InvocationRecord,
-        queued: set[bytes],
-        resumed: list[Invocation[Any]],
-        diverged: list[NonDeterminismError],
-        unreadable: list[CorruptStoreError],
-    ) -> None:
-        """Resume one stranded root for `_recover`, adding it to the list it belongs to (none
-        when it finished meanwhile or a worker took it)."""
-        # Resuming an earlier root may have finished this one (a retried inline child whose
-        # parent's record was not stored yet looks like a root of its own).
-        try:
-            record = self._load_record(root.invocation_id)
-        except CorruptEntryError as exc:  # damaged since it was picked
-            store_log.error("recover: %s", exc)
-            return
-        if record is None or record.status.finished:
-            return
-        try:
-            if record.invocation_id in queued:
-                if not claims.claim_and_run(self, record.invocation_id):
-                    return  # a worker got there first
-            else:
-                execute.run(self, record)
-        except NonDeterminismError as exc:
-            log.error("cannot resume invocation %s: %s", record.id_str, exc)
-            diverged.append(exc)
-            return
-        except SystemExit as exc:
-            # Raised inside a side effect's function (a task's own `SystemExit` is its
-            # failure): not a death of this process, which goes on recovering.
-            log.error(
-                "cannot resume invocation %s: interrupted by %s inside a workflow "
-                "operation; nothing of it recorded, left to resume",
-                record.id_str,
-                describe_exception(exc),
-            )
-        except CorruptStoreError as exc:  # e.g. a damaged journal or child record
-            store_log.error("recover: cannot resume %s: %s", record.id_str, exc)
-            unreadable.append(exc)
-            return
-        resumed.append(Invocation(self, self._load_record(record.invocation_id) or record))
-
-    def _stranded(self) -> dict[bytes, InvocationRecord]:
-        """The running invocations whose owner is dead (or whose lease expired), by id."""
-        leases = {lease.invocation: lease.expires_ms for lease in self.store.leases()}
-        now = self.store.now_ms()
-        stranded: dict[bytes, InvocationRecord] = {}
-        for record in self._records(Skipped("recover")):
-            if record.status is not InvocationStatus.RUNNING or record.owner is None:
-                continue
-            lease = leases.get(record.invocation_id)
-            if lease is not None and lease > now:
-                continue  # a live worker holds it
-            if lease is not None or owner_is_dead(record.owner):
-                stranded[record.invocation_id] = record
-        return stranded
-
-    def _give_back(self, adopted: dict[bytes, str | None], me: str) -> None:
-        """Hand adopted invocations that are still running as `me` back to their old owner."""
-        returned = False
-        for invocation_id, owner in adopted.items():
-            record = self._load_record(invocation_id)
-            if record is not None and record.status is InvocationStatus.RUNNING:
-                if record.owner == me:
-                    record.owner = owner
-                    records.store_record(self, record)
-                    returned = True
-        if returned:
-            self.store.flush()
+        """`recover()`'s work, nothing raised for what could not be resumed
+        (`pynenc/recovery.py`); `progress(done, total)` is for the command line's bar."""
+        return recovery.recover(self, progress)
 
     def release_dead_leases(self) -> int:
         """Release the leases held by processes of this machine that no longer exist, so the
         invocations they held can be claimed at once (and count as resumed when they are).
-        Returns how many were released."""
-        released = 0
-        if not self.store.owners_are_local():
-            return 0  # workers on other hosts: only expiry tells that one died
-        for lease in self.store.leases():
-            if lease.expires_ms and owner_is_dead(lease.owner.decode(errors="replace")):
-                try:
-                    self.store.release_dead(lease.invocation, lease.token)
-                    released += 1
-                except LeaseLostError:
-                    pass  # someone else released or reclaimed it meanwhile
-        return released
+        Returns how many were released (always 0 on a store shared across hosts)."""
+        return recovery.release_dead_leases(self)
 
 
 def _parse_id(invocation_id: str) -> bytes:
