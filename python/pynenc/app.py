@@ -7,13 +7,12 @@ import fcntl
 import inspect
 import logging
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, overload
 
-from pynenc import checks, codec
+from pynenc import codec
 from pynenc._core import MAX_KEY_LEN, Store, journal_id
 from pynenc.config import PynencConfig
 from pynenc.errors import (
@@ -39,7 +38,6 @@ __all__ = ["Pynenc"]
 
 log = logging.getLogger("pynenc.recovery")
 store_log = logging.getLogger("pynenc.store")
-wait_log = logging.getLogger("pynenc.invocation")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -222,42 +220,7 @@ class Pynenc:
                 skipped.add(exc)
 
     def _wait_for(self, invocation_id: bytes, timeout: float | None) -> InvocationRecord:
-        """Wait until the invocation finished. A task waiting on a queued child that no worker
-        holds runs it itself, so waiting parents can never starve a worker pool; a caller
-        outside any task is told (logged once, and in the `TimeoutError`) when no worker has
-        claimed it."""
-        if timeout is not None:
-            timeout = checks.seconds("timeout", timeout, positive=False)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        inside_task = current_context() is not None
-        hint_at = None if inside_task else time.monotonic() + waiting.HINT_AFTER_SECONDS
-        delay = 0.0005
-        while True:
-            record = self._load_record(invocation_id)
-            if record is not None and record.status.finished:
-                return record
-            if inside_task and self.config.execution == "queued":
-                if claims.claim_and_run(self, invocation_id):
-                    continue
-            if hint_at is not None and time.monotonic() >= hint_at:
-                hint_at = None
-                hint = waiting.unclaimed_hint(self, invocation_id)
-                if hint is not None:
-                    wait_log.warning(
-                        "invocation %s waited on for %.0f s: %s",
-                        uuid.UUID(bytes=invocation_id),
-                        waiting.HINT_AFTER_SECONDS,
-                        hint,
-                    )
-            if deadline is not None and time.monotonic() >= deadline:
-                hint = None if inside_task else waiting.unclaimed_hint(self, invocation_id)
-                raise TimeoutError(
-                    f"invocation {uuid.UUID(bytes=invocation_id)} did not finish within "
-                    f"{timeout} s" + ("" if hint is None else f": {hint}")
-                )
-            pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
-            time.sleep(pause)
-            delay = min(delay * 2, 0.05)
+        return waiting.wait_for(self, invocation_id, timeout)
 
     def get_invocation(self, invocation_id: str) -> Invocation[Any] | None:
         """The invocation with this id, or None if the store has none.

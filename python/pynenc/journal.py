@@ -9,6 +9,7 @@ from typing import Any
 
 from pynenc import codec
 from pynenc.invocation import ErrorInfo
+from pynenc.workflow import reserved
 
 __all__ = ["JournalEntry", "decode_ops"]
 
@@ -22,10 +23,11 @@ class JournalEntry:
     Attributes:
         position: Its position in the invocation's journal (replay is by position).
         operation: `random`, `uuid`, `utc_now`, `side_effect`, `execute_task`, `get_data`,
-            `set_data` or `patch` (a `wf.patched` marker).
+            `set_data`, `patch` (a `wf.patched` marker) or `sleep` (`wf.sleep` and
+            `wf.sleep_until`).
         value: The recorded value: the float, UUID string, datetime, side-effect value (or the
             exception the side effect raised), child invocation id, or data value read; None
-            for a data write.
+            for a data write; a sleep's deadline (a datetime).
         name: The side-effect name, data key or child task id; None otherwise.
     """
 
@@ -47,6 +49,8 @@ def decode_ops(ops: list[tuple[Any, ...]]) -> list[JournalEntry]:
         elif kind == "side_effect" and op[3]:
             error = ErrorInfo.from_wire(codec.decode(op[2])).to_exception(f"side effect {op[1]!r}")
             entry = JournalEntry(position, kind, error, op[1])
+        elif kind == "side_effect" and reserved.operation_of(op[1]) is not None:
+            entry = _waiting_entry(position, op[1], op[2])
         elif kind == "side_effect":
             entry = JournalEntry(position, kind, codec.decode(op[2]), op[1])
         elif kind == "execute_task":
@@ -58,3 +62,14 @@ def decode_ops(ops: list[tuple[Any, ...]]) -> list[JournalEntry]:
             entry = JournalEntry(position, kind, None, op[1])
         out.append(entry)
     return out
+
+
+def _waiting_entry(position: int, name: str, data: bytes) -> JournalEntry:
+    """The entry of a waiting operation, recorded as a side effect of a reserved name."""
+    found = reserved.operation_of(name)
+    assert found is not None
+    operation, argument = found
+    value = codec.decode(data)
+    if operation == "sleep":
+        value = _EPOCH + timedelta(microseconds=value)
+    return JournalEntry(position, operation, value, argument)

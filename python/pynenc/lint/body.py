@@ -30,6 +30,8 @@ RECORDED = frozenset(
         "get_data",
         "patched",
         "deprecate_patch",
+        "sleep",
+        "sleep_until",
         "_deterministic_operation",
     }
 )

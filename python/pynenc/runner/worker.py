@@ -7,6 +7,7 @@ claimed again once its lease expired, or at once when the dead worker ran on thi
 
 from __future__ import annotations
 
+import datetime
 import logging
 import signal
 import threading
@@ -36,6 +37,13 @@ __all__ = ["Worker"]
 
 log = logging.getLogger("pynenc.worker")
 store_log = logging.getLogger("pynenc.store")
+
+
+def _when(ms: int) -> str:
+    """Milliseconds since the epoch as ISO 8601, UTC."""
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat(
+        timespec="milliseconds"
+    )
 
 
 class Worker:
@@ -169,9 +177,17 @@ class Worker:
         with self._lock:
             self._running[invocation_id] = token
         try:
-            claims.run_claimed(self.app, invocation_id, token, taken_over=taken_over)
-            self.completed += 1
-            log.info("[invocation %s] [workflow %s] finished", ident, workflow)
+            due = claims.run_claimed(self.app, invocation_id, token, taken_over=taken_over)
+            if due is None:
+                self.completed += 1
+                log.info("[invocation %s] [workflow %s] finished", ident, workflow)
+            else:
+                log.info(
+                    "[invocation %s] [workflow %s] suspended until %s",
+                    ident,
+                    workflow,
+                    _when(due),
+                )
         except claims.UnknownTaskError as exc:
             # Deferred (or parked) by `run_claimed`: one line, never a traceback.
             log.error("[invocation %s] [workflow %s] %s", ident, workflow, exc)

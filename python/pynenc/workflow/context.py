@@ -15,7 +15,7 @@ from pynenc.errors import InvalidArgumentError
 from pynenc.workflow.identity import WorkflowIdentity
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from pynenc._core import Execution
     from pynenc.app import Pynenc
@@ -186,3 +186,18 @@ class WorkflowContext:
         """Run `fn()` once and record its (encodable) result; a replay returns the recorded
         value without calling `fn`. The value is durable before it is returned."""
         return self.app._side_effect(self, name, fn)
+
+    def sleep(self, duration: float | timedelta) -> None:
+        """Wait `duration` (seconds, or a `timedelta`) durably: the deadline is recorded the
+        first time, so a resumption waits only for what is left and a replay of a finished
+        run not at all. Inline it blocks the thread; in a worker the invocation is suspended
+        and its worker slot is free until it is due (see docs/semantics.md, "Waiting")."""
+        from pynenc.runner import waits
+
+        waits.sleep(self, duration)
+
+    def sleep_until(self, when: datetime) -> None:
+        """Wait until `when` (a timezone-aware `datetime`), as `sleep` does."""
+        from pynenc.runner import waits
+
+        waits.sleep_until(self, when)
