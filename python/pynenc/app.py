@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, overload
 
-from pynenc import codec
+from pynenc import codec, signals
 from pynenc._core import MAX_KEY_LEN, Store, journal_id
 from pynenc.config import PynencConfig
 from pynenc.errors import (
@@ -314,6 +314,33 @@ class Pynenc:
             )
         data = self.store.get("data", _parse_id(workflow_id) + encoded)
         return default if data is None else codec.decode(data, what=f"workflow data {key!r}")
+
+    def signal(self, workflow_id: str, name: str, value: Any = None) -> None:
+        """Deliver `value` to workflow `workflow_id` as signal `name`, durably (committed
+        when this returns), for its `wf.wait_signal(name)`: each delivery is returned once, in
+        the order sent; one sent before the workflow waits is kept for it. A workflow
+        suspended in a worker is woken. Inside a task this sends on every run of the code,
+        replays included: call it from a `wf.side_effect` to send it once.
+
+        Raises:
+            InvalidArgumentError: `workflow_id` is not a workflow's id (an unknown one, or an
+                invocation inside a workflow), the workflow has finished, or `name` is not a
+                non-empty `str` of at most 255 bytes of UTF-8. Nothing is written.
+            TypeError: `value` cannot be stored (as for a task's arguments).
+        """
+        signals.send_signal(self, workflow_id, name, value)
+
+    def get_event(self, workflow_id: str, key: str, timeout: float | None = None) -> Any:
+        """The value workflow `workflow_id` published as event `key` (`wf.set_event`),
+        waiting until it does: the store is read again after pauses growing from 1 ms to 50 ms.
+
+        Raises:
+            TimeoutError: It was not set within `timeout` seconds (None: no limit).
+            InvalidArgumentError: `workflow_id` is not a workflow's id, `key` is not a
+                non-empty `str` of valid UTF-8 of at most 492 bytes, or the workflow finished
+                without setting it (it never will).
+        """
+        return signals.get_event(self, workflow_id, key, timeout)
 
     # -- replay and recovery ---------------------------------------------------------------
 

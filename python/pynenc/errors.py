@@ -273,7 +273,7 @@ class InvocationParkedError(PynencError):
 
 class InvocationSuspended(BaseException):
     """A claimed invocation stops here to wait without holding its worker (a `wf.sleep`, a
-    child that sleeps): its stack unwinds, its lease is given back until
+    `wf.wait_signal`, a child that sleeps): its stack unwinds, its lease is given back until
     `until_ms`, and a worker resumes it from its journal when it is due or woken.
 
     A `BaseException`, like `GeneratorExit`, so `except Exception` in a task lets it through;
@@ -283,7 +283,7 @@ class InvocationSuspended(BaseException):
     Attributes:
         invocation_id: The invocation that waits.
         until_ms: When it is due again, in milliseconds since the epoch.
-        why: What it waits for (`wf.sleep`, a child).
+        why: What it waits for (`wf.sleep`, `wf.wait_signal('approval')`, a child).
     """
 
     code = "INVOCATION_SUSPENDED"

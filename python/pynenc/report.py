@@ -32,7 +32,7 @@ def operation(side: dict[str, Any] | Operation) -> Operation:
     kind, name, call = side["kind"], side.get("name"), side["description"]
     waiting = None if kind != "side_effect" or name is None else reserved.operation_of(name)
     if waiting is not None:
-        # One of the engine's own entries (`wf.sleep`).
+        # One of the engine's own entries (`wf.sleep`, `wf.wait_signal`, `wf.set_event`).
         kind, name = waiting
         call = f"{kind}()" if name is None else f"{kind}({_quoted(name)})"
         value = None if data is None else _waiting_value(kind, bytes(data))
@@ -55,13 +55,15 @@ def _quoted(text: str) -> str:
 
 
 def _waiting_value(kind: str, data: bytes) -> str:
-    """The recorded value of a waiting operation as shown: its deadline."""
+    """The recorded value of a waiting operation as shown: a deadline, or what was received."""
     from pynenc import codec
 
     try:
         value = codec.decode(data)
-        if kind == "sleep":
+        if kind in ("sleep", "wait_signal"):
             return f"until {reserved.deadline_text(value)}"
+        if kind == "signal":
+            return "timed out" if value is None else repr(codec.decode(bytes(value[1])))
         return repr(value)
     except Exception:  # noqa: BLE001 - a value this build cannot read is still reported
         return f"{len(data)} bytes this build cannot decode"

@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-from pynenc.cli import cancel, inspect, manage, timeline, verify
+from pynenc.cli import cancel, inspect, manage, send, timeline, verify
 from pynenc.cli.command import Command
 from pynenc.cli.read import show, status
 from pynenc.cli.target import DEFAULT_STORE, Target, UsageError, load_app
@@ -27,7 +27,7 @@ __all__ = ["COMMANDS", "Command", "load_app", "main", "show", "status"]
 
 #: Every subcommand, in the order `pynenc --help` lists them: the one place they are registered.
 COMMANDS: list[Command] = [
-    *inspect.COMMANDS, *manage.COMMANDS, *cancel.COMMANDS, *verify.COMMANDS,
+    *inspect.COMMANDS, *manage.COMMANDS, *cancel.COMMANDS, *send.COMMANDS, *verify.COMMANDS,
     *timeline.COMMANDS,
 ]
 
@@ -99,8 +99,13 @@ Global options go before or after the command. Exit codes: 0 done, 1 failed (or 
 
 
 def _add_globals(parser: argparse.ArgumentParser, suffix: str) -> None:
+    """Add the global options; after a command, one of its own options of the same flag
+    (`pynenc signal ... --json VALUE`) takes that flag instead."""
     group = parser.add_argument_group("global options (before or after the command)")
+    taken = set(parser._option_string_actions)
     for dest, (flags, keywords) in _GLOBALS.items():
+        if taken.intersection(flags):
+            continue
         group.add_argument(*flags, dest=dest + suffix, default=None, **keywords)  # type: ignore[arg-type]
 
 

@@ -32,6 +32,8 @@ RECORDED = frozenset(
         "deprecate_patch",
         "sleep",
         "sleep_until",
+        "wait_signal",
+        "set_event",
         "_deterministic_operation",
     }
 )

@@ -115,7 +115,8 @@ def side_effect(ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
     if name.startswith(reserved.PREFIX):
         raise InvalidArgumentError(
             f"side effect names starting with {reserved.PREFIX!r} are the engine's own (it "
-            f"records wf.sleep under them), got {name!r}: name it otherwise"
+            f"records wf.sleep, wf.wait_signal and wf.set_event under them), got {name!r}: "
+            "name it otherwise"
         )
     if not callable(fn):
         raise InvalidArgumentError(f"side effect {name!r} needs a function to call, got {fn!r}")

@@ -1,15 +1,15 @@
 """Suspending a claimed invocation that waits, and waking it.
 
-A queued invocation run under a worker's claim that must wait (a durable sleep, a child that
-is itself suspended) does not hold its worker for the wait: what it recorded is made
+A queued invocation run under a worker's claim that must wait (a durable sleep, a signal, a
+child that is itself suspended) does not hold its worker for the wait: what it recorded is made
 durable, its stack unwinds with `InvocationSuspended`, and its lease is given back with
 `defer(until)`, which leaves it queued and unclaimable until its wake-up time (the store's
 timer). Any worker then claims it and resumes it from its journal: the replay reaches the wait
 again and goes on past it, or suspends again for what is left.
 
-Something it waits for that happens earlier (a child finished) *wakes* it: its deferred lease
-is released at once. A wake and a suspension can cross (the child finishes between the
-waiter's check and its deferral), so the waiter checks once more after deferring
+Something it waits for that happens earlier (a signal delivered, a child finished) *wakes* it:
+its deferred lease is released at once. A wake and a suspension can cross (the signal lands
+between the waiter's check and its deferral), so the waiter checks once more after deferring
 and wakes itself if what it waits for has come: one of the two always sees the other.
 """
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from pynenc.workflow.context import WorkflowContext
 
 __all__ = [
+    "RECHECK_SECONDS",
     "SUSPEND_MIN_SECONDS",
     "can_suspend",
     "deferred_until",
@@ -41,6 +42,10 @@ log = logging.getLogger("pynenc.runner")
 
 #: A wait shorter than this blocks the thread instead: resuming costs a claim and a replay.
 SUSPEND_MIN_SECONDS = 0.1
+#: The longest a suspended wait with no deadline of its own (a signal without a timeout)
+#: stays deferred before it is resumed to check again, should a wake have been lost (its
+#: sender died between storing the signal and waking the workflow).
+RECHECK_SECONDS = 60.0
 
 
 def can_suspend(ctx: WorkflowContext) -> bool:

@@ -32,9 +32,9 @@ HINT_AFTER_SECONDS = 5.0
 def wait_for(app: Pynenc, invocation_id: bytes, timeout: float | None) -> InvocationRecord:
     """Wait until the invocation finished. A task waiting on a queued child that no worker
     holds runs it itself, so waiting parents can never starve a worker pool; one waiting on a
-    child that is suspended (it sleeps) is suspended too, when it runs under a worker's claim,
-    until that child is due or finishes. A caller outside any task is told (logged once, and in
-    the `TimeoutError`) when no worker has claimed it."""
+    child that is suspended (it sleeps, or waits for a signal) is suspended too, when it runs
+    under a worker's claim, until that child is due or finishes. A caller outside any task is
+    told (logged once, and in the `TimeoutError`) when no worker has claimed it."""
     if timeout is not None:
         timeout = checks.seconds("timeout", timeout, positive=False)
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -201,3 +201,24 @@ class WorkflowContext:
         from pynenc.runner import waits
 
         waits.sleep_until(self, when)
+
+    def wait_signal(self, name: str, timeout: float | timedelta | None = None) -> Any:
+        """The next undelivered value sent to this workflow as signal `name` (`app.signal`),
+        waiting for it as `sleep` waits; each delivery is returned once, in the order sent,
+        and the same values come back on replay. Only the workflow's root invocation waits
+        for signals.
+
+        Raises:
+            TimeoutError: None came within `timeout` (seconds or a `timedelta`, counted from
+                the first time this ran; recorded, so a replay raises it too).
+        """
+        from pynenc.runner import waits
+
+        return waits.wait_signal(self, name, timeout)
+
+    def set_event(self, key: str, value: Any) -> None:
+        """Publish `value` as event `key` of this workflow, durably, for callers outside
+        waiting on `app.get_event(workflow_id, key)`; a replay does not publish it again."""
+        from pynenc.runner import waits
+
+        waits.set_event(self, key, value)
