@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benches import concurrency, core, disk, ops, queued, report, scale, steps
+from benches import concurrency, core, disk, ops, queued, report, scale, steps, waits
 from benches.measure import Row, Settings
 
 GROUPS: dict[str, Callable[[Settings], list[Row]]] = {
@@ -16,6 +16,7 @@ GROUPS: dict[str, Callable[[Settings], list[Row]]] = {
     "steps": steps.run,
     "concurrency": concurrency.run,
     "queued": queued.run,
+    "waits": waits.run,
     "scale": scale.run,
     "disk": disk.run,
 }

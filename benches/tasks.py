@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pynenc import Invocation, Pynenc, Task
 
-__all__ = ["LAST", "app", "child", "fresh_app", "op_loop", "run_task", "steps"]
+__all__ = ["LAST", "app", "child", "fresh_app", "op_loop", "run_task", "sleeper", "steps"]
 
 app = Pynenc("benches")
 
@@ -88,7 +88,14 @@ def steps(n: int) -> int:
     return n
 
 
-TASKS = (op_loop, child, steps)
+@app.task
+def sleeper(seconds: float) -> float:
+    """A durable sleep; returns when it woke (the recorded clock, seconds since the epoch)."""
+    sleeper.wf.sleep(seconds)
+    return sleeper.wf.utc_now().timestamp()
+
+
+TASKS = (op_loop, child, steps, sleeper)
 
 
 def fresh_app(store_dir: Path, *, sync: bool = True, execution: str = "inline") -> Pynenc:

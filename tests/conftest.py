@@ -227,3 +227,39 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture
+def waits_worker(tmp_path: Path, store_url: str) -> Iterator[Callable[..., WorkerPool]]:
+    """Start worker processes of `tests/programs/waits_app.py` (stopped when the test ends)."""
+    from waits_support import PROGRAMS, waits_env
+
+    pools: list[WorkerPool] = []
+
+    def start(concurrency: int = 1, count: int = 1) -> WorkerPool:
+        env = waits_env(tmp_path, store_url, "queued")
+        pool = WorkerPool(
+            "waits_app:app", tmp_path, pythonpath=PROGRAMS, concurrency=concurrency, env=env
+        )
+        pool.start(count)
+        pools.append(pool)
+        return pool
+
+    yield start
+    for pool in pools:
+        pool.stop()
+
+
+@pytest.fixture
+def waits_app(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ModuleType]:
+    """`tests/programs/waits_app.py` imported afresh, queued, on the test's store."""
+    from waits_support import PROGRAMS, waits_env
+
+    for key, value in waits_env(tmp_path, store_url, "queued").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.syspath_prepend(str(PROGRAMS))
+    sys.modules.pop("waits_app", None)
+    yield importlib.import_module("waits_app")
+    sys.modules.pop("waits_app", None)

@@ -65,6 +65,13 @@ EXPECTED = {
         "durable steps, 16 threads",
     ],
     "queued": ["durable steps, 1 queued worker", "durable steps, 2 queued workers"],
+    "waits": [
+        "all 10 sleeping workflows done",  # quick size; the full run has 200
+        "wake-up lateness p50",
+        "wake-up lateness p99",
+        "worker slots free while all sleep",
+        "store bytes per suspended workflow",
+    ],
     "scale": [
         "wf.random() in a 10^2-op workflow",
         "wf.random() in a 10^3-op workflow",

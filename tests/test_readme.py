@@ -142,3 +142,36 @@ def test_the_seeing_inside_example_is_what_the_commands_print(
         command = re.sub(UUID, first, command)  # the workflow order.py just ran
         printed = _shell(command, here, {**env, "COLUMNS": "140"}).stdout
         assert _shape(printed) == _shape(expected), f"{command}\n{printed}"
+
+
+def test_the_waiting_example(tmp_path: Path, env: dict[str, str]) -> None:
+    (tmp_path / "approval.py").write_text(_blocks("python")[1])
+    worker_cmd, start_cmd, signal_cmd = _commands(_blocks("bash")[2])
+    log_path = tmp_path / "worker.log"
+    with log_path.open("w") as log:
+        worker = subprocess.Popen(
+            ["bash", "-c", worker_cmd],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        try:
+            flow = subprocess.Popen(
+                ["bash", "-c", start_cmd],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert flow.stdout is not None
+            match = re.fullmatch(rf"({UUID}) awaiting approval\n", flow.stdout.readline())
+            assert match, log_path.read_text()
+            _shell(signal_cmd.replace("ID", match[1]), tmp_path, env)
+            out, _ = flow.communicate(timeout=60)
+            assert out == "approved\n"
+        finally:
+            os.killpg(worker.pid, signal.SIGINT)
+            worker.wait(timeout=60)
+    assert "suspended until" in log_path.read_text()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import inspect
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ParamSpec, TypeVar, overload
 
-from pynenc import checks, codec, recovery
+from pynenc import codec, recovery, signals
 from pynenc import logging as logs
 from pynenc._core import MAX_KEY_LEN, Store, journal_id
 from pynenc.config import PynencConfig
@@ -23,7 +22,7 @@ from pynenc.invocation import Invocation, InvocationRecord, InvocationStatus
 from pynenc.journal import JournalEntry, decode_ops
 from pynenc.record_check import Skipped
 from pynenc.registry import TaskRegistry, check_modules, check_name
-from pynenc.runner import claims, execute, operations, records, waiting
+from pynenc.runner import execute, operations, records, waiting
 from pynenc.runner.leases import LeaseKeeper
 from pynenc.store import open_store
 from pynenc.task import Task, TaskOptions
@@ -33,7 +32,6 @@ __all__ = ["Pynenc"]
 
 log = logs.logger("pynenc.recovery")
 store_log = logs.logger("pynenc.store")
-wait_log = logs.logger("pynenc.invocation")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -240,43 +238,7 @@ class Pynenc:
                 skipped.add(exc)
 
     def _wait_for(self, invocation_id: bytes, timeout: float | None) -> InvocationRecord:
-        """Wait until the invocation finished. A task waiting on a queued child that no worker
-        holds runs it itself, so waiting parents can never starve a worker pool; a caller
-        outside any task is told (logged once, and in the `TimeoutError`) when no worker has
-        claimed it."""
-        if timeout is not None:
-            timeout = checks.seconds("timeout", timeout, positive=False)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        inside_task = current_context() is not None
-        hint_at = None if inside_task else time.monotonic() + waiting.HINT_AFTER_SECONDS
-        delay = 0.0005
-        while True:
-            record = self._load_record(invocation_id)
-            if record is not None and record.status.finished:
-                return record
-            if inside_task and self.config.execution == "queued":
-                if claims.claim_and_run(self, invocation_id):
-                    continue
-            if hint_at is not None and time.monotonic() >= hint_at:
-                hint_at = None
-                hint = waiting.unclaimed_hint(self, invocation_id)
-                if hint is not None:
-                    wait_log.warning(
-                        "invocation %s waited on for %.0f s: %s",
-                        uuid.UUID(bytes=invocation_id),
-                        waiting.HINT_AFTER_SECONDS,
-                        hint,
-                        extra=logs.extra(logs.subject_of(record, invocation_id)),
-                    )
-            if deadline is not None and time.monotonic() >= deadline:
-                hint = None if inside_task else waiting.unclaimed_hint(self, invocation_id)
-                raise TimeoutError(
-                    f"invocation {uuid.UUID(bytes=invocation_id)} did not finish within "
-                    f"{timeout} s" + ("" if hint is None else f": {hint}")
-                )
-            pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
-            time.sleep(pause)
-            delay = min(delay * 2, 0.05)
+        return waiting.wait_for(self, invocation_id, timeout)
 
     def get_invocation(self, invocation_id: str) -> Invocation[Any] | None:
         """The invocation with this id, or None if the store has none.
@@ -370,6 +332,33 @@ class Pynenc:
             )
         data = self.store.get("data", _parse_id(workflow_id) + encoded)
         return default if data is None else codec.decode(data, what=f"workflow data {key!r}")
+
+    def signal(self, workflow_id: str, name: str, value: Any = None) -> None:
+        """Deliver `value` to workflow `workflow_id` as signal `name`, durably (committed
+        when this returns), for its `wf.wait_signal(name)`: each delivery is returned once, in
+        the order sent; one sent before the workflow waits is kept for it. A workflow
+        suspended in a worker is woken. Inside a task this sends on every run of the code,
+        replays included: call it from a `wf.side_effect` to send it once.
+
+        Raises:
+            InvalidArgumentError: `workflow_id` is not a workflow's id (an unknown one, or an
+                invocation inside a workflow), the workflow has finished, or `name` is not a
+                non-empty `str` of at most 255 bytes of UTF-8. Nothing is written.
+            TypeError: `value` cannot be stored (as for a task's arguments).
+        """
+        signals.send_signal(self, workflow_id, name, value)
+
+    def get_event(self, workflow_id: str, key: str, timeout: float | None = None) -> Any:
+        """The value workflow `workflow_id` published as event `key` (`wf.set_event`),
+        waiting until it does: the store is read again after pauses growing from 1 ms to 50 ms.
+
+        Raises:
+            TimeoutError: It was not set within `timeout` seconds (None: no limit).
+            InvalidArgumentError: `workflow_id` is not a workflow's id, `key` is not a
+                non-empty `str` of valid UTF-8 of at most 492 bytes, or the workflow finished
+                without setting it (it never will).
+        """
+        return signals.get_event(self, workflow_id, key, timeout)
 
     # -- replay and recovery ---------------------------------------------------------------
 

@@ -8,6 +8,7 @@ one place on the binding side.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ __all__ = [
     "CorruptStoreError",
     "InvalidArgumentError",
     "InvocationParkedError",
+    "InvocationSuspended",
     "LeaseLostError",
     "NonDeterminismError",
     "Operation",
@@ -302,6 +304,39 @@ class InvocationParkedError(PynencError):
     recorded on the invocation."""
 
     code = "INVOCATION_PARKED"
+
+
+class InvocationSuspended(BaseException):
+    """A claimed invocation stops here to wait without holding its worker (a `wf.sleep`, a
+    `wf.wait_signal`, a child that sleeps): its stack unwinds, its lease is given back until
+    `until_ms`, and a worker resumes it from its journal when it is due or woken.
+
+    A `BaseException`, like `GeneratorExit`, so `except Exception` in a task lets it through;
+    `finally` blocks run. A task that catches it anyway stops all the same: every later `wf`
+    operation raises it again and the engine raises it when the task returns.
+
+    Attributes:
+        invocation_id: The invocation that waits.
+        until_ms: When it is due again, in milliseconds since the epoch.
+        why: What it waits for (`wf.sleep`, `wf.wait_signal('approval')`, a child).
+    """
+
+    code = "INVOCATION_SUSPENDED"
+    #: Whether what it waits for has come (checked once its lease is deferred), or None.
+    ready: Callable[[], bool] | None = None
+
+    def __init__(self, invocation_id: str, until_ms: int, why: str) -> None:
+        super().__init__(invocation_id, until_ms, why)
+        self.invocation_id = invocation_id
+        self.until_ms = until_ms
+        self.why = why
+
+    def __str__(self) -> str:
+        when = datetime.datetime.fromtimestamp(self.until_ms / 1000, datetime.UTC)
+        return (
+            f"invocation {self.invocation_id} suspended by {self.why} until "
+            f"{when.isoformat(timespec='milliseconds')}: its worker is free meanwhile"
+        )
 
 
 class WorkflowCancelledError(PynencError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from pynenc.errors import NonDeterminismError, Operation
+from pynenc.workflow import reserved
 
 __all__ = ["SHOWN_CHARS", "cut", "divergence", "operation"]
 
@@ -28,17 +29,44 @@ def operation(side: dict[str, Any] | Operation) -> Operation:
         return side
     value = side.get("value")
     data = side.get("data")
-    if data is not None:
+    kind, name, call = side["kind"], side.get("name"), side["description"]
+    waiting = None if kind != "side_effect" or name is None else reserved.operation_of(name)
+    if waiting is not None:
+        # One of the engine's own entries (`wf.sleep`, `wf.wait_signal`, `wf.set_event`).
+        kind, name = waiting
+        call = f"{kind}()" if name is None else f"{kind}({_quoted(name)})"
+        value = None if data is None else _waiting_value(kind, bytes(data))
+    elif data is not None:
         value = _decoded(value, bytes(data))
     return Operation(
-        kind=side["kind"],
-        name=side.get("name"),
+        kind=kind,
+        name=name,
         value=None if value is None else cut(value),
         file=side.get("file"),
         line=side.get("line"),
         function=side.get("function"),
-        call=side["description"],
+        call=call,
     )
+
+
+def _quoted(text: str) -> str:
+    """`text` in double quotes, as the core writes names (`side_effect("charge")`)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _waiting_value(kind: str, data: bytes) -> str:
+    """The recorded value of a waiting operation as shown: a deadline, or what was received."""
+    from pynenc import codec
+
+    try:
+        value = codec.decode(data)
+        if kind in ("sleep", "wait_signal"):
+            return f"until {reserved.deadline_text(value)}"
+        if kind == "signal":
+            return "timed out" if value is None else repr(codec.decode(bytes(value[1])))
+        return repr(value)
+    except Exception:  # noqa: BLE001 - a value this build cannot read is still reported
+        return f"{len(data)} bytes this build cannot decode"
 
 
 def _decoded(marker: str | None, data: bytes) -> str:

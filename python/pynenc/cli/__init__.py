@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-from pynenc.cli import cancel, check, export, inspect, manage, timeline, verify
+from pynenc.cli import cancel, check, export, inspect, manage, send, timeline, verify
 from pynenc.cli.command import Command
 from pynenc.cli.read import show, status
 from pynenc.cli.target import DEFAULT_STORE, Target, UsageError, load_app
@@ -29,7 +29,7 @@ __all__ = ["COMMANDS", "Command", "load_app", "main", "show", "status"]
 #: Every subcommand, in the order `pynenc --help` lists them: the one place they are registered.
 COMMANDS: list[Command] = [
     *inspect.COMMANDS, *manage.COMMANDS, *check.COMMANDS, *cancel.COMMANDS,
-    *verify.COMMANDS, *timeline.COMMANDS, *export.COMMANDS,
+    *send.COMMANDS, *verify.COMMANDS, *timeline.COMMANDS, *export.COMMANDS,
 ]
 
 #: The levels `--log-level` accepts (any case).
@@ -110,11 +110,15 @@ Global options go before or after the command. Exit codes: 0 done, 1 failed (or 
 2 usage error. See docs/operations.md."""
 
 
-def _add_globals(parser: argparse.ArgumentParser, suffix: str, skip: tuple[str, ...] = ()) -> None:
+def _add_globals(parser: argparse.ArgumentParser, suffix: str) -> None:
+    """Add the global options; after a command, one of its own options of the same flag
+    (`pynenc signal ... --json VALUE`) takes that flag instead."""
     group = parser.add_argument_group("global options (before or after the command)")
+    taken = set(parser._option_string_actions)
     for dest, (flags, keywords) in _GLOBALS.items():
-        if dest not in skip:
-            group.add_argument(*flags, dest=dest + suffix, default=None, **keywords)  # type: ignore[arg-type]
+        if taken.intersection(flags):
+            continue
+        group.add_argument(*flags, dest=dest + suffix, default=None, **keywords)  # type: ignore[arg-type]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         command.arguments(sub)
-        _add_globals(sub, "_after", ("json",) if command.own_json else ())
+        _add_globals(sub, "_after")
     return parser
 
 

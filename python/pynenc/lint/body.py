@@ -30,6 +30,10 @@ RECORDED = frozenset(
         "get_data",
         "patched",
         "deprecate_patch",
+        "sleep",
+        "sleep_until",
+        "wait_signal",
+        "set_event",
         "_deterministic_operation",
     }
 )

@@ -81,8 +81,8 @@ RULES: tuple[Rule, ...] = (
         "PNR003",
         "sleep",
         "sleeps again on every replay",
-        "wait inside `task.wf.side_effect(name, lambda: time.sleep(s))` (recorded, so replay "
-        "skips it), or in a child task (`task.wf.execute_task`)",
+        "use `task.wf.sleep(s)`: its deadline is recorded, so a replay waits only for what is "
+        "left, and in a worker the workflow is suspended, holding no worker slot",
         names=("time.sleep",),
     ),
     Rule(

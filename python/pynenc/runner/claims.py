@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from pynenc import logging as logs
 from pynenc.errors import (
     InvalidArgumentError,
+    InvocationSuspended,
     LeaseLostError,
     NonDeterminismError,
     PynencError,
@@ -17,6 +18,7 @@ from pynenc.errors import (
 from pynenc.invocation import (
     InvocationRecord,
 )
+from pynenc.runner import suspension
 from pynenc.runner.leases import now_ms
 from pynenc.runner.owner import current_owner
 
@@ -29,9 +31,16 @@ from pynenc.runner.records import store_record
 __all__ = ["UnknownTaskError", "claim_and_run", "run_claimed"]
 
 
-def run_claimed(app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bool = False) -> None:
+def run_claimed(
+    app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bool = False
+) -> int | None:
     """Run a queued invocation this process has just claimed, renewing its lease meanwhile.
-    `taken_over` (from the claim): its last holder died with it, so this run resumes it."""
+    `taken_over` (from the claim): its last holder died with it, so this run resumes it.
+
+    Returns:
+        None once it is done with; when it suspended to wait (`wf.sleep`, ...), the time it is
+        due again (ms since the epoch): its lease is deferred until then.
+    """
     fence = (invocation_id, token)
     keeper = app._lease_keeper()
     # Lines logged meanwhile (by the lease keeper too) carry its ids: its id at once, and its
@@ -45,9 +54,14 @@ def run_claimed(app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bo
         if record is None or record.status.finished:
             app.store.complete(invocation_id, fence)  # finished (or never stored): off the queue
             app.store.flush()
-            return
+            return None
         _check_task_known(app, record, fence)
         run(app, record, fence_token=token, taken_over=taken_over)
+        return None
+    except InvocationSuspended as suspended:
+        keeper.drop(invocation_id)
+        suspension.give_back(app, invocation_id, token, suspended)
+        return suspended.until_ms
     except LeaseLostError:
         raise  # another worker holds it now
     except WorkflowCancelledError as exc:

@@ -25,6 +25,7 @@ from pynenc._core import Execution
 from pynenc.cancel import check_not_cancelled
 from pynenc.errors import (
     InvocationParkedError,
+    InvocationSuspended,
     NonDeterminismError,
     StoreError,
 )
@@ -34,7 +35,7 @@ from pynenc.invocation import (
     InvocationStatus,
     describe_exception,
 )
-from pynenc.runner import divergence
+from pynenc.runner import divergence, suspension
 from pynenc.runner.owner import current_owner
 from pynenc.runner.records import store_record
 from pynenc.task import Task
@@ -212,10 +213,23 @@ def _run(
             if fence is not None:
                 app.store.complete(record.invocation_id, fence)
             execution.flush()
+            if fence is not None and record.parent_invocation_id is not None:
+                # A parent suspended while it waits on this child goes on now (else when
+                # its suspension ends: a failed wake loses nothing).
+                with contextlib.suppress(StoreError):
+                    suspension.wake(app, record.parent_invocation_id)
             _maybe_crash(task.task_id)
             return value
     except BaseException as exc:
-        if counted and (isinstance(exc, NonDeterminismError) or not isinstance(exc, Exception)):
+        # A suspension is not a death of its process either, but the death that led to this
+        # resumption (if any) stays counted: work that kills its process after every wait is
+        # still parked.
+        suspended = isinstance(exc, InvocationSuspended)
+        if (
+            counted
+            and not suspended
+            and (isinstance(exc, NonDeterminismError) or not isinstance(exc, Exception))
+        ):
             # Not a death of its process (a divergence, an interruption): the resumption is not
             # counted against `max_recoveries`, so resuming it again later still resumes it.
             record.recoveries -= 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from pynenc import codec
 from pynenc import logging as logs
@@ -22,13 +22,11 @@ from pynenc.invocation import (
     Invocation,
 )
 from pynenc.runner import divergence, replay
-from pynenc.task import Task
-from pynenc.workflow.context import WorkflowContext
-
-if TYPE_CHECKING:
-    pass
 from pynenc.runner.execute import ENGINE_ERRORS, run
 from pynenc.runner.records import encode_arguments, new_record, store_record
+from pynenc.task import Task
+from pynenc.workflow import reserved
+from pynenc.workflow.context import WorkflowContext
 
 __all__ = ["dispatch_child", "side_effect"]
 
@@ -110,6 +108,12 @@ def side_effect(ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
     execution.guard("side_effect")
     if not isinstance(name, str):
         raise InvalidArgumentError(f"a side effect's name is a str, got {name!r}")
+    if name.startswith(reserved.PREFIX):
+        raise InvalidArgumentError(
+            f"side effect names starting with {reserved.PREFIX!r} are the engine's own (it "
+            f"records wf.sleep, wf.wait_signal and wf.set_event under them), got {name!r}: "
+            "name it otherwise"
+        )
     if not callable(fn):
         raise InvalidArgumentError(f"side effect {name!r} needs a function to call, got {fn!r}")
     cause: BaseException | None = None

@@ -1,30 +1,99 @@
-"""What a caller waiting on a queued invocation is told when no worker runs it: the command
-that starts one (`pynenc --app MODULE:ATTR worker`, naming this app when it can be found)."""
+"""Waiting on an invocation (`invocation.result`, `.wait`), and what a caller waiting on a
+queued invocation is told when no worker runs it: the command that starts one
+(`pynenc --app MODULE:ATTR worker`, naming this app when it can be found)."""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pynenc import checks
+from pynenc import logging as logs
+from pynenc.runner import claims, suspension
+from pynenc.workflow.context import current_context
+
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
+    from pynenc.invocation import InvocationRecord
 
-__all__ = ["HINT_AFTER_SECONDS", "unclaimed_hint", "worker_command"]
+__all__ = ["HINT_AFTER_SECONDS", "unclaimed_hint", "wait_for", "worker_command"]
+
+wait_log = logs.logger("pynenc.invocation")
 
 #: How long a wait lasts before it says that nothing has claimed the invocation.
 HINT_AFTER_SECONDS = 5.0
 
 
+def wait_for(app: Pynenc, invocation_id: bytes, timeout: float | None) -> InvocationRecord:
+    """Wait until the invocation finished. A task waiting on a queued child that no worker
+    holds runs it itself, so waiting parents can never starve a worker pool; one waiting on a
+    child that is suspended (it sleeps, or waits for a signal) is suspended too, when it runs
+    under a worker's claim, until that child is due or finishes. A caller outside any task is
+    told (logged once, and in the `TimeoutError`) when no worker has claimed it."""
+    if timeout is not None:
+        timeout = checks.seconds("timeout", timeout, positive=False)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ctx = current_context()
+    inside_task = ctx is not None
+    hint_at = None if inside_task else time.monotonic() + HINT_AFTER_SECONDS
+    delay = 0.0005
+    while True:
+        record = app._load_record(invocation_id)
+        if record is not None and record.status.finished:
+            return record
+        if ctx is not None and app.config.execution == "queued":
+            if claims.claim_and_run(app, invocation_id):
+                continue
+            due = suspension.deferred_until(app, invocation_id)
+            if due is not None and suspension.can_suspend(ctx) and deadline is None:
+                left = (due - app.store.now_ms()) / 1000
+                if left >= suspension.SUSPEND_MIN_SECONDS:
+                    suspension.suspend(
+                        ctx,
+                        due,
+                        f"its child {uuid.UUID(bytes=invocation_id)}",
+                        lambda: _finished(app, invocation_id),
+                    )
+        if hint_at is not None and time.monotonic() >= hint_at:
+            hint_at = None
+            hint = unclaimed_hint(app, invocation_id)
+            if hint is not None:
+                wait_log.warning(
+                    "invocation %s waited on for %.0f s: %s",
+                    uuid.UUID(bytes=invocation_id),
+                    HINT_AFTER_SECONDS,
+                    hint,
+                    extra=logs.extra(logs.subject_of(record, invocation_id)),
+                )
+        if deadline is not None and time.monotonic() >= deadline:
+            hint = None if inside_task else unclaimed_hint(app, invocation_id)
+            raise TimeoutError(
+                f"invocation {uuid.UUID(bytes=invocation_id)} did not finish within "
+                f"{timeout} s" + ("" if hint is None else f": {hint}")
+            )
+        pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
+        time.sleep(pause)
+        delay = min(delay * 2, 0.05)
+
+
+def _finished(app: Pynenc, invocation_id: bytes) -> bool:
+    record = app._load_record(invocation_id)
+    return record is not None and record.status.finished
+
+
 def unclaimed_hint(app: Pynenc, invocation_id: bytes) -> str | None:
-    """What to do when the invocation is queued and no live lease holds it, else None."""
+    """What to do when the invocation is queued and no live lease holds it, else None (also
+    while it is suspended: it waits for its wake-up time, not for a worker)."""
     store = app.store
     if invocation_id not in store.queued():
         return None
     lease = store.lease(invocation_id)
-    if lease is not None and lease.owner and lease.expires_ms > store.now_ms():
-        return None  # a worker runs it
+    if lease is not None and lease.expires_ms > store.now_ms():
+        return None  # a worker runs it, or it is suspended until then
     return (
         f"nothing has claimed it (queued on {store.location()}: is a worker running on that "
         f"store?); start one with: {worker_command(app)}"

@@ -7,6 +7,7 @@ claimed again once its lease expired, or at once when the dead worker ran on thi
 
 from __future__ import annotations
 
+import datetime
 import signal
 import threading
 import time
@@ -37,6 +38,13 @@ __all__ = ["Worker"]
 
 log = logs.logger("pynenc.worker")
 store_log = logs.logger("pynenc.store")
+
+
+def _when(ms: int) -> str:
+    """Milliseconds since the epoch as ISO 8601, UTC."""
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat(
+        timespec="milliseconds"
+    )
 
 
 class Worker:
@@ -188,9 +196,12 @@ class Worker:
         with self._lock:
             self._running[invocation_id] = token
         try:
-            claims.run_claimed(self.app, invocation_id, token, taken_over=taken_over)
-            self.completed += 1
-            log.info("finished %s", task)
+            due = claims.run_claimed(self.app, invocation_id, token, taken_over=taken_over)
+            if due is None:
+                self.completed += 1
+                log.info("finished %s", task)
+            else:
+                log.info("suspended %s until %s", task, _when(due))
         except claims.UnknownTaskError as exc:
             # Deferred (or parked) by `run_claimed`: one line, never a traceback.
             log.error("%s", exc)

@@ -15,7 +15,7 @@ from pynenc.errors import InvalidArgumentError
 from pynenc.workflow.identity import WorkflowIdentity
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from pynenc._core import Execution
     from pynenc.app import Pynenc
@@ -186,3 +186,39 @@ class WorkflowContext:
         """Run `fn()` once and record its (encodable) result; a replay returns the recorded
         value without calling `fn`. The value is durable before it is returned."""
         return self.app._side_effect(self, name, fn)
+
+    def sleep(self, duration: float | timedelta) -> None:
+        """Wait `duration` (seconds, or a `timedelta`) durably: the deadline is recorded the
+        first time, so a resumption waits only for what is left and a replay of a finished
+        run not at all. Inline it blocks the thread; in a worker the invocation is suspended
+        and its worker slot is free until it is due (see docs/semantics.md, "Waiting")."""
+        from pynenc.runner import waits
+
+        waits.sleep(self, duration)
+
+    def sleep_until(self, when: datetime) -> None:
+        """Wait until `when` (a timezone-aware `datetime`), as `sleep` does."""
+        from pynenc.runner import waits
+
+        waits.sleep_until(self, when)
+
+    def wait_signal(self, name: str, timeout: float | timedelta | None = None) -> Any:
+        """The next undelivered value sent to this workflow as signal `name` (`app.signal`),
+        waiting for it as `sleep` waits; each delivery is returned once, in the order sent,
+        and the same values come back on replay. Only the workflow's root invocation waits
+        for signals.
+
+        Raises:
+            TimeoutError: None came within `timeout` (seconds or a `timedelta`, counted from
+                the first time this ran; recorded, so a replay raises it too).
+        """
+        from pynenc.runner import waits
+
+        return waits.wait_signal(self, name, timeout)
+
+    def set_event(self, key: str, value: Any) -> None:
+        """Publish `value` as event `key` of this workflow, durably, for callers outside
+        waiting on `app.get_event(workflow_id, key)`; a replay does not publish it again."""
+        from pynenc.runner import waits
+
+        waits.set_event(self, key, value)
