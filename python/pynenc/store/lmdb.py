@@ -81,7 +81,7 @@ def report_migration(core: _core.Store) -> None:
         old_format, new_format, seconds = migration
         log.info(
             "migrated the store at %s from format %d to %d in %.2f s",
-            core.location(),
+            core.path() or core.location(),
             old_format,
             new_format,
             seconds,
