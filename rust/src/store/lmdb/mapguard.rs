@@ -110,7 +110,10 @@ impl MapBounds {
             }),
         };
         let Some(path) = path else {
-            *last = Some((Instant::now(), String::new()));
+            // A value outside every mapping (a page of this process's own write transaction)
+            // says nothing about the file: the path found before stays, only the time moves.
+            let known_path = last.take().map(|(_, path)| path).unwrap_or_default();
+            *last = Some((Instant::now(), known_path));
             return;
         };
         let len = std::fs::metadata(&path).map_or(0, |m| m.len());
@@ -155,5 +158,54 @@ mod tests {
         let bounds = MapBounds::default();
         let heap = vec![0u8; 3 * page_size()];
         assert!(bounds.check(&heap[100..2 * page_size()]).is_ok());
+    }
+
+    /// A file named `data.mdb` of `pages` pages, mapped (shared, read-only) over `map_pages`.
+    fn mapped_file(
+        dir: &std::path::Path,
+        pages: usize,
+        map_pages: usize,
+    ) -> (std::fs::File, *mut u8) {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.join("data.mdb"))
+            .unwrap();
+        file.set_len((pages * page_size()) as u64).unwrap();
+        // SAFETY: a fresh shared read-only mapping of a file this test owns; unmapped never
+        // (the test process ends).
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_pages * page_size(),
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                0,
+            )
+        };
+        assert_ne!(map, libc::MAP_FAILED);
+        (file, map.cast())
+    }
+
+    #[test]
+    fn the_file_grown_by_another_process_is_seen_after_a_value_off_the_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let psize = page_size();
+        let (file, map) = mapped_file(dir.path(), 2, 8);
+        // SAFETY: inside the mapping, within the file's 2 pages.
+        let first = unsafe { std::slice::from_raw_parts(map.add(PAGE_HEADER), 8) };
+        let bounds = MapBounds::default();
+        assert!(bounds.check(first).is_ok());
+        // A value of this process's own (off the map), looked up once the refresh is due.
+        std::thread::sleep(REFRESH_EVERY + Duration::from_millis(10));
+        let own = [0u8; 64];
+        assert!(bounds.check(&own[..8]).is_ok());
+        // Another process grows the file; a value in the new pages is readable.
+        file.set_len((4 * psize) as u64).unwrap();
+        // SAFETY: inside the mapping, within the file's 4 pages now.
+        let grown = unsafe { std::slice::from_raw_parts(map.add(3 * psize + PAGE_HEADER), 8) };
+        assert_eq!(bounds.check(grown), Ok(()));
     }
 }
