@@ -187,6 +187,38 @@ WITH locked AS MATERIALIZED (
 )
 SELECT invocation, token FROM stale";
 
+/// A claim in one statement (`queue.rs`): lock the queue row `{pick}` chooses (skipping rows
+/// other claimers hold), then its lease row; take the lease for owner $1 for $2 ms of database
+/// time unless that lease is live. `previous` is read under a row lock, so it is the row's
+/// latest version; a lease row committed after this statement's snapshot is not in it, and is
+/// then left alone (the claim returns nothing, as if another claimer had won), so `taken_over`
+/// (whether the previous lease still named an owner) is always the previous row's.
+const CLAIM: &str = "\
+WITH picked AS MATERIALIZED ({pick}),
+previous AS MATERIALIZED (
+    SELECT l.owner <> ''::bytea AS named, l.expires_ms <= {s}.now_ms() AS expired
+    FROM {s}.leases l WHERE l.invocation = (SELECT invocation FROM picked)
+    FOR UPDATE
+)
+INSERT INTO {s}.leases AS l (invocation, owner, expires_ms, token)
+SELECT invocation, $1, {s}.now_ms() + $2, nextval('{s}.lease_token') FROM picked
+WHERE NOT EXISTS (SELECT FROM previous WHERE NOT expired)
+ON CONFLICT (invocation) DO UPDATE
+    SET owner = EXCLUDED.owner, expires_ms = EXCLUDED.expires_ms, token = EXCLUDED.token
+    WHERE EXISTS (SELECT FROM previous) AND l.expires_ms <= {s}.now_ms()
+RETURNING l.invocation, l.token, l.expires_ms, coalesce((SELECT named FROM previous), false)";
+
+/// The first ready invocation in enqueue order: queued, without a live lease.
+const PICK_NEXT: &str = "\
+    SELECT q.invocation FROM {s}.queue q
+    WHERE NOT EXISTS (SELECT 1 FROM {s}.leases l
+        WHERE l.invocation = q.invocation AND l.expires_ms > {s}.now_ms())
+    ORDER BY q.seq LIMIT 1 FOR UPDATE OF q SKIP LOCKED";
+
+/// The invocation $3, if it is queued.
+const PICK_ONE: &str =
+    "SELECT invocation FROM {s}.queue WHERE invocation = $3 FOR UPDATE SKIP LOCKED";
+
 /// Every statement of the store, with its schema name in place. Leaked once per opened store
 /// (a few kilobytes), so sessions can cache prepared statements by their text.
 pub(crate) struct Sql {
@@ -198,10 +230,8 @@ pub(crate) struct Sql {
     pub scan_invocations: &'static str,
     pub scan_data: &'static str,
     pub journal: &'static str,
-    pub next_ready: &'static str,
-    pub lock_queued: &'static str,
-    pub previous_lease: &'static str,
-    pub take_lease: &'static str,
+    pub claim_next: &'static str,
+    pub claim_one: &'static str,
     pub renew: &'static str,
     pub release: &'static str,
     pub lease: &'static str,
@@ -230,22 +260,8 @@ impl Sql {
             scan_data: scan("data", "key"),
             journal: q("SELECT first_position, segment FROM {s}.journal \
                  WHERE invocation = $1 ORDER BY first_position"),
-            next_ready: q("SELECT q.invocation FROM {s}.queue q \
-                 WHERE NOT EXISTS (SELECT 1 FROM {s}.leases l \
-                     WHERE l.invocation = q.invocation AND l.expires_ms > {s}.now_ms()) \
-                 ORDER BY q.seq LIMIT 1 FOR UPDATE OF q SKIP LOCKED"),
-            lock_queued: q("SELECT invocation FROM {s}.queue WHERE invocation = $1 \
-                 FOR UPDATE SKIP LOCKED"),
-            previous_lease: q("SELECT owner <> ''::bytea, expires_ms <= {s}.now_ms() \
-                 FROM {s}.leases WHERE invocation = $1 FOR UPDATE"),
-            take_lease: q(
-                "INSERT INTO {s}.leases AS l (invocation, owner, expires_ms, token) \
-                 VALUES ($1, $2, {s}.now_ms() + $3, nextval('{s}.lease_token')) \
-                 ON CONFLICT (invocation) DO UPDATE \
-                     SET owner = EXCLUDED.owner, expires_ms = EXCLUDED.expires_ms, \
-                         token = EXCLUDED.token \
-                 RETURNING l.token, l.expires_ms",
-            ),
+            claim_next: q(&CLAIM.replace("{pick}", PICK_NEXT)),
+            claim_one: q(&CLAIM.replace("{pick}", PICK_ONE)),
             renew: q("UPDATE {s}.leases SET expires_ms = {s}.now_ms() + $3 \
                  WHERE invocation = $1 AND token = $2"),
             release: q("UPDATE {s}.leases \
