@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benches import concurrency, core, disk, ops, queued, report, scale, steps, waits
+from benches import concurrency, core, disk, ops, postgres, queued, report, scale, steps, waits
 from benches.measure import Row, Settings
 
 GROUPS: dict[str, Callable[[Settings], list[Row]]] = {
@@ -19,6 +19,7 @@ GROUPS: dict[str, Callable[[Settings], list[Row]]] = {
     "waits": waits.run,
     "scale": scale.run,
     "disk": disk.run,
+    "postgres": postgres.run,
 }
 
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="tiny sizes and 2 repetitions (a smoke run, well under 30 s)",
+        help="tiny sizes and 2 repetitions (a smoke run, under a minute)",
     )
     parser.add_argument(
         "--only", choices=sorted(GROUPS), action="append", help="run only this group (repeatable)"

@@ -13,12 +13,22 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from benches import tasks
 from benches.measure import Row, Settings, temp_dir
+from pynenc import Pynenc
 
-__all__ = ["WORKERS", "queued_unavailable", "run"]
+__all__ = [
+    "WORKERS",
+    "queued_unavailable",
+    "run",
+    "steps_per_second",
+    "wait_finished",
+    "worker_processes",
+]
 
 GROUP = "queued"
 WORKERS = (1, 2)
@@ -38,7 +48,8 @@ def _label(workers: int) -> str:
     return f"durable steps, {workers} queued worker{'s' if workers > 1 else ''}"
 
 
-def _wait_finished(app: object, ids: list[str], timeout: float) -> None:
+def wait_finished(app: object, ids: list[str], timeout: float) -> None:
+    """Return once every invocation in `ids` finished (polled from the newest back)."""
     deadline = time.monotonic() + timeout
     pending = list(ids)
     while pending:
@@ -51,57 +62,72 @@ def _wait_finished(app: object, ids: list[str], timeout: float) -> None:
         time.sleep(0.002)
 
 
-def steps_per_second(workers: int, workflows: int, n_per_workflow: int) -> float:
-    """Aggregate steps/s of `workflows` queued workflows of `n_per_workflow` steps each."""
-    with temp_dir("queued") as d:
-        path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-        env = dict(
-            os.environ,
-            PYNENC_STORE=f"lmdb://{d}",
-            PYNENC_EXECUTION="queued",
-            PYNENC_SYNC="1",
-            PYTHONPATH=path,
+@contextmanager
+def worker_processes(store_url: str, workers: int) -> Iterator[Pynenc]:
+    """`workers` processes of `pynenc --app benches.tasks:app worker` on the store `store_url`,
+    started and warmed up (each has run work, so its imports and connections are made);
+    yields an app on that store that enqueues. The workers are stopped on leaving."""
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = dict(
+        os.environ,
+        PYNENC_STORE=store_url,
+        PYNENC_EXECUTION="queued",
+        PYNENC_SYNC="1",
+        PYTHONPATH=path,
+    )
+    app = tasks.fresh_app(store_url, sync=True, execution="queued")
+    steps = app.get_task(tasks.steps.task_id)
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pynenc",
+                "--app",
+                "benches.tasks:app",
+                "--log-level",
+                "WARNING",
+                "worker",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
-        app = tasks.fresh_app(d, sync=True, execution="queued")
+        for _ in range(workers)
+    ]
+    try:
+        warm = [steps(1).invocation_id for _ in range(2 * workers)]
+        wait_finished(app, warm, timeout=60)
+        yield app
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                _out, err = p.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                _out, err = p.communicate()
+            if p.returncode not in (0, -15) and err:
+                print(err.decode(errors="replace")[-2000:], file=sys.stderr)
+
+
+def steps_per_second(
+    workers: int, workflows: int, n_per_workflow: int, store_url: str | None = None
+) -> float:
+    """Aggregate steps/s of `workflows` queued workflows of `n_per_workflow` steps each, run
+    by `workers` worker processes on `store_url` (default: a fresh LMDB store)."""
+    with ExitStack() as stack:
+        if store_url is None:
+            store_url = f"lmdb://{stack.enter_context(temp_dir('queued'))}"
+        app = stack.enter_context(worker_processes(store_url, workers))
         steps = app.get_task(tasks.steps.task_id)
-        procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "pynenc",
-                    "--app",
-                    "benches.tasks:app",
-                    "--log-level",
-                    "WARNING",
-                    "worker",
-                ],
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            for _ in range(workers)
-        ]
-        try:
-            warm = [steps(1).invocation_id for _ in range(2 * workers)]
-            _wait_finished(app, warm, timeout=60)
-            t0 = time.perf_counter_ns()
-            ids = [steps(n_per_workflow).invocation_id for _ in range(workflows)]
-            _wait_finished(app, ids, timeout=300)
-            elapsed = time.perf_counter_ns() - t0
-        finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    _out, err = p.communicate(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    _out, err = p.communicate()
-                if p.returncode not in (0, -15) and err:
-                    print(err.decode(errors="replace")[-2000:], file=sys.stderr)
-        return workflows * n_per_workflow * 1e9 / elapsed
+        t0 = time.perf_counter_ns()
+        ids = [steps(n_per_workflow).invocation_id for _ in range(workflows)]
+        wait_finished(app, ids, timeout=300)
+        elapsed = time.perf_counter_ns() - t0
+    return workflows * n_per_workflow * 1e9 / elapsed
 
 
 def run(s: Settings) -> list[Row]:

@@ -98,9 +98,11 @@ def sleeper(seconds: float) -> float:
 TASKS = (op_loop, child, steps, sleeper)
 
 
-def fresh_app(store_dir: Path, *, sync: bool = True, execution: str = "inline") -> Pynenc:
-    """A new app on the LMDB store in `store_dir`, with every bench task registered."""
-    new = Pynenc("benches", store=f"lmdb://{store_dir}", sync=sync, execution=execution)
+def fresh_app(store: Path | str, *, sync: bool = True, execution: str = "inline") -> Pynenc:
+    """A new app with every bench task registered, on the LMDB store in the directory `store`
+    (a `Path`) or on the store the URL `store` names (a `str`)."""
+    url = f"lmdb://{store}" if isinstance(store, Path) else store
+    new = Pynenc("benches", store=url, sync=sync, execution=execution)
     for task in TASKS:
         new.task(**dataclasses.asdict(task.options))(task.func)
     return new

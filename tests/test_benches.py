@@ -85,6 +85,23 @@ EXPECTED = {
         "write 16 contiguous pages + fdatasync",
         "write 16 scattered pages + fdatasync",
     ],
+    "postgres": [
+        "wf.random() record, LMDB",
+        "wf.random() record, PostgreSQL",
+        "wf.uuid() record, LMDB",
+        "wf.uuid() record, PostgreSQL",
+        "raw psycopg INSERT + COMMIT",
+        "durable steps, PostgreSQL",
+        "durable steps, LMDB (fsync)",
+        "queued steps, PostgreSQL, 1 worker",
+        "queued steps, PostgreSQL, 2 workers",
+        "queued steps, PostgreSQL, 4 workers",
+        *(
+            f"1-step queued workflow, start to finish, {p}, {store}"
+            for p in ("p50", "p99")
+            for store in ("LMDB", "PostgreSQL")
+        ),
+    ],
 }
 
 
@@ -116,6 +133,8 @@ def test_quick_run_reports_every_row(tmp_path: Path) -> None:
             assert all(floor_ok(x) for x in row["samples"]), row
     # The queued rows are measured when workers can run, else marked n/a; never missing.
     assert {rows[("queued", n)]["status"] for n in EXPECTED["queued"]} <= {"ok", "n/a"}
+    # The suite's machines have the PostgreSQL server (its own tests need it): measured.
+    assert {rows[("postgres", n)]["status"] for n in EXPECTED["postgres"]} == {"ok"}
     # The table was printed: its title and a row of each group.
     assert "benchmarks" in proc.stdout
     for group, names in EXPECTED.items():

@@ -170,6 +170,32 @@ def test_a_write_fenced_with_a_lost_lease_is_refused(postgres_url: str, schema: 
         store.renew(inv, old, 1000, 0)
 
 
+def test_a_stale_write_is_refused_and_the_rest_of_its_flush_is_kept(
+    postgres_url: str, schema: str
+) -> None:
+    store = open_store(schema_url(postgres_url, schema))
+    lost, held = uuid.uuid4().bytes, uuid.uuid4().bytes
+    for inv in (lost, held):
+        store.enqueue(inv)
+    store.flush()
+    claims = {c[0]: c[1] for c in (store.claim(b"worker-a", 60_000, 0) for _ in range(2)) if c}
+    assert set(claims) == {lost, held}
+    store.release(lost, claims[lost])  # taken from under its writer
+    # One flush: a write with the lost lease, writes with the live one, one without a fence.
+    store.put("data", lost + b"k", b"zombie", (lost, claims[lost]))
+    store.put("data", held + b"k", b"kept", (held, claims[held]))
+    store.put("invocations", held, b"record", (held, claims[held]))
+    store.complete(held, (held, claims[held]))
+    store.put("data", b"\x00" * 16 + b"free", b"unfenced")
+    rejected = store.flush()
+    assert [(r[0], r[1]) for r in rejected] == [(lost, claims[lost])]
+    assert store.get("data", lost + b"k") is None
+    assert store.get("data", held + b"k") == b"kept"
+    assert store.get("invocations", held) == b"record"
+    assert store.get("data", b"\x00" * 16 + b"free") == b"unfenced"
+    assert store.queued() == [lost]  # the finished one left the queue, the other stays
+
+
 CLAIMER = """
 import json, sys
 from pynenc.store import open_store

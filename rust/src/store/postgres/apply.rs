@@ -1,14 +1,17 @@
-//! A flush on PostgreSQL: one transaction holding a batch of staged writes, fenced.
+//! A flush on PostgreSQL: one statement holding a batch of staged writes, fenced.
 //!
-//! The lease rows of every invocation whose writes carry a fence are read and share-locked
-//! first, so no claim can change a token until the transaction ends; a fenced write whose
-//! token is not the invocation's current lease token (when it has a lease) is skipped and
-//! reported once per invocation, as on LMDB. The writes are then folded into one statement
-//! per kind (the last write of a key wins; queue membership follows the last enqueue or
-//! completion), so a flush costs a fixed number of round trips however many writes it holds.
+//! The writes are folded into one row set per kind (the last write of a key wins; queue
+//! membership follows the last enqueue or completion) and sent as the arrays of one statement
+//! (`Sql::flush`), run outside any explicit transaction: a single statement is a transaction
+//! of its own, so a flush is one round trip however many writes it holds. That statement first
+//! share-locks the lease rows of every invocation whose writes carry a fence, so no claim can
+//! change a token until it commits, and writes nothing when a fence's token is not the
+//! invocation's current lease token (when it has a lease): it returns those invocations and
+//! their current tokens instead. The batch is then folded again without the refused writes
+//! (reported once per invocation, as on LMDB) and sent again.
 //!
-//! Every statement is idempotent (journal segments and enqueues are inserted only when
-//! missing, puts are upserts), so a commit whose outcome the connection lost can be run again.
+//! Every write is idempotent (journal segments and enqueues are inserted only when missing,
+//! puts are upserts), so a commit whose outcome the connection lost can be run again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -21,6 +24,8 @@ use crate::store::{Fence, FlushReport, Table, WriteOp, SEGMENT_MAX_ENTRIES};
 /// The batch folded into the rows each statement takes.
 #[derive(Default)]
 struct Rows {
+    /// (invocation, token) of every fence the kept writes carry.
+    fences: BTreeSet<([u8; 16], u64)>,
     journal: (Vec<Vec<u8>>, Vec<i64>, Vec<Vec<u8>>),
     /// Final value (None: deleted) per key, per table.
     invocations: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
@@ -34,118 +39,84 @@ struct Rows {
 
 /// Commit `ops` in one transaction; the fenced writes refused.
 pub(super) fn commit(pool: &Pool, sql: &Sql, ops: &[WriteOp]) -> Result<FlushReport> {
-    let fenced: BTreeSet<[u8; 16]> = ops
-        .iter()
-        .filter_map(|op| op.fence())
-        .map(|f| f.invocation)
-        .collect();
-    let fenced: Vec<Vec<u8>> = fenced.iter().map(|id| id.to_vec()).collect();
-    pool.run("committing", |session| run(session, sql, ops, &fenced))
+    pool.run("committing", |session| run(session, sql, ops))
 }
 
-fn run(
-    session: &mut Session,
-    sql: &Sql,
-    ops: &[WriteOp],
-    fenced: &[Vec<u8>],
-) -> OpResult<FlushReport> {
-    // Prepared before the transaction borrows the session.
-    let statements = [
-        sql.fence_tokens,
-        sql.append_journal,
-        sql.put_invocations,
-        sql.delete_invocations,
-        sql.put_data,
-        sql.delete_data,
-        sql.dequeue,
-        sql.tombstone,
-        sql.enqueue,
-    ]
-    .map(|text| session.statement(text));
-    let [fence_tokens, append_journal, put_inv, del_inv, put_data, del_data, dequeue, tombstone, enqueue] =
-        statements;
-    let (
-        fence_tokens,
-        append_journal,
-        put_inv,
-        del_inv,
-        put_data,
-        del_data,
-        dequeue,
-        tombstone,
-        enqueue,
-    ) = (
-        fence_tokens?,
-        append_journal?,
-        put_inv?,
-        del_inv?,
-        put_data?,
-        del_data?,
-        dequeue?,
-        tombstone?,
-        enqueue?,
-    );
-    let mut tx = session.client.transaction()?;
+fn run(session: &mut Session, sql: &Sql, ops: &[WriteOp]) -> OpResult<FlushReport> {
+    let flush = session.statement(sql.flush)?;
+    // The current token of each invocation a pass found a stale fence of.
     let mut tokens: HashMap<[u8; 16], u64> = HashMap::new();
-    if !fenced.is_empty() {
-        for row in tx.query(&fence_tokens, &[&fenced])? {
+    loop {
+        let mut report = FlushReport::default();
+        let rows = fold(ops, &tokens, &mut report);
+        let (fence_ids, fence_tokens): (Vec<&[u8]>, Vec<i64>) = rows
+            .fences
+            .iter()
+            .map(|(id, token)| (id.as_slice(), *token as i64))
+            .unzip();
+        let (inv_keys, inv_values, inv_gone) = split(&rows.invocations);
+        let (data_keys, data_values, data_gone) = split(&rows.data);
+        let leaving: Vec<&[u8]> = rows
+            .queued
+            .iter()
+            .filter(|(_, queued)| !**queued)
+            .map(|(id, _)| id.as_slice())
+            .collect();
+        let done: Vec<&[u8]> = rows.completed.iter().map(|id| id.as_slice()).collect();
+        let joining: Vec<&[u8]> = rows
+            .enqueue_order
+            .iter()
+            .filter(|id| rows.queued.get(*id) == Some(&true))
+            .map(|id| id.as_slice())
+            .collect();
+        let (ids, positions, segments) = &rows.journal;
+        let stale = session.client.query(
+            &flush,
+            &[
+                &fence_ids,
+                &fence_tokens,
+                ids,
+                positions,
+                segments,
+                &inv_keys,
+                &inv_values,
+                &inv_gone,
+                &data_keys,
+                &data_values,
+                &data_gone,
+                &leaving,
+                &done,
+                &joining,
+            ],
+        )?;
+        if stale.is_empty() {
+            return Ok(report);
+        }
+        // Nothing was written: fold again without the writes these tokens refuse.
+        for row in stale {
             let id: &[u8] = row.get(0);
             if let Ok(id) = <[u8; 16]>::try_from(id) {
                 tokens.insert(id, row.get::<_, i64>(1) as u64);
             }
         }
     }
-    let mut report = FlushReport::default();
-    let rows = fold(ops, &tokens, &mut report);
-    if !rows.journal.0.is_empty() {
-        let (ids, positions, segments) = &rows.journal;
-        tx.execute(&append_journal, &[ids, positions, segments])?;
-    }
-    for (table, put, delete) in [
-        (&rows.invocations, &put_inv, &del_inv),
-        (&rows.data, &put_data, &del_data),
-    ] {
-        let (mut keys, mut values, mut gone) = (Vec::new(), Vec::new(), Vec::new());
-        for (key, value) in table {
-            match value {
-                Some(v) => {
-                    keys.push(key.as_slice());
-                    values.push(v.as_slice());
-                }
-                None => gone.push(key.as_slice()),
+}
+
+/// The keys and values to put, and the keys to delete, of one table's folded writes.
+type Split<'a> = (Vec<&'a [u8]>, Vec<&'a [u8]>, Vec<&'a [u8]>);
+
+fn split(table: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> Split<'_> {
+    let (mut keys, mut values, mut gone) = (Vec::new(), Vec::new(), Vec::new());
+    for (key, value) in table {
+        match value {
+            Some(v) => {
+                keys.push(key.as_slice());
+                values.push(v.as_slice());
             }
-        }
-        if !keys.is_empty() {
-            tx.execute(put, &[&keys, &values])?;
-        }
-        if !gone.is_empty() {
-            tx.execute(delete, &[&gone])?;
+            None => gone.push(key.as_slice()),
         }
     }
-    let leaving: Vec<&[u8]> = rows
-        .queued
-        .iter()
-        .filter(|(_, queued)| !**queued)
-        .map(|(id, _)| id.as_slice())
-        .collect();
-    if !leaving.is_empty() {
-        tx.execute(&dequeue, &[&leaving])?;
-    }
-    if !rows.completed.is_empty() {
-        let done: Vec<&[u8]> = rows.completed.iter().map(|id| id.as_slice()).collect();
-        tx.execute(&tombstone, &[&done])?;
-    }
-    let joining: Vec<&[u8]> = rows
-        .enqueue_order
-        .iter()
-        .filter(|id| rows.queued.get(*id) == Some(&true))
-        .map(|id| id.as_slice())
-        .collect();
-    if !joining.is_empty() {
-        tx.execute(&enqueue, &[&joining])?;
-    }
-    tx.commit()?;
-    Ok(report)
+    (keys, values, gone)
 }
 
 /// Fold `ops` into statement rows, skipping (and reporting) fenced writes with a stale token.
@@ -159,6 +130,7 @@ fn fold(ops: &[WriteOp], tokens: &HashMap<[u8; 16], u64>, report: &mut FlushRepo
                     continue;
                 }
             }
+            rows.fences.insert((fence.invocation, fence.token));
         }
         match op {
             WriteOp::Journal {

@@ -3,8 +3,8 @@
 //! A claim locks the queue row of the first ready invocation with `FOR UPDATE SKIP LOCKED`
 //! (so concurrent claimers on any host take different invocations without waiting on each
 //! other) and takes its lease with an upsert that applies only while the previous lease has
-//! expired; each claim, renewal and release is its own transaction, committed before it
-//! returns.
+//! expired; each claim, renewal and release is one statement, committed on its own before it
+//! returns (one round trip).
 
 use super::conn::{OpError, OpResult, Pool};
 use super::schema::Sql;
@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::store::{Claim, Lease};
 
 /// Claim `only` (when given, if it is queued and has no live lease) or the first ready
-/// invocation in enqueue order, leasing it to `owner` for `lease_ms` of database time.
+/// invocation in enqueue order, leasing it to `owner` for `lease_ms` of database time: one
+/// statement, committed on its own (`Sql::claim_next`).
 pub(super) fn claim(
     pool: &Pool,
     sql: &Sql,
@@ -22,38 +23,26 @@ pub(super) fn claim(
 ) -> Result<Option<Claim>> {
     let lease_ms = ms(lease_ms);
     pool.run("claiming", |session| {
-        let pick = session.statement(if only.is_some() {
-            sql.lock_queued
-        } else {
-            sql.next_ready
-        })?;
-        let previous = session.statement(sql.previous_lease)?;
-        let take = session.statement(sql.take_lease)?;
-        let mut tx = session.client.transaction()?;
-        let picked = match only {
-            Some(id) => tx.query_opt(&pick, &[&id.as_slice()])?,
-            None => tx.query_opt(&pick, &[])?,
+        let row = match only {
+            Some(id) => {
+                let st = session.statement(sql.claim_one)?;
+                let id = id.as_slice();
+                session.client.query_opt(&st, &[&owner, &lease_ms, &id])?
+            }
+            None => {
+                let st = session.statement(sql.claim_next)?;
+                session.client.query_opt(&st, &[&owner, &lease_ms])?
+            }
         };
-        let Some(row) = picked else {
+        let Some(row) = row else {
             return Ok(None);
         };
-        let invocation = id16(row.get(0))?;
-        // The lease row is locked until the claim commits: no renewal slips in between.
-        let held = tx.query_opt(&previous, &[&invocation.as_slice()])?;
-        let taken_over = match held {
-            Some(row) if !row.get::<_, bool>(1) => return Ok(None), // a live lease
-            Some(row) => row.get::<_, bool>(0), // it still names an owner: never given back
-            None => false,
-        };
-        let row = tx.query_one(&take, &[&invocation.as_slice(), &owner, &lease_ms])?;
-        let claim = Claim {
-            invocation,
-            token: row.get::<_, i64>(0) as u64,
-            expires_ms: row.get::<_, i64>(1).max(0) as u64,
-            taken_over,
-        };
-        tx.commit()?;
-        Ok(Some(claim))
+        Ok(Some(Claim {
+            invocation: id16(row.get(0))?,
+            token: row.get::<_, i64>(1) as u64,
+            expires_ms: row.get::<_, i64>(2).max(0) as u64,
+            taken_over: row.get::<_, bool>(3),
+        }))
     })
 }
 

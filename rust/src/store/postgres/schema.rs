@@ -137,29 +137,101 @@ pub fn version(pool: &Pool, sql: &Sql) -> Result<u32> {
     })
 }
 
+/// A whole flush in one statement (`apply.rs`): share-lock the lease rows of the fenced
+/// invocations ($1, with the tokens $2 the writes carry); if any token is stale, write nothing
+/// and return those invocations with their current tokens; else append journal segments ($3
+/// ids, $4 first positions, $5 segments), upsert ($6, $7) and delete ($8) invocation records,
+/// upsert ($9, $10) and delete ($11) data, take invocations off the queue ($12), drop the
+/// leases of finished ones ($13) and enqueue ($14, in order). Empty arrays write nothing.
+const FLUSH: &str = "\
+WITH locked AS MATERIALIZED (
+    SELECT invocation, token FROM {s}.leases WHERE invocation = ANY($1::bytea[])
+    ORDER BY invocation FOR SHARE
+), stale AS MATERIALIZED (
+    SELECT DISTINCT l.invocation, l.token
+    FROM locked l JOIN unnest($1::bytea[], $2::int8[]) AS f(invocation, token)
+        ON f.invocation = l.invocation
+    WHERE f.token <> l.token
+), journal AS (
+    INSERT INTO {s}.journal (invocation, first_position, segment)
+    SELECT * FROM unnest($3::bytea[], $4::int8[], $5::bytea[])
+    WHERE NOT EXISTS (SELECT FROM stale)
+    ON CONFLICT DO NOTHING
+), put_invocations AS (
+    INSERT INTO {s}.invocations (id, value)
+    SELECT * FROM unnest($6::bytea[], $7::bytea[])
+    WHERE NOT EXISTS (SELECT FROM stale)
+    ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value
+), delete_invocations AS (
+    DELETE FROM {s}.invocations
+    WHERE id = ANY($8::bytea[]) AND NOT EXISTS (SELECT FROM stale)
+), put_data AS (
+    INSERT INTO {s}.data (key, value)
+    SELECT * FROM unnest($9::bytea[], $10::bytea[])
+    WHERE NOT EXISTS (SELECT FROM stale)
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+), delete_data AS (
+    DELETE FROM {s}.data WHERE key = ANY($11::bytea[]) AND NOT EXISTS (SELECT FROM stale)
+), dequeue AS (
+    DELETE FROM {s}.queue
+    WHERE invocation = ANY($12::bytea[]) AND NOT EXISTS (SELECT FROM stale)
+), tombstone AS (
+    UPDATE {s}.leases SET owner = ''::bytea, expires_ms = 0
+    WHERE invocation = ANY($13::bytea[]) AND NOT EXISTS (SELECT FROM stale)
+), enqueue AS (
+    INSERT INTO {s}.queue (invocation)
+    SELECT i FROM unnest($14::bytea[]) WITH ORDINALITY AS u(i, n)
+    WHERE NOT EXISTS (SELECT FROM stale)
+    ORDER BY n
+    ON CONFLICT DO NOTHING
+)
+SELECT invocation, token FROM stale";
+
+/// A claim in one statement (`queue.rs`): lock the queue row `{pick}` chooses (skipping rows
+/// other claimers hold), then its lease row; take the lease for owner $1 for $2 ms of database
+/// time unless that lease is live. `previous` is read under a row lock, so it is the row's
+/// latest version; a lease row committed after this statement's snapshot is not in it, and is
+/// then left alone (the claim returns nothing, as if another claimer had won), so `taken_over`
+/// (whether the previous lease still named an owner) is always the previous row's.
+const CLAIM: &str = "\
+WITH picked AS MATERIALIZED ({pick}),
+previous AS MATERIALIZED (
+    SELECT l.owner <> ''::bytea AS named, l.expires_ms <= {s}.now_ms() AS expired
+    FROM {s}.leases l WHERE l.invocation = (SELECT invocation FROM picked)
+    FOR UPDATE
+)
+INSERT INTO {s}.leases AS l (invocation, owner, expires_ms, token)
+SELECT invocation, $1, {s}.now_ms() + $2, nextval('{s}.lease_token') FROM picked
+WHERE NOT EXISTS (SELECT FROM previous WHERE NOT expired)
+ON CONFLICT (invocation) DO UPDATE
+    SET owner = EXCLUDED.owner, expires_ms = EXCLUDED.expires_ms, token = EXCLUDED.token
+    WHERE EXISTS (SELECT FROM previous) AND l.expires_ms <= {s}.now_ms()
+RETURNING l.invocation, l.token, l.expires_ms, coalesce((SELECT named FROM previous), false)";
+
+/// The first ready invocation in enqueue order: queued, without a live lease.
+const PICK_NEXT: &str = "\
+    SELECT q.invocation FROM {s}.queue q
+    WHERE NOT EXISTS (SELECT 1 FROM {s}.leases l
+        WHERE l.invocation = q.invocation AND l.expires_ms > {s}.now_ms())
+    ORDER BY q.seq LIMIT 1 FOR UPDATE OF q SKIP LOCKED";
+
+/// The invocation $3, if it is queued.
+const PICK_ONE: &str =
+    "SELECT invocation FROM {s}.queue WHERE invocation = $3 FOR UPDATE SKIP LOCKED";
+
 /// Every statement of the store, with its schema name in place. Leaked once per opened store
 /// (a few kilobytes), so sessions can cache prepared statements by their text.
 pub(crate) struct Sql {
     pub version: &'static str,
     pub now_ms: &'static str,
-    pub fence_tokens: &'static str,
-    pub put_invocations: &'static str,
-    pub delete_invocations: &'static str,
-    pub put_data: &'static str,
-    pub delete_data: &'static str,
-    pub append_journal: &'static str,
-    pub enqueue: &'static str,
-    pub dequeue: &'static str,
-    pub tombstone: &'static str,
+    pub flush: &'static str,
     pub get_invocation: &'static str,
     pub get_data: &'static str,
     pub scan_invocations: &'static str,
     pub scan_data: &'static str,
     pub journal: &'static str,
-    pub next_ready: &'static str,
-    pub lock_queued: &'static str,
-    pub previous_lease: &'static str,
-    pub take_lease: &'static str,
+    pub claim_next: &'static str,
+    pub claim_one: &'static str,
     pub renew: &'static str,
     pub release: &'static str,
     pub lease: &'static str,
@@ -172,13 +244,6 @@ impl Sql {
         let s = format!("\"{schema}\"");
         let q =
             |text: &str| -> &'static str { Box::leak(text.replace("{s}", &s).into_boxed_str()) };
-        let put = |table: &str, key: &str| {
-            q(&format!(
-                "INSERT INTO {{s}}.{table} ({key}, value) \
-                 SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
-                 ON CONFLICT ({key}) DO UPDATE SET value = EXCLUDED.value"
-            ))
-        };
         let scan = |table: &str, key: &str| {
             q(&format!(
                 "SELECT {key}, value FROM {{s}}.{table} \
@@ -188,45 +253,15 @@ impl Sql {
         Sql {
             version: q("SELECT value FROM {s}.meta WHERE key = 'schema_version'"),
             now_ms: q("SELECT {s}.now_ms()"),
-            fence_tokens: q("SELECT invocation, token FROM {s}.leases \
-                 WHERE invocation = ANY($1) ORDER BY invocation FOR SHARE"),
-            put_invocations: put("invocations", "id"),
-            delete_invocations: q("DELETE FROM {s}.invocations WHERE id = ANY($1)"),
-            put_data: put("data", "key"),
-            delete_data: q("DELETE FROM {s}.data WHERE key = ANY($1)"),
-            append_journal: q(
-                "INSERT INTO {s}.journal (invocation, first_position, segment) \
-                 SELECT * FROM unnest($1::bytea[], $2::int8[], $3::bytea[]) \
-                 ON CONFLICT DO NOTHING",
-            ),
-            enqueue: q("INSERT INTO {s}.queue (invocation) \
-                 SELECT i FROM unnest($1::bytea[]) WITH ORDINALITY AS u(i, n) ORDER BY n \
-                 ON CONFLICT DO NOTHING"),
-            dequeue: q("DELETE FROM {s}.queue WHERE invocation = ANY($1)"),
-            tombstone: q("UPDATE {s}.leases SET owner = ''::bytea, expires_ms = 0 \
-                 WHERE invocation = ANY($1)"),
+            flush: q(FLUSH),
             get_invocation: q("SELECT value FROM {s}.invocations WHERE id = $1"),
             get_data: q("SELECT value FROM {s}.data WHERE key = $1"),
             scan_invocations: scan("invocations", "id"),
             scan_data: scan("data", "key"),
             journal: q("SELECT first_position, segment FROM {s}.journal \
                  WHERE invocation = $1 ORDER BY first_position"),
-            next_ready: q("SELECT q.invocation FROM {s}.queue q \
-                 WHERE NOT EXISTS (SELECT 1 FROM {s}.leases l \
-                     WHERE l.invocation = q.invocation AND l.expires_ms > {s}.now_ms()) \
-                 ORDER BY q.seq LIMIT 1 FOR UPDATE OF q SKIP LOCKED"),
-            lock_queued: q("SELECT invocation FROM {s}.queue WHERE invocation = $1 \
-                 FOR UPDATE SKIP LOCKED"),
-            previous_lease: q("SELECT owner <> ''::bytea, expires_ms <= {s}.now_ms() \
-                 FROM {s}.leases WHERE invocation = $1 FOR UPDATE"),
-            take_lease: q(
-                "INSERT INTO {s}.leases AS l (invocation, owner, expires_ms, token) \
-                 VALUES ($1, $2, {s}.now_ms() + $3, nextval('{s}.lease_token')) \
-                 ON CONFLICT (invocation) DO UPDATE \
-                     SET owner = EXCLUDED.owner, expires_ms = EXCLUDED.expires_ms, \
-                         token = EXCLUDED.token \
-                 RETURNING l.token, l.expires_ms",
-            ),
+            claim_next: q(&CLAIM.replace("{pick}", PICK_NEXT)),
+            claim_one: q(&CLAIM.replace("{pick}", PICK_ONE)),
             renew: q("UPDATE {s}.leases SET expires_ms = {s}.now_ms() + $3 \
                  WHERE invocation = $1 AND token = $2"),
             release: q("UPDATE {s}.leases \
