@@ -8,7 +8,8 @@
 //! completion), so a flush costs a fixed number of round trips however many writes it holds.
 //!
 //! Every statement is idempotent (journal segments and enqueues are inserted only when
-//! missing, puts are upserts), so a commit whose outcome the connection lost can be run again.
+//! missing, puts are upserts, deletes of journals run before the inserts), so a commit whose
+//! outcome the connection lost can be run again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -30,6 +31,8 @@ struct Rows {
     /// Invocations enqueued, in order of their (last) enqueue.
     enqueue_order: Vec<[u8; 16]>,
     completed: BTreeSet<[u8; 16]>,
+    /// Journals deleted whole (before the segments of `journal` are inserted).
+    dropped_journals: BTreeSet<[u8; 16]>,
 }
 
 /// Commit `ops` in one transaction; the fenced writes refused.
@@ -97,6 +100,15 @@ fn run(
     }
     let mut report = FlushReport::default();
     let rows = fold(ops, &tokens, &mut report);
+    if !rows.dropped_journals.is_empty() {
+        // Rare (pruning): run unprepared rather than hold a statement in every session.
+        let ids: Vec<&[u8]> = rows
+            .dropped_journals
+            .iter()
+            .map(|id| id.as_slice())
+            .collect();
+        tx.execute(sql.delete_journals, &[&ids])?;
+    }
     if !rows.journal.0.is_empty() {
         let (ids, positions, segments) = &rows.journal;
         tx.execute(&append_journal, &[ids, positions, segments])?;
@@ -192,9 +204,23 @@ fn fold(ops: &[WriteOp], tokens: &HashMap<[u8; 16], u64>, report: &mut FlushRepo
                 rows.queued.insert(*invocation, false);
                 rows.completed.insert(*invocation);
             }
+            WriteOp::DeleteJournal { journal, .. } => drop_journal(&mut rows, *journal),
         }
     }
     rows
+}
+
+/// Delete journal `id` whole: its segments staged before the delete are not inserted.
+fn drop_journal(rows: &mut Rows, id: [u8; 16]) {
+    let (ids, positions, segments) = std::mem::take(&mut rows.journal);
+    for ((inv, position), segment) in ids.into_iter().zip(positions).zip(segments) {
+        if inv != id {
+            rows.journal.0.push(inv);
+            rows.journal.1.push(position);
+            rows.journal.2.push(segment);
+        }
+    }
+    rows.dropped_journals.insert(id);
 }
 
 fn table_rows(rows: &mut Rows, table: Table) -> &mut BTreeMap<Vec<u8>, Option<Vec<u8>>> {

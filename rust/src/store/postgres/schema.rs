@@ -148,6 +148,7 @@ pub(crate) struct Sql {
     pub put_data: &'static str,
     pub delete_data: &'static str,
     pub append_journal: &'static str,
+    pub delete_journals: &'static str,
     pub enqueue: &'static str,
     pub dequeue: &'static str,
     pub tombstone: &'static str,
@@ -199,6 +200,7 @@ impl Sql {
                  SELECT * FROM unnest($1::bytea[], $2::int8[], $3::bytea[]) \
                  ON CONFLICT DO NOTHING",
             ),
+            delete_journals: q("DELETE FROM {s}.journal WHERE invocation = ANY($1)"),
             enqueue: q("INSERT INTO {s}.queue (invocation) \
                  SELECT i FROM unnest($1::bytea[]) WITH ORDINALITY AS u(i, n) ORDER BY n \
                  ON CONFLICT DO NOTHING"),
