@@ -94,9 +94,10 @@ def summary(record: InvocationRecord) -> dict[str, Any]:
     }
 
 
-def parse_since(text: str, now: float | None = None) -> float:
-    """`--since`: an ISO 8601 date or time (UTC when it names no offset), or an age such as
-    `30s`, `15m`, `2h`, `7d`, `1w`; as seconds since the epoch.
+def parse_since(text: str, now: float | None = None, option: str = "--since") -> float:
+    """`--since` (or another `option` naming a time): an ISO 8601 date or time (UTC when it
+    names no offset), or an age such as `30s`, `15m`, `2h`, `7d`, `1w`; as seconds since the
+    epoch.
 
     Raises:
         InvalidArgumentError: It is neither.
@@ -109,7 +110,7 @@ def parse_since(text: str, now: float | None = None) -> float:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
         raise InvalidArgumentError(
-            f"--since {text!r} is neither an ISO 8601 date or time (2026-05-01, "
+            f"{option} {text!r} is neither an ISO 8601 date or time (2026-05-01, "
             "2026-05-01T12:00:00+02:00) nor an age (30s, 15m, 2h, 7d, 1w)"
         ) from None
     if when.tzinfo is None:
