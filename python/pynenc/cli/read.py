@@ -23,6 +23,7 @@ from pynenc.record_check import Skipped
 
 __all__ = [
     "describe",
+    "divergence",
     "journal",
     "jsonable",
     "list_page",
@@ -247,6 +248,20 @@ def journal(
     return out
 
 
+def divergence(record: InvocationRecord) -> dict[str, Any] | None:
+    """The last divergence a resumption of `record` met, as `show` prints it, or None."""
+    d = record.divergence
+    if d is None:
+        return None
+    return {
+        "position": d.position,
+        "attempt": d.attempt,
+        "at": iso(d.at),
+        "recorded": d.recorded,
+        "requested": d.requested,
+    }
+
+
 def _site(file: str, line: int, function: str) -> dict[str, Any]:
     """A journal entry's call site as `show` prints it."""
     return {"file": file, "line": line, "function": function or None}
@@ -296,6 +311,7 @@ def describe(
         },
         "result": _result(record),
         "error": error,
+        "divergence": divergence(record),
         "journal": journal(app, record),
         "children": children,
     }

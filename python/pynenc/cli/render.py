@@ -210,9 +210,12 @@ def render_show(shown: dict[str, Any]) -> None:
     journal = Table(title="journal", title_justify="left", box=None, header_style="bold")
     for name in ("POS", "OPERATION", "NAME", "VALUE", "CALL SITE"):
         journal.add_column(name)
+    marked = None
+    if diverged is not None and diverged["attempt"] == shown["attempt"]:
+        marked = diverged["position"]
     for e in shown["journal"]:
         journal.add_row(
-            str(e["position"]),
+            f"{e['position']} ≠" if e["position"] == marked else str(e["position"]),
             e["operation"],
             (e["name"] or "-").replace("[", r"\["),
             _plain(e["value"]).replace("[", r"\["),
@@ -221,6 +224,8 @@ def render_show(shown: dict[str, Any]) -> None:
     out.print()
     if shown["journal"]:
         out.print(journal)
+        if marked is not None and marked < len(shown["journal"]):
+            out.print(f"≠ marks position {marked}, where the code diverged", markup=False)
     else:
         out.print("journal: empty")
     if shown["children"]:
