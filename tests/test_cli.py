@@ -410,6 +410,7 @@ def test_exit_codes_and_messages(store: Store, tmp_path: Path) -> None:
         "replay",
         "check",
         "export",
+        "prune",
     ],
 )
 def test_every_command_has_complete_help(store: Store, command: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-PROGRAM = '''
+PROGRAM = """
 import os
 import signal
 import sys
@@ -63,7 +63,7 @@ def pipeline(n: int) -> dict:
 
 if __name__ == "__main__":
     print(pipeline(int(sys.argv[1])).invocation_id)
-'''
+"""
 
 
 class Run:
@@ -132,7 +132,9 @@ class Dom(HTMLParser):
         self.gaps: list[dict[str, str | None]] = []
         self.panel: dict[str, str | None] | None = None
         self.panel_text: list[str] = []
+        self.diverged_rows: list[str] = []  # the position cell of each row marked diverged
         self._in_panel = 0
+        self._marked_row = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -141,6 +143,8 @@ class Dom(HTMLParser):
             self.bars.append(a)
         if tag == "rect" and "gap" in classes:
             self.gaps.append(a)
+        if tag == "tr" and "diverged" in classes:
+            self._marked_row = True
         if tag == "aside":
             self.panel = a
             self._in_panel = 1
@@ -154,6 +158,9 @@ class Dom(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._in_panel:
             self.panel_text.append(data)
+        if self._marked_row:
+            self._marked_row = False
+            self.diverged_rows.append(data.removeprefix("≠ "))
 
 
 def chromium() -> str:
@@ -210,9 +217,10 @@ def test_rendered_page_draws_a_bar_per_invocation_nested_under_its_parent(
         assert float(bar["y"] or 0) > float(above["y"] or 0)  # drawn below its parent
         # ... and within its parent's span on the time axis.
         assert float(bar["x"] or 0) >= float(above["x"] or 0)
-        assert float(bar["x"] or 0) + float(bar["width"] or 0) <= float(above["x"] or 0) + float(
-            above["width"] or 0
-        ) + 0.5
+        assert (
+            float(bar["x"] or 0) + float(bar["width"] or 0)
+            <= float(above["x"] or 0) + float(above["width"] or 0) + 0.5
+        )
     child_workflows = {b["data-workflow"] for b in dom.bars if b["data-depth"] != "0"}
     assert len(child_workflows) == 2  # the root's tasks and the child workflow's
     # The crash left nothing running until the recovery: that stretch is drawn shortened.
@@ -287,6 +295,61 @@ def test_trace_is_chrome_trace_event_json(drawn: Run) -> None:
     assert names[by_id[drawn.workflow]["pid"]] == f"workflow tlflow.pipeline {drawn.workflow}"
     # The crash and the recovery are inside the root's span: it lasts over the idle second.
     assert by_id[drawn.workflow]["dur"] >= 1_000_000
+
+
+PROGRAMS = Path(__file__).parent / "programs"
+
+
+@pytest.fixture(scope="module")
+def drifted(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """A workflow killed mid-way whose recovery met changed code (`tests/programs/drift.py`):
+    it diverged at position 1 and was left running."""
+    r = Run(tmp_path_factory.mktemp("drifted"))
+    r.env["PYTHONPATH"] = str(PROGRAMS)
+    killed = r.run(str(PROGRAMS / "drift.py"), "5", DRIFT_CRASH="1")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    recovered = r.run("-m", "pynenc", "--app", "drift:app", "recover", DRIFT_CHANGED="1")
+    assert recovered.stdout.splitlines()[-1] == "recovered 0, diverged 1, unreadable 0"
+    listed = r.pynenc("list", "--task", "drift.order", "--json")
+    (row,) = json.loads(listed.stdout)["invocations"]
+    r.workflow = row["invocation_id"]
+    done = r.pynenc("timeline", r.workflow, "--html", str(r.html), "--trace", str(r.trace))
+    assert done.returncode == 0, done.stderr
+    return r
+
+
+def test_rendered_page_marks_where_a_recovery_diverged(drifted: Run, tmp_path: Path) -> None:
+    dumped = browse(drifted.html, f"#open={drifted.workflow}", "--dump-dom")
+    assert dumped.returncode == 0, dumped.stderr
+    dom = Dom()
+    dom.feed(dumped.stdout)
+    by_id = {bar["data-id"]: bar for bar in dom.bars}
+    order, charge = (
+        by_id[drifted.workflow],
+        next(b for b in dom.bars if b is not by_id[drifted.workflow]),
+    )
+    # The bar that diverged is outlined and names the position; the others are not.
+    assert (order["class"] or "").split() == ["bar", "diverged", "selected"]
+    assert order["data-diverged"] == "1" and order["data-status"] == "running"
+    assert "diverged" not in (charge["class"] or "") and "data-diverged" not in charge
+    # Its panel says where and what, and marks that journal entry.
+    text = " ".join(t.strip() for t in dom.panel_text if t.strip())
+    assert "diverged at position 1 of attempt 0" in text
+    assert "recorded random() at " in text and "code asked uuid() at " in text
+    assert "≠ 1 random" in text and text.count("≠") == 1
+    assert dom.diverged_rows == ["1"]
+    # The legend says what the outline means.
+    assert "diverged: its last resumption (a recovery or a worker)" in dumped.stdout
+    trace = json.loads(drifted.trace.read_text())
+    (event,) = [
+        e
+        for e in trace["traceEvents"]
+        if e.get("args", {}).get("invocation_id") == drifted.workflow
+    ]
+    assert event["args"]["divergence"]["position"] == 1
+    shot = tmp_path / "diverged.png"
+    taken = browse(drifted.html, f"#open={drifted.workflow}", f"--screenshot={shot}")
+    assert taken.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_timeline_errors_write_nothing(drawn: Run, tmp_path: Path) -> None:

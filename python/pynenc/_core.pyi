@@ -76,6 +76,26 @@ class Store:
     def scan(self, table: str, prefix: bytes) -> list[tuple[bytes, bytes]]: ...
     def enqueue(self, invocation: bytes) -> None: ...
     def complete(self, invocation: bytes, fence: tuple[bytes, int] | None = None) -> None: ...
+    def delete_journal(self, journal: bytes, fence: tuple[bytes, int] | None = None) -> None:
+        """Stage the delete of a whole journal by its journal id (`journal_id(invocation,
+        attempt)`): reads see it empty at once; it is gone once flushed.
+
+        Raises:
+            InvalidArgumentError: `journal` is not 16 bytes.
+        """
+    def delete_many(
+        self,
+        journals: list[bytes] = ...,
+        data: list[bytes] = ...,
+        invocations: list[bytes] = ...,
+    ) -> None:
+        """Stage deletes in one piece: whole journals (by journal id), then `data` keys,
+        then `invocations` keys; the next commit holds them all.
+
+        Raises:
+            InvalidArgumentError: A journal id is not 16 bytes or a key not 1 to 510 bytes
+                (nothing is staged).
+        """
     def flush(self) -> list[tuple[bytes, int, int]]: ...
     def journal_len(self, invocation: bytes) -> int: ...
     def journal_entries(self, invocation: bytes) -> list[tuple[int, bytes]]: ...

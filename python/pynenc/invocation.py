@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from pynenc.app import Pynenc
     from pynenc.task import Task
 
-__all__ = ["Invocation", "InvocationStatus", "describe_exception"]
+__all__ = ["Divergence", "Invocation", "InvocationStatus", "describe_exception"]
 
 R = TypeVar("R")
 
@@ -181,6 +181,40 @@ class CancelInfo:
         return WorkflowCancelledError(self.workflow_id, self.reason, self.cancelled_at)
 
 
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    """The last divergence a resumption of an invocation met (a recovery or a worker running
+    it again found its code no longer doing what its journal recorded); kept on its record
+    until a later run gets past it.
+
+    Attributes:
+        position: The journal position where the code differed.
+        attempt: The attempt whose journal it is.
+        at: When it was found (seconds since the epoch).
+        recorded: What the journal holds there, in short (`side_effect('charge') at f.py:3`).
+        requested: What the code asked for instead, in short.
+    """
+
+    position: int
+    attempt: int
+    at: float
+    recorded: str
+    requested: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "attempt": self.attempt,
+            "position": self.position,
+            "recorded": self.recorded,
+            "requested": self.requested,
+        }
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Divergence:
+        return cls(d["position"], d["attempt"], d["at"], d["recorded"], d["requested"])
+
+
 @dataclass(slots=True)
 class InvocationRecord:
     """The stored state of one invocation (CBOR in the store's `invocations` table)."""
@@ -206,6 +240,9 @@ class InvocationRecord:
     misses: int = 0
     #: Why and when it was cancelled (status `CANCELLED` only), and the workflow named.
     cancel: CancelInfo | None = None
+    #: The last divergence a resumption met, until a later run gets past it; None in records
+    #: written before divergences were kept.
+    divergence: Divergence | None = None
     _id_str: str = field(default="", repr=False, compare=False)
 
     @property
@@ -244,6 +281,8 @@ class InvocationRecord:
         if self.cancel is not None:
             # Only on a cancelled record: every other record stays as it was always written.
             record["cancel"] = self.cancel.to_wire()
+        if self.divergence is not None:
+            record["divergence"] = self.divergence.to_wire()  # likewise: only while it holds
         return _dumps(record)
 
     @classmethod
@@ -280,6 +319,9 @@ class InvocationRecord:
             misses=d.get("misses", 0),
             started_at=d.get("started"),
             cancel=None if d.get("cancel") is None else CancelInfo.from_wire(d["cancel"]),
+            divergence=None
+            if d.get("divergence") is None
+            else Divergence.from_wire(d["divergence"]),
         )
 
 

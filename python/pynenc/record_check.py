@@ -194,6 +194,34 @@ def _cancel(d: dict[Any, Any]) -> None:
         raise _bad("cancel.reason", value.get("reason"), "a str")
 
 
+#: Longest summary of one side of a kept divergence, in characters.
+MAX_DIVERGENCE_TEXT: Final = 2000
+
+
+def _divergence(d: dict[Any, Any]) -> None:
+    """The `divergence` field: absent (records written before divergences were kept, and every
+    record whose last run did not diverge), or `{"at": time, "attempt": count, "position":
+    int, "recorded": str, "requested": str}`."""
+    value = d.get("divergence")
+    if value is None:
+        return
+    if type(value) is not dict:
+        raise _bad("divergence", value, "a map or None")
+    at = value.get("at")
+    if type(at) is not float or not math.isfinite(at):
+        raise _bad("divergence.at", at, "a finite float (seconds since the epoch)")
+    for name in ("attempt", "position"):
+        number = value.get(name)
+        if type(number) is not int or not 0 <= number <= 2**63 - 1:
+            raise _bad(f"divergence.{name}", number, "a whole number from 0")
+    if value["attempt"] > MAX_COUNT:
+        raise _bad("divergence.attempt", value["attempt"], f"a whole number to {MAX_COUNT:,}")
+    for name in ("recorded", "requested"):
+        text = value.get(name)
+        if type(text) is not str or len(text) > MAX_DIVERGENCE_TEXT:
+            raise _bad(f"divergence.{name}", text, f"a str of at most {MAX_DIVERGENCE_TEXT:,}")
+
+
 def _attempts(value: object) -> None:
     if type(value) is not list:
         raise _bad("attempts", value, "a list")
@@ -265,6 +293,7 @@ def check(d: object, key: bytes | None, statuses: Collection[str]) -> dict[str, 
     if status == "failed" and d["error"] is None:
         raise RecordError("its status is failed but it has no error")
     _cancel(d)
+    _divergence(d)
     _time(d, "created")
     _time(d, "updated")
     _time(d, "started", optional=True)

@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-from pynenc.cli import cancel, check, export, inspect, manage, send, timeline, verify
+from pynenc.cli import cancel, check, export, inspect, manage, prune, send, timeline, verify
 from pynenc.cli.command import Command
 from pynenc.cli.read import show, status
 from pynenc.cli.target import DEFAULT_STORE, Target, UsageError, load_app
@@ -30,6 +30,7 @@ __all__ = ["COMMANDS", "Command", "load_app", "main", "show", "status"]
 COMMANDS: list[Command] = [
     *inspect.COMMANDS, *manage.COMMANDS, *check.COMMANDS, *cancel.COMMANDS,
     *send.COMMANDS, *verify.COMMANDS, *timeline.COMMANDS, *export.COMMANDS,
+    *prune.COMMANDS,
 ]
 
 #: The levels `--log-level` accepts (any case).
@@ -102,9 +103,9 @@ _DEFAULTS: dict[str, object] = {
 
 EPILOG = """\
 Reading commands (list, show, tree, timeline, status, verify, export) need only a store:
---store URL or PYNENC_STORE (importing no code), or --app. Commands that run tasks (worker,
-recover, replay, check) need --app; check also takes --store, the store to check the app's
-code on.
+--store URL or PYNENC_STORE (importing no code), or --app; so do cancel, signal and prune,
+which write to it. Commands that run tasks (worker, recover, replay, check) need --app; check
+also takes --store, the store to check the app's code on.
 `pynenc lint PATH...` checks task source files and needs neither (pynenc lint --help).
 Global options go before or after the command. Exit codes: 0 done, 1 failed (or not found),
 2 usage error. See docs/operations.md."""

@@ -23,6 +23,7 @@ from pynenc.record_check import Skipped
 
 __all__ = [
     "describe",
+    "divergence",
     "journal",
     "jsonable",
     "list_page",
@@ -94,9 +95,10 @@ def summary(record: InvocationRecord) -> dict[str, Any]:
     }
 
 
-def parse_since(text: str, now: float | None = None) -> float:
-    """`--since`: an ISO 8601 date or time (UTC when it names no offset), or an age such as
-    `30s`, `15m`, `2h`, `7d`, `1w`; as seconds since the epoch.
+def parse_since(text: str, now: float | None = None, option: str = "--since") -> float:
+    """`--since` (or another `option` naming a time): an ISO 8601 date or time (UTC when it
+    names no offset), or an age such as `30s`, `15m`, `2h`, `7d`, `1w`; as seconds since the
+    epoch.
 
     Raises:
         InvalidArgumentError: It is neither.
@@ -109,7 +111,7 @@ def parse_since(text: str, now: float | None = None) -> float:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
         raise InvalidArgumentError(
-            f"--since {text!r} is neither an ISO 8601 date or time (2026-05-01, "
+            f"{option} {text!r} is neither an ISO 8601 date or time (2026-05-01, "
             "2026-05-01T12:00:00+02:00) nor an age (30s, 15m, 2h, 7d, 1w)"
         ) from None
     if when.tzinfo is None:
@@ -246,6 +248,20 @@ def journal(
     return out
 
 
+def divergence(record: InvocationRecord) -> dict[str, Any] | None:
+    """The last divergence a resumption of `record` met, as `show` prints it, or None."""
+    d = record.divergence
+    if d is None:
+        return None
+    return {
+        "position": d.position,
+        "attempt": d.attempt,
+        "at": iso(d.at),
+        "recorded": d.recorded,
+        "requested": d.requested,
+    }
+
+
 def _site(file: str, line: int, function: str) -> dict[str, Any]:
     """A journal entry's call site as `show` prints it."""
     return {"file": file, "line": line, "function": function or None}
@@ -295,6 +311,7 @@ def describe(
         },
         "result": _result(record),
         "error": error,
+        "divergence": divergence(record),
         "journal": journal(app, record),
         "children": children,
     }

@@ -26,6 +26,7 @@ __all__ = [
     "render_show",
     "render_status",
     "render_tree",
+    "time_text",
 ]
 
 #: Colour of each status in tables and trees (plain text when the output is not a terminal).
@@ -79,11 +80,14 @@ def _status(value: str) -> str:
     return value if style is None else f"[{style}]{value}[/{style}]"
 
 
-def _time(value: str | None) -> str:
+def time_text(value: str | None) -> str:
     """An ISO time of the read model, shortened for a table (UTC, to the millisecond)."""
     if value is None:
         return "-"
     return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+_time = time_text
 
 
 def _duration(row: dict[str, Any]) -> str:
@@ -176,6 +180,15 @@ def render_show(shown: dict[str, Any]) -> None:
     for name, value in fields:
         head.add_row(name, value if name == "status" else value.replace("[", r"\["))
     out.print(head)
+    diverged = shown.get("divergence")
+    if diverged is not None:
+        out.print(
+            f"\ndiverged at position {diverged['position']} of attempt {diverged['attempt']} "
+            f"({_time(diverged['at'])} UTC), the last time it was resumed:\n"
+            f"  the journal recorded  {diverged['recorded']}\n"
+            f"  the code asked for    {diverged['requested']}",
+            markup=False,
+        )
     if shown["error"] is not None:
         error = shown["error"]
         out.print(f"\nerror: {error['module']}.{error['type']}: {error['message']}", markup=False)
@@ -197,9 +210,12 @@ def render_show(shown: dict[str, Any]) -> None:
     journal = Table(title="journal", title_justify="left", box=None, header_style="bold")
     for name in ("POS", "OPERATION", "NAME", "VALUE", "CALL SITE"):
         journal.add_column(name)
+    marked = None
+    if diverged is not None and diverged["attempt"] == shown["attempt"]:
+        marked = diverged["position"]
     for e in shown["journal"]:
         journal.add_row(
-            str(e["position"]),
+            f"{e['position']} ≠" if e["position"] == marked else str(e["position"]),
             e["operation"],
             (e["name"] or "-").replace("[", r"\["),
             _plain(e["value"]).replace("[", r"\["),
@@ -208,6 +224,8 @@ def render_show(shown: dict[str, Any]) -> None:
     out.print()
     if shown["journal"]:
         out.print(journal)
+        if marked is not None and marked < len(shown["journal"]):
+            out.print(f"≠ marks position {marked}, where the code diverged", markup=False)
     else:
         out.print("journal: empty")
     if shown["children"]:

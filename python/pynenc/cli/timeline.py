@@ -67,6 +67,12 @@ def _attempt_spans(record: InvocationRecord, end: float) -> list[dict[str, Any]]
     return out
 
 
+def _diverged_at(record: InvocationRecord) -> int | None:
+    """The position of the latest attempt's journal where its last resumption diverged."""
+    d = record.divergence
+    return None if d is None or d.attempt != record.attempt else d.position
+
+
 def compress(points: list[float]) -> list[dict[str, float]]:
     """The idle stretches to shorten: between consecutive event times, each longer than
     `GAP_SHARE` of the whole run and `MIN_GAP_S`; as `{"t0", "t1", "drawn"}` (real seconds,
@@ -158,6 +164,8 @@ def timeline(app: Pynenc, workflow_id: str, now: float | None = None) -> dict[st
                 "error": None
                 if record.error is None
                 else f"{record.error.type_name}: {record.error.message}",
+                "divergence": read.divergence(record),
+                "diverged_at": _diverged_at(record),
                 "journal": read.journal(app, record),
             }
         )
@@ -244,6 +252,7 @@ def trace_events(model: dict[str, Any]) -> dict[str, Any]:
                     "workflow_id": bar["workflow_id"],
                     "parent_invocation_id": bar["parent_invocation_id"],
                     "recoveries": bar["recoveries"],
+                    "divergence": bar["divergence"],
                     "journal": [
                         f"{e['position']} {e['operation']} {e['name'] or ''}".rstrip()
                         for e in bar["journal"]
@@ -323,8 +332,10 @@ COMMANDS = [
         _run,
         description="Draw a workflow against time: a bar per invocation from its first start "
         "to its end, child workflows nested under their parents, coloured by status, long "
-        "idle stretches shortened. --html writes one self-contained page (click a bar for its "
-        "attempts and journal); --trace writes Chrome trace-event JSON for Perfetto or "
-        "chrome://tracing. Prints how many invocations were drawn and what was written.",
+        "idle stretches shortened; an invocation whose last resumption diverged is outlined, "
+        "the journal entry where it diverged marked. --html writes one self-contained page "
+        "(click a bar for its attempts and journal); --trace writes Chrome trace-event JSON "
+        "for Perfetto or chrome://tracing. Prints how many invocations were drawn and what "
+        "was written.",
     ),
 ]

@@ -2,8 +2,10 @@
 JSON in place of `__DATA__`; nothing is fetched from the network.
 
 The page draws one `<rect class="bar">` per invocation with `data-id`, `data-depth`,
-`data-parent`, `data-status` and `data-workflow`; a click on a bar (or on its label) opens
-`<aside id="panel">` with the invocation's attempts and journal. A location hash
+`data-parent`, `data-status` and `data-workflow`, and, when its last resumption diverged, the
+class `diverged` and `data-diverged` (the journal position); a click on a bar (or on its label)
+opens `<aside id="panel">` with the invocation's attempts and journal, the entry where it
+diverged as `<tr class="entry diverged">`. A location hash
 `#open=INVOCATION_ID` clicks that bar once the page is drawn (a link to one invocation).
 """
 
@@ -53,6 +55,11 @@ svg text { font-size: 12px; }
 .tick { stroke: #eaeef2; }
 .ticktext { fill: #8c959f; font-size: 11px; }
 .tree { stroke: #8c959f; fill: none; }
+.bar.diverged { stroke: #bf3989; stroke-width: 3; stroke-dasharray: 6 3; }
+.divtext { fill: #bf3989; font-weight: bold; }
+#legend .divsw { background: #fff; border: 2px dashed #bf3989; box-sizing: border-box; }
+#panel tr.diverged td { background: #ffebe9; color: #82071e; font-weight: bold; }
+#panel .divergence { border-left: 3px solid #bf3989; padding-left: 8px; }
 </style>
 </head>
 <body>
@@ -113,6 +120,11 @@ svg text { font-size: 12px; }
     "idle stretch shortened: a stretch with no start or end longer than " +
     Math.round(model.gap_rule.share * 100) + "% of the run (and " + model.gap_rule.min_s +
     " s) is drawn narrow and labelled with its real length"));
+  var divItem = h("span", null, legend);
+  h("span", null, divItem, "sw divsw");
+  divItem.appendChild(document.createTextNode(
+    "diverged: its last resumption (a recovery or a worker) found the code doing something " +
+    "else than its journal recorded; the entry is marked \u2260 in its journal"));
   h("span", "blue band: a child workflow \u00b7 click a bar for its attempts and journal",
     legend);
 
@@ -195,14 +207,17 @@ svg text { font-size: 12px; }
       b.invocation_id.slice(0, 8);
     el("title", {}, label, b.task + " " + b.invocation_id);
     var x0 = X(b.x0), x1 = Math.max(X(b.x1), X(b.x0) + 3);
-    var bar = el("rect", {
+    var attrs = {
       x: x0, y: y + 5, width: x1 - x0, height: ROW - 10, rx: 3,
-      fill: COLORS[b.status] || "#8c959f", "class": "bar",
+      fill: COLORS[b.status] || "#8c959f", "class": b.divergence ? "bar diverged" : "bar",
       "data-id": b.invocation_id, "data-depth": b.depth,
       "data-parent": b.parent_invocation_id || "", "data-status": b.status,
       "data-workflow": b.workflow_id, "data-row": b.row
-    }, svg);
-    el("title", {}, bar, b.task + " \u00b7 " + b.status + " \u00b7 " + secs(b.duration_s));
+    };
+    if (b.divergence) { attrs["data-diverged"] = b.divergence.position; }
+    var bar = el("rect", attrs, svg);
+    el("title", {}, bar, b.task + " \u00b7 " + b.status + " \u00b7 " + secs(b.duration_s) +
+       (b.divergence ? " \u00b7 diverged at position " + b.divergence.position : ""));
     // Earlier (failed) attempts as darker stripes inside the bar; recoveries as a mark.
     b.attempts.forEach(function (a) {
       if (a.status !== "failed" || a.x0 === null || a.x1 === null) { return; }
@@ -212,8 +227,13 @@ svg text { font-size: 12px; }
     });
     var tag = secs(b.duration_s) +
       (b.recoveries ? " \u21bb recovered " + b.recoveries + "\u00d7" : "");
-    el("text", { x: x1 + 4, y: y + ROW / 2 + 4, "class": "ticktext",
-                 "pointer-events": "none" }, svg, tag);
+    var tagText = el("text", { x: x1 + 4, y: y + ROW / 2 + 4, "class": "ticktext",
+                               "pointer-events": "none" }, svg, tag);
+    if (b.divergence) {
+      var mark = el("tspan", { "class": "divtext" }, tagText,
+                    " \u2260 diverged at " + b.divergence.position);
+      mark.setAttribute("data-diverged", b.divergence.position);
+    }
     function pick() { open(b, bar, label); }
     bar.addEventListener("click", pick);
     label.addEventListener("click", pick);
@@ -252,6 +272,16 @@ svg text { font-size: 12px; }
     row(info, "duration", secs(b.duration_s));
     row(info, "recoveries", b.recoveries);
     if (b.error) { row(info, "error", b.error); }
+    if (b.divergence) {
+      var d = b.divergence;
+      var box = h("div", null, panel, "divergence");
+      h("h3", "diverged at position " + d.position + " of attempt " + d.attempt, box);
+      var dt = h("table", null, box);
+      dt.id = "divergence";
+      row(dt, "found", d.at);
+      row(dt, "recorded", d.recorded);
+      row(dt, "code asked", d.requested);
+    }
     h("h3", "attempts", panel);
     var at = h("table", null, panel);
     var head = h("tr", null, at);
@@ -272,14 +302,23 @@ svg text { font-size: 12px; }
     jt.id = "journal";
     var jh = h("tr", null, jt);
     ["pos", "operation", "name", "value"].forEach(function (c) { h("th", c, jh); });
+    var marked = false;
     b.journal.forEach(function (e) {
       var tr = h("tr", null, jt);
-      tr.className = "entry";
-      h("td", String(e.position), tr, "v");
+      var here = e.position === b.diverged_at;
+      marked = marked || here;
+      tr.className = here ? "entry diverged" : "entry";
+      h("td", (here ? "\u2260 " : "") + String(e.position), tr, "v");
       h("td", e.operation, tr, "v");
       h("td", e.name === null ? "-" : e.name, tr, "v");
       h("td", show(e.value), tr, "v");
     });
+    if (b.diverged_at !== null && b.diverged_at !== undefined && !marked) {
+      var past = h("tr", null, jt);
+      past.className = "entry diverged";
+      h("td", "\u2260 " + b.diverged_at, past, "v");
+      h("td", "(no entry here)", past, "v").colSpan = 3;
+    }
     if (!b.journal.length) { h("p", "no journal entries", panel); }
   }
 

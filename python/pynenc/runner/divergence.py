@@ -1,22 +1,48 @@
 """How a divergence at a child dispatch is worded: with the recorded and the requested
 arguments decoded (cut to a readable length), and their digests only when the recorded
-arguments cannot be read or the two read alike once cut."""
+arguments cannot be read or the two read alike once cut; and what of a divergence is kept on
+the invocation's record (`noted`)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pynenc import codec
 from pynenc._core import journal_id
 from pynenc.errors import NonDeterminismError, Operation
+from pynenc.invocation import Divergence
 from pynenc.report import cut
 
 if TYPE_CHECKING:
+    from pynenc.invocation import InvocationRecord
     from pynenc.task import Task
     from pynenc.workflow.context import WorkflowContext
 
-__all__ = ["at_child", "with_recorded_child"]
+__all__ = ["at_child", "noted", "with_recorded_child"]
+
+#: Longest summary kept of one side of a divergence (`Divergence.recorded`, `.requested`).
+NOTED_CHARS = 300
+
+
+def noted(exc: NonDeterminismError, record: InvocationRecord) -> Divergence | None:
+    """What `record` keeps of `exc`, a divergence of its own journal; None when `exc` is about
+    another invocation (a child's, passing through) or carries no position."""
+    position = getattr(exc, "position", None)
+    recorded: Operation | None = getattr(exc, "recorded", None)
+    requested: Operation | None = getattr(exc, "requested", None)
+    if getattr(exc, "invocation_id", None) != record.id_str or not isinstance(position, int):
+        return None
+    if recorded is None or requested is None:
+        return None
+    return Divergence(
+        position=position,
+        attempt=record.attempt,
+        at=time.time(),
+        recorded=cut(str(recorded), NOTED_CHARS),
+        requested=cut(str(requested), NOTED_CHARS),
+    )
 
 
 def at_child(

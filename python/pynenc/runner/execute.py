@@ -121,6 +121,7 @@ def _run(
             park(app, record, fence)
             return None
     counted = resuming  # `resuming` is cleared once the resumption is durable
+    staged = False  # this run stored the record (an inline child's first run: only at its end)
     try:
         task = app.get_task(record.task_id)
         while True:
@@ -152,6 +153,7 @@ def _run(
                     # dies before, its parent's recovery dispatches it again and it resumes from
                     # its own journal.
                     store_record(app, record, fence)
+                    staged = True
                 if (first_start and top_level) or resuming:
                     # A workflow's start is durable before its body runs, so a crash anywhere
                     # inside it leaves something to resume; so is each resumption, so work that
@@ -198,6 +200,7 @@ def _run(
                 )
                 record.attempt += 1
                 record.started_at = None  # set when the next attempt starts, after the backoff
+                record.divergence = None
                 execution.stage()
                 store_record(app, record, fence)
                 execution.flush()
@@ -208,6 +211,7 @@ def _run(
             else:
                 record.status, record.result = InvocationStatus.FAILED, None
                 record.error = ErrorInfo.capture(error)
+            record.divergence = None  # a run that got this far did all its journal recorded
             execution.stage()
             store_record(app, record, fence)
             if fence is not None:
@@ -225,6 +229,7 @@ def _run(
         # resumption (if any) stays counted: work that kills its process after every wait is
         # still parked.
         suspended = isinstance(exc, InvocationSuspended)
+        changed = False
         if (
             counted
             and not suspended
@@ -233,6 +238,15 @@ def _run(
             # Not a death of its process (a divergence, an interruption): the resumption is not
             # counted against `max_recoveries`, so resuming it again later still resumes it.
             record.recoveries -= 1
+            changed = True
+        if not replay_only and isinstance(exc, NonDeterminismError):
+            # Kept on the record (`pynenc show`, the timeline) until a later run gets past it.
+            noted = divergence.noted(exc, record)
+            if noted is not None and staged:
+                record.divergence, changed = noted, True
+        elif suspended and record.divergence is not None:
+            record.divergence, changed = None, True  # it replayed up to its wait: no longer
+        if changed:
             with contextlib.suppress(StoreError):
                 store_record(app, record, fence)
                 app.store.flush()
@@ -320,6 +334,7 @@ def park(
         None,
         ErrorInfo.capture(reason),
     )
+    record.divergence = None
     if not quiet:
         log.error("%s", reason)
     store_record(app, record, fence)

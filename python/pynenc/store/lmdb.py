@@ -147,6 +147,11 @@ class LmdbStore:
         """Stage removing `invocation` from the queue and dropping its lease."""
         self._core.complete(invocation, fence)
 
+    def delete_journal(self, journal: bytes, fence: Fence | None = None) -> None:
+        """Stage the delete of a whole journal, by its journal id (every segment of it and its
+        end record): reads see it empty at once."""
+        self._core.delete_journal(journal, fence)
+
     def flush(self) -> list[Rejected]:
         """Make everything staged so far durable; returns the fenced writes refused.
 

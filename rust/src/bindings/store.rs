@@ -219,6 +219,59 @@ impl PyStore {
         Ok(())
     }
 
+    /// Stage the delete of a whole journal, by its journal id (`journal_id(invocation,
+    /// attempt)`): every entry of it. Reads see it empty at once; gone once flushed.
+    #[pyo3(signature = (journal, fence = None))]
+    fn delete_journal(&self, journal: &[u8], fence: Option<(Vec<u8>, u64)>) -> PyResult<()> {
+        let op = WriteOp::DeleteJournal {
+            journal: super::bytes16("a journal id", journal)?,
+            fence: parse_fence(fence)?,
+        };
+        self.inner.stage(op);
+        Ok(())
+    }
+
+    /// Stage deletes in one piece, in this order: whole journals (by journal id), keys of the
+    /// `data` table, keys of the `invocations` table. Staged together, no background commit
+    /// takes a part of them: the next commit holds them all. Every id and key is checked
+    /// before anything is staged.
+    #[pyo3(signature = (journals = Vec::new(), data = Vec::new(), invocations = Vec::new()))]
+    fn delete_many(
+        &self,
+        journals: Vec<Vec<u8>>,
+        data: Vec<Vec<u8>>,
+        invocations: Vec<Vec<u8>>,
+    ) -> PyResult<()> {
+        let journals = journals
+            .iter()
+            .map(|j| super::bytes16("a journal id", j))
+            .collect::<PyResult<Vec<_>>>()?;
+        let keys = |keys: Vec<Vec<u8>>, table: Table| -> PyResult<Vec<WriteOp>> {
+            keys.iter()
+                .map(|k| {
+                    Ok(WriteOp::Delete {
+                        table,
+                        key: check_key(k)?,
+                        fence: None,
+                    })
+                })
+                .collect()
+        };
+        let data = keys(data, Table::Data)?;
+        let invocations = keys(invocations, Table::Invocations)?;
+        let mut staging = self.inner.staging();
+        for journal in journals {
+            staging.push(WriteOp::DeleteJournal {
+                journal,
+                fence: None,
+            });
+        }
+        for op in data.into_iter().chain(invocations) {
+            staging.push(op);
+        }
+        Ok(())
+    }
+
     /// Commit everything staged; returns the rejected fenced writes as
     /// `(invocation, token carried, current token)`.
     fn flush<'py>(&self, py: Python<'py>) -> PyResult<Vec<Rejected<'py>>> {

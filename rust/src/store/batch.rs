@@ -19,7 +19,7 @@ pub(crate) struct Batch {
     /// Per table: key → position in `ops` of its latest Put/Delete (looked up by `&[u8]`,
     /// without building a key).
     latest: [Map<Vec<u8>, usize>; 2],
-    /// journal id → positions in `ops` of its segments, oldest first.
+    /// journal id → positions in `ops` of its segments and deletes, oldest first.
     journals: Map<[u8; 16], Vec<usize>>,
     /// Position of the last queue write (Enqueue/Complete). A write to a key is folded into an
     /// earlier write of the same key only when no queue write lies between them: a Complete
@@ -52,9 +52,11 @@ impl Batch {
             WriteOp::Put { table, key, .. } | WriteOp::Delete { table, key, .. } => {
                 self.latest[table_index(*table)].insert(key.clone(), at);
             }
-            WriteOp::Journal { invocation, .. } => {
-                self.journals.entry(*invocation).or_default().push(at)
-            }
+            WriteOp::Journal { invocation, .. }
+            | WriteOp::DeleteJournal {
+                journal: invocation,
+                ..
+            } => self.journals.entry(*invocation).or_default().push(at),
             WriteOp::Enqueue { .. } | WriteOp::Complete { .. } => self.barrier = Some(at),
         }
         self.ops.push(op);
@@ -194,17 +196,25 @@ impl Batch {
         }
     }
 
-    pub(super) fn journal(&self, invocation: &[u8; 16], out: &mut Vec<(u64, Vec<Entry>)>) {
+    /// Add the staged segments of journal `invocation` to `out`; a staged delete of the
+    /// journal drops the segments before it (in `out` too). Whether it met a delete.
+    pub(super) fn journal(&self, invocation: &[u8; 16], out: &mut Vec<(u64, Vec<Entry>)>) -> bool {
+        let mut deleted = false;
         for &at in self.journals.get(invocation).into_iter().flatten() {
-            if let WriteOp::Journal {
-                first_position,
-                entries,
-                ..
-            } = &self.ops[at]
-            {
-                out.push((*first_position, entries.clone()));
+            match &self.ops[at] {
+                WriteOp::Journal {
+                    first_position,
+                    entries,
+                    ..
+                } => out.push((*first_position, entries.clone())),
+                WriteOp::DeleteJournal { .. } => {
+                    out.clear();
+                    deleted = true;
+                }
+                _ => {}
             }
         }
+        deleted
     }
 }
 
@@ -282,9 +292,35 @@ pub(super) mod tests {
         b.append_journal([3; 16], 7, &mut buf, None);
         assert_eq!(b.ops.len(), 2, "a gap starts a new segment");
         let mut out = Vec::new();
-        b.journal(&[3; 16], &mut out);
+        assert!(!b.journal(&[3; 16], &mut out));
         assert_eq!(out.len(), 2);
         assert_eq!((out[0].0, out[0].1.len()), (0, 3));
         assert_eq!((out[1].0, out[1].1.len()), (7, 1));
+    }
+
+    #[test]
+    fn a_staged_journal_delete_hides_the_segments_before_it() {
+        let mut b = Batch::default();
+        let mut buf = vec![Entry::new(Op::Random(1))];
+        b.append_journal([3; 16], 0, &mut buf, None);
+        b.push(WriteOp::DeleteJournal {
+            journal: [3; 16],
+            fence: None,
+        });
+        let mut out = vec![(0, vec![Entry::new(Op::Random(0))])];
+        assert!(b.journal(&[3; 16], &mut out), "the delete is reported");
+        assert!(out.is_empty(), "earlier segments, staged or not, are gone");
+        // A segment after the delete starts the journal afresh, never merged into one before.
+        buf.push(Entry::new(Op::Random(2)));
+        b.append_journal([3; 16], 0, &mut buf, None);
+        assert_eq!(b.ops.len(), 3);
+        assert!(b.journal(&[3; 16], &mut out));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1, vec![Entry::new(Op::Random(2))]);
+        let mut other = Vec::new();
+        assert!(
+            !b.journal(&[4; 16], &mut other),
+            "other journals are untouched"
+        );
     }
 }

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use super::batch::{Batch, Map};
 use super::fork_gate::Busy;
+use super::overlay::StagedJournal;
 use super::{Fence, FlushReport, Table, WriteOp};
 use crate::entry::Entry;
 use crate::error::{Error, Result};
@@ -213,14 +214,15 @@ impl GroupCommit {
             .or_else(|| st.inflight.latest(table, key))
     }
 
-    /// Staged and in-flight journal segments of one journal id, oldest first.
-    pub fn journal(&self, invocation: &[u8; 16]) -> Vec<(u64, Vec<Entry>)> {
+    /// Staged and in-flight journal segments of one journal id, oldest first: those after its
+    /// latest staged delete, if it has one.
+    pub fn journal(&self, invocation: &[u8; 16]) -> StagedJournal {
         let _busy = Busy::enter();
         let st = self.lock();
-        let mut out = Vec::new();
-        st.inflight.journal(invocation, &mut out);
-        st.pending.journal(invocation, &mut out);
-        out
+        let mut segments = Vec::new();
+        let deleted = st.inflight.journal(invocation, &mut segments);
+        let deleted = st.pending.journal(invocation, &mut segments) || deleted;
+        StagedJournal { deleted, segments }
     }
 
     /// The current token, if a commit of this process rejected a write fenced with `fence`
@@ -352,23 +354,32 @@ fn note_lost_journals(
         return;
     }
     for op in ops {
-        if let WriteOp::Journal {
-            invocation,
-            first_position,
-            ..
-        } = op
-        {
-            match result {
-                Err(e) => {
-                    let mark = lost
-                        .entry(*invocation)
-                        .or_insert((*first_position, e.clone()));
-                    mark.0 = mark.0.min(*first_position);
-                }
-                Ok(_) => {
-                    lost.remove(invocation);
-                }
+        match (op, result) {
+            (
+                WriteOp::Journal {
+                    invocation,
+                    first_position,
+                    ..
+                },
+                Err(e),
+            ) => {
+                let mark = lost
+                    .entry(*invocation)
+                    .or_insert((*first_position, e.clone()));
+                mark.0 = mark.0.min(*first_position);
             }
+            // A journal written from where it ends, or deleted whole, has no hole left.
+            (
+                WriteOp::Journal { invocation, .. }
+                | WriteOp::DeleteJournal {
+                    journal: invocation,
+                    ..
+                },
+                Ok(_),
+            ) => {
+                lost.remove(invocation);
+            }
+            _ => {}
         }
     }
 }

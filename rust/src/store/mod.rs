@@ -75,6 +75,13 @@ pub enum WriteOp {
         invocation: [u8; 16],
         fence: Option<Fence>,
     },
+    /// Delete a whole journal: every segment of journal id `journal` (an attempt's journal,
+    /// `ids::journal_id`) and its end record. Reads after it see an empty journal, also before
+    /// the flush that commits it; a segment staged after it starts the journal afresh.
+    DeleteJournal {
+        journal: [u8; 16],
+        fence: Option<Fence>,
+    },
 }
 
 impl WriteOp {
@@ -84,7 +91,8 @@ impl WriteOp {
             WriteOp::Journal { fence, .. }
             | WriteOp::Put { fence, .. }
             | WriteOp::Delete { fence, .. }
-            | WriteOp::Complete { fence, .. } => fence.as_ref(),
+            | WriteOp::Complete { fence, .. }
+            | WriteOp::DeleteJournal { fence, .. } => fence.as_ref(),
             WriteOp::Enqueue { .. } => None,
         }
     }

@@ -44,14 +44,28 @@ pub(crate) fn lay_over(
     rows.into_iter().collect()
 }
 
+/// The staged and in-flight writes of one journal (`GroupCommit::journal`).
+pub(crate) struct StagedJournal {
+    /// A delete of the journal is staged: what is committed of it is gone.
+    pub deleted: bool,
+    /// Segments (first position, entries) staged after the latest delete, oldest first.
+    pub segments: Vec<(u64, Vec<Entry>)>,
+}
+
 /// Committed journal `segments` (first position, entries; in position order and contiguous)
-/// followed by the `staged` ones, as one journal. A commit that finished between the overlay
-/// snapshot and the read shows a segment twice; an overlap is resolved by position (the later
-/// copy wins, with the same entries).
+/// followed by the `staged` ones, as one journal; only the staged ones when a delete of the
+/// journal is staged. A commit that finished between the overlay snapshot and the read shows
+/// a segment twice; an overlap is resolved by position (the later copy wins, with the same
+/// entries). A delete committed in between finds the committed segments gone or ignored
+/// alike.
 pub(crate) fn concat_journal(
-    segments: Vec<(u64, Vec<Entry>)>,
-    staged: Vec<(u64, Vec<Entry>)>,
+    mut segments: Vec<(u64, Vec<Entry>)>,
+    staged: StagedJournal,
 ) -> Vec<Entry> {
+    if staged.deleted {
+        segments.clear();
+    }
+    let staged = staged.segments;
     let total: usize = segments.iter().chain(&staged).map(|(_, e)| e.len()).sum();
     let mut out: Vec<Entry> = Vec::with_capacity(total);
     let mut overlap = BTreeMap::new();

@@ -47,6 +47,12 @@ pub(crate) fn apply(h: &Handle, txn: &mut RwTxn, ops: &[WriteOp]) -> TxnResult<F
                 let end = first_position + entries.len() as u64;
                 h.dbs.journal.put(txn, &end_key, &end.to_be_bytes())?;
             }
+            WriteOp::DeleteJournal { journal, .. } => {
+                // Its segments and its end record, which sorts after them: all its keys.
+                let first = keys::journal_key(journal, 0);
+                let end = keys::journal_key(journal, keys::JOURNAL_END);
+                h.dbs.journal.delete_range(txn, &first, &end)?;
+            }
             WriteOp::Put {
                 table, key, value, ..
             } => h.dbs.table(*table).put(txn, key, value)?,
@@ -119,4 +125,57 @@ pub(crate) fn read_counter(h: &Handle, txn: &heed::RoTxn, key: &[u8]) -> TxnResu
         .get(txn, key)?
         .and_then(keys::decode_u64)
         .unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::entry::{Entry, Op};
+    use crate::store::{LmdbStore, StoreOptions, WriteOp, SEGMENT_MAX_ENTRIES};
+
+    fn segment(invocation: [u8; 16], first_position: u64, n: usize) -> WriteOp {
+        WriteOp::Journal {
+            invocation,
+            first_position,
+            entries: (0..n as u64).map(|i| Entry::new(Op::Random(i))).collect(),
+            fence: None,
+        }
+    }
+
+    #[test]
+    fn deleting_a_journal_removes_every_segment_and_its_end_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            sync: false,
+            map_size: 8 << 20,
+            ..StoreOptions::default()
+        };
+        let store = LmdbStore::open(dir.path(), options.clone()).unwrap();
+        // Neighbours on both sides of the journal's keys, and a journal of three segments.
+        let (before, doomed, after) = ([4; 16], [5; 16], [6; 16]);
+        store.stage(segment(before, 0, 2));
+        store.stage(segment(doomed, 0, SEGMENT_MAX_ENTRIES + 1));
+        store.flush().unwrap();
+        store.stage(segment(doomed, SEGMENT_MAX_ENTRIES as u64 + 1, 3));
+        store.stage(segment(after, 0, 1));
+        store.flush().unwrap();
+        store.stage(WriteOp::DeleteJournal {
+            journal: doomed,
+            fence: None,
+        });
+        assert!(
+            store.journal(&doomed).unwrap().is_empty(),
+            "gone before the flush"
+        );
+        store.flush().unwrap();
+        assert!(store.journal(&doomed).unwrap().is_empty(), "and after it");
+        assert_eq!(store.journal(&before).unwrap().len(), 2);
+        assert_eq!(store.journal(&after).unwrap().len(), 1);
+        // Written again from position 0, it reads as a journal of its own (no stale end).
+        store.stage(segment(doomed, 0, 2));
+        store.flush().unwrap();
+        assert_eq!(store.journal(&doomed).unwrap().len(), 2);
+        drop(store);
+        let store = LmdbStore::open(dir.path(), options).unwrap();
+        assert_eq!(store.journal(&doomed).unwrap().len(), 2);
+    }
 }

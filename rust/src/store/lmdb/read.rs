@@ -44,6 +44,9 @@ impl LmdbStore {
     pub fn journal(&self, invocation: &[u8; 16]) -> Result<Vec<Entry>> {
         self.check_fork();
         let staged = self.commit.journal(invocation);
+        if staged.deleted {
+            return Ok(overlay::concat_journal(Vec::new(), staged)); // what is committed is gone
+        }
         let segments = self.read("reading the journal", |h, txn| {
             let mut out = Vec::new();
             let mut end = None;

@@ -344,6 +344,19 @@ impl Keyspace {
         self.tagged(key, |k| self.db.delete(txn, k))
     }
 
+    /// Delete the rows whose keys lie from `first` to `last`, both included; how many there
+    /// were.
+    pub fn delete_range(&self, txn: &mut RwTxn, first: &[u8], last: &[u8]) -> heed::Result<usize> {
+        let (mut from, mut to) = (Vec::new(), Vec::new());
+        tag_key(self.tag, first, &mut from);
+        tag_key(self.tag, last, &mut to);
+        let range = (
+            Bound::Included(from.as_slice()),
+            Bound::Included(to.as_slice()),
+        );
+        self.db.delete_range(txn, &range)
+    }
+
     /// Rows whose key starts with `prefix` (every row for an empty prefix), in key order, each
     /// checksum verified.
     ///

@@ -11,7 +11,8 @@
 //! (reported once per invocation, as on LMDB) and sent again.
 //!
 //! Every write is idempotent (journal segments and enqueues are inserted only when missing,
-//! puts are upserts), so a commit whose outcome the connection lost can be run again.
+//! puts are upserts, whole journals deleted are never written by the same flush), so a commit
+//! whose outcome the connection lost can be run again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -35,6 +36,8 @@ struct Rows {
     /// Invocations enqueued, in order of their (last) enqueue.
     enqueue_order: Vec<[u8; 16]>,
     completed: BTreeSet<[u8; 16]>,
+    /// Journals deleted whole (before the segments of `journal` are inserted).
+    dropped_journals: BTreeSet<[u8; 16]>,
 }
 
 /// Commit `ops` in one transaction; the fenced writes refused.
@@ -70,6 +73,11 @@ fn run(session: &mut Session, sql: &Sql, ops: &[WriteOp]) -> OpResult<FlushRepor
             .map(|id| id.as_slice())
             .collect();
         let (ids, positions, segments) = &rows.journal;
+        let dropped: Vec<&[u8]> = rows
+            .dropped_journals
+            .iter()
+            .map(|id| id.as_slice())
+            .collect();
         let stale = session.client.query(
             &flush,
             &[
@@ -87,6 +95,7 @@ fn run(session: &mut Session, sql: &Sql, ops: &[WriteOp]) -> OpResult<FlushRepor
                 &leaving,
                 &done,
                 &joining,
+                &dropped,
             ],
         )?;
         if stale.is_empty() {
@@ -164,9 +173,23 @@ fn fold(ops: &[WriteOp], tokens: &HashMap<[u8; 16], u64>, report: &mut FlushRepo
                 rows.queued.insert(*invocation, false);
                 rows.completed.insert(*invocation);
             }
+            WriteOp::DeleteJournal { journal, .. } => drop_journal(&mut rows, *journal),
         }
     }
     rows
+}
+
+/// Delete journal `id` whole: its segments staged before the delete are not inserted.
+fn drop_journal(rows: &mut Rows, id: [u8; 16]) {
+    let (ids, positions, segments) = std::mem::take(&mut rows.journal);
+    for ((inv, position), segment) in ids.into_iter().zip(positions).zip(segments) {
+        if inv != id {
+            rows.journal.0.push(inv);
+            rows.journal.1.push(position);
+            rows.journal.2.push(segment);
+        }
+    }
+    rows.dropped_journals.insert(id);
 }
 
 fn table_rows(rows: &mut Rows, table: Table) -> &mut BTreeMap<Vec<u8>, Option<Vec<u8>>> {

@@ -48,6 +48,9 @@ pub(super) fn scan(
 
 pub(super) fn journal(store: &PgStore, invocation: &[u8; 16]) -> Result<Vec<Entry>> {
     let staged = store.commit.journal(invocation);
+    if staged.deleted {
+        return Ok(overlay::concat_journal(Vec::new(), staged)); // what is committed is gone
+    }
     let segments = store.pool.run("reading the journal", |session| {
         let st = session.statement(store.sql.journal)?;
         let mut out = Vec::new();

@@ -184,6 +184,9 @@ WITH locked AS MATERIALIZED (
     WHERE NOT EXISTS (SELECT FROM stale)
     ORDER BY n
     ON CONFLICT DO NOTHING
+), drop_journals AS (
+    DELETE FROM {s}.journal
+    WHERE invocation = ANY($15::bytea[]) AND NOT EXISTS (SELECT FROM stale)
 )
 SELECT invocation, token FROM stale";
 
