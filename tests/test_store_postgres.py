@@ -171,6 +171,27 @@ def test_a_write_fenced_with_a_lost_lease_is_refused(postgres_url: str, schema: 
         store.renew(inv, old, 1000, 0)
 
 
+def test_a_child_enqueued_under_a_lost_lease_is_not_queued(
+    postgres_url: str, schema: str
+) -> None:
+    store = open_store(schema_url(postgres_url, schema))
+    parent, child = uuid.uuid4().bytes, uuid.uuid4().bytes
+    store.enqueue(parent)
+    store.flush()
+    claim = store.claim(b"worker-a", 60_000, 0)
+    assert claim is not None
+    store.release(parent, claim[1])  # given up: its token is no longer the current one
+    store.put("invocations", child, b"child record", (parent, claim[1]))
+    store.enqueue(child, (parent, claim[1]))
+    assert [(r[0], r[1]) for r in store.flush()] == [(parent, claim[1])]
+    assert store.queued() == [parent] and store.get("invocations", child) is None
+    again = store.claim(b"worker-b", 60_000, 0)
+    assert again is not None and again[0] == parent
+    store.enqueue(child, (parent, again[1]))  # the current holder's dispatch goes through
+    assert store.flush() == []
+    assert store.queued() == [parent, child]
+
+
 CLAIMER = """
 import json, sys
 from pynenc.store import open_store

@@ -72,6 +72,20 @@ def slow_once(tag: str) -> dict[str, Any]:
     return {"pid": os.getpid(), "r": slow_once.wf.random()}
 
 
+@app.task
+def slow_dispatch(tag: str) -> dict[str, Any]:
+    """Sleeps on its first execution only (a flag file marks it), then dispatches a child: a
+    run paused in the sleep and taken over makes the dispatch its first write when resumed."""
+    flag = os.environ["QUEUED_LOG"] + f".{tag}.started"
+    first = not os.path.exists(flag)
+    log(event="start", task="slow_dispatch", pid=os.getpid(), first=first)
+    if first:
+        open(flag, "w").close()
+        time.sleep(float(os.environ.get("SLOW_SLEEP", "3")))
+    handle = slow_dispatch.wf.execute_task(step, 7)
+    return {"pid": os.getpid(), "child": handle.invocation_id, "n": handle.result["n"]}
+
+
 class Flaky(Exception):
     pass
 

@@ -75,7 +75,7 @@ def _dispatch(ctx: WorkflowContext, task: Task[..., T], args_bytes: bytes) -> In
         execution.stage()
         if app.config.execution == "queued":
             store_record(app, record, ctx._fence)
-            app.store.enqueue(child_id)
+            app.store.enqueue(child_id, ctx._fence)
         # Inline, the child's record is staged with its outcome (see `run`). The child may act
         # on values drawn so far: make those durable first unless they can be regenerated
         # identically after a crash.
