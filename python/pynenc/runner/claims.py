@@ -4,6 +4,7 @@ when the engine fails), and refusing one whose task this process does not know."
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING
 
 from pynenc.errors import (
@@ -28,12 +29,21 @@ from pynenc.runner.records import store_record
 __all__ = ["UnknownTaskError", "claim_and_run", "run_claimed"]
 
 
-def run_claimed(app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bool = False) -> None:
+def run_claimed(
+    app: Pynenc,
+    invocation_id: bytes,
+    token: int,
+    *,
+    taken_over: bool = False,
+    claimed_at: float | None = None,
+) -> None:
     """Run a queued invocation this process has just claimed, renewing its lease meanwhile.
-    `taken_over` (from the claim): its last holder died with it, so this run resumes it."""
+    `taken_over` (from the claim): its last holder died with it, so this run resumes it.
+    `claimed_at`: when the claim was sent (`time.monotonic()`), the start of the lease's
+    local clock (see `LeaseKeeper`)."""
     fence = (invocation_id, token)
     keeper = app._lease_keeper()
-    keeper.hold(invocation_id, token)
+    keeper.hold(invocation_id, token, claimed_at)
     try:
         record = app._load_record(invocation_id)
         if record is None or record.status.finished:
@@ -122,10 +132,11 @@ def claim_and_run(app: Pynenc, invocation_id: bytes) -> bool:
         except InvalidArgumentError:
             return False
     keeper = app._lease_keeper()
+    sent = time.monotonic()
     claim = app.store.claim_invocation(
         invocation_id, current_owner().encode(), keeper.lease_ms, now_ms()
     )
     if claim is None:
         return False
-    run_claimed(app, invocation_id, claim[1], taken_over=claim[3])
+    run_claimed(app, invocation_id, claim[1], taken_over=claim[3], claimed_at=sent)
     return True

@@ -140,6 +140,9 @@ def _run_side_effect(
     check_not_cancelled(ctx.app, ctx._record)
     if execution.volatile_pending:
         execution.flush()
+    if ctx._fence is not None:
+        # Nor does `fn` run under a lease that may have run out (see `LeaseKeeper.confirm`).
+        ctx.app._lease_keeper().confirm(*ctx._fence)
     limit = ctx.app.config.max_payload_bytes
     execution.enter_side_effect(name)
     try:

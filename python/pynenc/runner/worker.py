@@ -149,6 +149,7 @@ class Worker:
         lease_ms = self.app._lease_keeper().lease_ms
         pause = 0.001
         while not self._stopping.is_set():
+            sent = time.monotonic()
             try:
                 claim = store.claim(owner, lease_ms, now_ms())
             except StoreUnavailableError as exc:
@@ -166,9 +167,9 @@ class Worker:
                 continue
             pause = 0.001
             invocation_id, token, _expires, taken_over = claim
-            self._execute(invocation_id, token, taken_over)
+            self._execute(invocation_id, token, taken_over, sent)
 
-    def _execute(self, invocation_id: bytes, token: int, taken_over: bool) -> None:
+    def _execute(self, invocation_id: bytes, token: int, taken_over: bool, sent: float) -> None:
         ident = uuid.UUID(bytes=invocation_id)
         try:
             record = self.app._load_record(invocation_id)
@@ -185,7 +186,9 @@ class Worker:
         with self._lock:
             self._running[invocation_id] = token
         try:
-            claims.run_claimed(self.app, invocation_id, token, taken_over=taken_over)
+            claims.run_claimed(
+                self.app, invocation_id, token, taken_over=taken_over, claimed_at=sent
+            )
             self.completed += 1
             log.info("[invocation %s] [workflow %s] finished", ident, workflow)
         except claims.UnknownTaskError as exc:
