@@ -124,6 +124,26 @@ def test_claim_renew_release_complete(store_path: Path) -> None:
     assert store.flush() == [(first, token, taken.token)]
 
 
+def test_a_child_enqueued_under_a_lost_lease_is_not_queued(store_path: Path) -> None:
+    """The enqueue of a child dispatched by a run whose lease was taken over is refused with
+    the rest of that run's writes: a finished child is never put back in the queue."""
+    store = LmdbStore(store_path, FAST)
+    parent, child = inv(), inv()
+    store.enqueue(parent)
+    store.flush()
+    claim = store.claim(b"w1", 1000, 0)
+    assert claim is not None
+    taken = store.claim(b"w2", 1000, 5000)  # the lease expired; another worker took it
+    assert taken is not None
+    store.put("invocations", child, b"child record", (parent, claim.token))
+    store.enqueue(child, (parent, claim.token))
+    assert store.flush() == [(parent, claim.token, taken.token)]
+    assert store.queued() == [parent] and store.get("invocations", child) is None
+    store.enqueue(child, (parent, taken.token))  # the current holder's dispatch goes through
+    assert store.flush() == []
+    assert store.queued() == [parent, child]
+
+
 def test_a_stale_owner_learns_of_its_rejected_writes_when_another_thread_committed_them(
     store_path: Path,
 ) -> None:

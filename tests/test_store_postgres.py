@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -178,7 +179,7 @@ def test_a_stale_write_is_refused_and_the_rest_of_its_flush_is_kept(
     for inv in (lost, held):
         store.enqueue(inv)
     store.flush()
-    claims = {c[0]: c[1] for c in (store.claim(b"worker-a", 60_000, 0) for _ in range(2)) if c}
+    claims = {c.invocation: c.token for c in (store.claim(b"worker-a", 60_000, 0) for _ in range(2)) if c}
     assert set(claims) == {lost, held}
     store.release(lost, claims[lost])  # taken from under its writer
     # One flush: a write with the lost lease, writes with the live one, one without a fence.
@@ -194,6 +195,27 @@ def test_a_stale_write_is_refused_and_the_rest_of_its_flush_is_kept(
     assert store.get("invocations", held) == b"record"
     assert store.get("data", b"\x00" * 16 + b"free") == b"unfenced"
     assert store.queued() == [lost]  # the finished one left the queue, the other stays
+
+
+def test_a_child_enqueued_under_a_lost_lease_is_not_queued(
+    postgres_url: str, schema: str
+) -> None:
+    store = open_store(schema_url(postgres_url, schema))
+    parent, child = uuid.uuid4().bytes, uuid.uuid4().bytes
+    store.enqueue(parent)
+    store.flush()
+    claim = store.claim(b"worker-a", 60_000, 0)
+    assert claim is not None
+    store.release(parent, claim.token)  # given up: its token is no longer the current one
+    store.put("invocations", child, b"child record", (parent, claim.token))
+    store.enqueue(child, (parent, claim.token))
+    assert [(r[0], r[1]) for r in store.flush()] == [(parent, claim.token)]
+    assert store.queued() == [parent] and store.get("invocations", child) is None
+    again = store.claim(b"worker-b", 60_000, 0)
+    assert again is not None and again.invocation == parent
+    store.enqueue(child, (parent, again.token))  # the current holder's dispatch goes through
+    assert store.flush() == []
+    assert store.queued() == [parent, child]
 
 
 CLAIMER = """
@@ -339,3 +361,66 @@ def test_workers_exit_with_the_error_when_the_server_is_gone_for_good(
     assert worker.returncode == 1, err
     assert "StoreUnavailableError" in err or "unreachable" in err
     assert took < 2 + 10  # its window, plus connect and shutdown time
+
+
+def _idle_in_transaction(conn: psycopg.Connection[object], schema: str) -> list[int]:
+    """Sessions idle inside a transaction whose last statement was on `schema`'s tables."""
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' AND query LIKE %s",
+        (f'%"{schema}".%',),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def test_a_worker_paused_inside_a_transaction_holds_up_no_other(
+    tmp_path: Path, postgres_url: str, schema: str
+) -> None:
+    """A worker frozen (SIGSTOP) while one of its transactions is open on the server holds
+    share locks on lease rows and row locks on what it wrote: the server ends that session
+    after 5 s, another worker takes its invocations over and finishes every workflow, and the
+    frozen worker, thawed, finds its writes refused and carries on."""
+    url = schema_url(postgres_url, schema)
+    app = Pynenc("pg", store=url, execution="queued", lease_seconds=2)
+
+    @app.task(name="pgw.step")
+    def step(n: int) -> int:
+        return n * n
+
+    @app.task(name="pgw.flow", force_new_workflow=True)
+    def flow(n: int) -> int:
+        return sum(flow.wf.execute_task(step, i).result for i in range(n))
+
+    started = [flow(n) for n in range(1, 31)]
+    frozen = start_worker(tmp_path, url)
+    other = None
+    try:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            time.sleep(1.0)  # started and busy
+            stalled: list[int] = []
+            for attempt in range(200):
+                time.sleep(0.005 * (attempt % 7))
+                frozen.send_signal(signal.SIGSTOP)
+                time.sleep(0.05)
+                stalled = _idle_in_transaction(conn, schema)
+                if stalled:
+                    break
+                frozen.send_signal(signal.SIGCONT)
+            assert stalled, "no pause of the worker fell inside one of its transactions"
+            paused_at = time.monotonic()
+            other = start_worker(tmp_path, url)
+            results = [inv.wait(timeout=40).result for inv in started]
+            took = time.monotonic() - paused_at
+            left = _idle_in_transaction(conn, schema)
+        assert results == [sum(i * i for i in range(n)) for n in range(1, 31)]
+        assert not set(stalled) & set(left), "the frozen worker's transaction is still open"
+        print(f"\nevery workflow finished {took:.1f} s after the worker froze mid-transaction")
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+        for w in (frozen, other):
+            if w is not None:
+                w.terminate()
+    _, frozen_err = frozen.communicate(timeout=60)
+    assert other is not None
+    _, other_err = other.communicate(timeout=60)
+    assert frozen.returncode == 0 and other.returncode == 0, (frozen_err, other_err)
+    assert "engine failure" not in frozen_err and "Traceback" not in frozen_err, frozen_err

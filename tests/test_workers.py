@@ -217,6 +217,60 @@ def test_a_queued_child_that_kills_its_worker_is_parked(
         child.result
 
 
+def test_a_stopped_worker_puts_no_finished_child_back_in_the_queue(
+    qapp: ModuleType, pool: WorkerPool, env: dict[str, str]
+) -> None:
+    """Resumed after another worker took its invocation over and finished it, a stale worker's
+    first write is the dispatch of a child the new owner already ran: the whole flush is
+    refused, the child's enqueue too, so the finished child is never claimed again."""
+    pool.env["SLOW_SLEEP"] = "4"
+    [zombie] = pool.start(1)
+    inv = qapp.slow_dispatch("d")
+    wait_until(lambda: any(e.get("first") for e in events(env)), what="the first run to start")
+    zombie.send_signal(signal.SIGSTOP)
+    try:
+        [replacement] = pool.start(1)
+        result = inv.wait(timeout=30).result
+        assert result["pid"] == replacement.pid
+        child = uuid.UUID(result["child"]).bytes
+        before = qapp.app.store.lease(child)
+    finally:
+        zombie.send_signal(signal.SIGCONT)
+    wait_until(
+        lambda: "lease lost: another worker" in pool.log_text(0),
+        timeout=20,
+        what="the zombie's execution to find its writes refused",
+    )
+    time.sleep(0.5)  # time for a worker to claim anything put back in the queue
+    assert qapp.app.store.lease(child) == before, "the finished child was claimed again"
+    assert qapp.app.store.queued() == []
+
+
+def test_a_resumed_worker_runs_no_side_effect_after_its_lease_ran_out(
+    qapp: ModuleType, pool: WorkerPool, env: dict[str, str]
+) -> None:
+    """A worker frozen for longer than its lease and resumed after another worker finished the
+    invocation does not call the side effect's function it was about to reach: its lease has
+    run out by its own clock, so it asks the store first and learns it lost it."""
+    pool.env["SLOW_SLEEP"] = "4"
+    [zombie] = pool.start(1)
+    inv = qapp.slow_effect("e")
+    wait_until(lambda: any(e.get("first") for e in events(env)), what="the first run to start")
+    zombie.send_signal(signal.SIGSTOP)
+    try:
+        [replacement] = pool.start(1)
+        assert inv.wait(timeout=30).result == replacement.pid
+    finally:
+        zombie.send_signal(signal.SIGCONT)
+    wait_until(
+        lambda: "lease lost: another worker" in pool.log_text(0),
+        timeout=20,
+        what="the zombie's execution to give up",
+    )
+    charges = [e["pid"] for e in events(env) if e["event"] == "charge"]
+    assert charges == [replacement.pid]
+
+
 def test_graceful_stops_are_not_counted_as_deaths(
     qapp: ModuleType, pool: WorkerPool, env: dict[str, str]
 ) -> None:

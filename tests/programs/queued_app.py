@@ -72,6 +72,38 @@ def slow_once(tag: str) -> dict[str, Any]:
     return {"pid": os.getpid(), "r": slow_once.wf.random()}
 
 
+@app.task
+def slow_dispatch(tag: str) -> dict[str, Any]:
+    """Sleeps on its first execution only (a flag file marks it), then dispatches a child: a
+    run paused in the sleep and taken over makes the dispatch its first write when resumed."""
+    flag = os.environ["QUEUED_LOG"] + f".{tag}.started"
+    first = not os.path.exists(flag)
+    log(event="start", task="slow_dispatch", pid=os.getpid(), first=first)
+    if first:
+        open(flag, "w").close()
+        time.sleep(float(os.environ.get("SLOW_SLEEP", "3")))
+    handle = slow_dispatch.wf.execute_task(step, 7)
+    return {"pid": os.getpid(), "child": handle.invocation_id, "n": handle.result["n"]}
+
+
+@app.task
+def slow_effect(tag: str) -> int:
+    """Sleeps on its first execution only (a flag file marks it), then runs a side effect that
+    logs who ran it: a run paused in the sleep and taken over reaches the effect when resumed."""
+    flag = os.environ["QUEUED_LOG"] + f".{tag}.started"
+    first = not os.path.exists(flag)
+    log(event="start", task="slow_effect", pid=os.getpid(), first=first)
+    if first:
+        open(flag, "w").close()
+        time.sleep(float(os.environ.get("SLOW_SLEEP", "3")))
+
+    def charge() -> int:
+        log(event="charge", task="slow_effect", pid=os.getpid())
+        return os.getpid()
+
+    return slow_effect.wf.side_effect("charge", charge)
+
+
 class Flaky(Exception):
     pass
 

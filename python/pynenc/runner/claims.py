@@ -4,6 +4,7 @@ when the engine fails), and refusing one whose task this process does not know."
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING
 
 from pynenc import logging as logs
@@ -32,10 +33,17 @@ __all__ = ["UnknownTaskError", "claim_and_run", "run_claimed"]
 
 
 def run_claimed(
-    app: Pynenc, invocation_id: bytes, token: int, *, taken_over: bool = False
+    app: Pynenc,
+    invocation_id: bytes,
+    token: int,
+    *,
+    taken_over: bool = False,
+    claimed_at: float | None = None,
 ) -> int | None:
     """Run a queued invocation this process has just claimed, renewing its lease meanwhile.
     `taken_over` (from the claim): its last holder died with it, so this run resumes it.
+    `claimed_at`: when the claim was sent (`time.monotonic()`), the start of the lease's
+    local clock (see `LeaseKeeper`).
 
     Returns:
         None once it is done with; when it suspended to wait (`wf.sleep`, ...), the time it is
@@ -50,7 +58,7 @@ def run_claimed(
         record = app._load_record(invocation_id)
         if record is not None:
             logs.enter(logs.subject_of(record))
-        keeper.hold(invocation_id, token)
+        keeper.hold(invocation_id, token, claimed_at)
         if record is None or record.status.finished:
             app.store.complete(invocation_id, fence)  # finished (or never stored): off the queue
             app.store.flush()
@@ -143,10 +151,11 @@ def claim_and_run(app: Pynenc, invocation_id: bytes) -> bool:
         except InvalidArgumentError:
             return False
     keeper = app._lease_keeper()
+    sent = time.monotonic()
     claim = app.store.claim_invocation(
         invocation_id, current_owner().encode(), keeper.lease_ms, now_ms()
     )
     if claim is None:
         return False
-    run_claimed(app, invocation_id, claim.token, taken_over=claim.taken_over)
+    run_claimed(app, invocation_id, claim.token, taken_over=claim.taken_over, claimed_at=sent)
     return True

@@ -163,6 +163,10 @@ def _run(
             ctx = WorkflowContext(
                 app, task, record, execution, replay_only=replay_only, fence=fence
             )
+            if fence is not None:
+                # No code of the task runs under a lease that may have run out meanwhile (the
+                # claim's answer held up, the process frozen): another worker may own it now.
+                app._lease_keeper().confirm(*fence)
             value, error = _call(ctx, record)
             # An engine error or interruption that ended the attempt stops it here, even if
             # the task's own `except` swallowed it; so does one the task raised itself.

@@ -69,7 +69,7 @@ def _dispatch(ctx: WorkflowContext, task: Task[..., T], args_bytes: bytes) -> In
         execution.stage()
         if app.config.execution == "queued":
             store_record(app, record, ctx._fence)
-            app.store.enqueue(child_id)
+            app.store.enqueue(child_id, ctx._fence)
         # Inline, the child's record is staged with its outcome (see `run`). The child may act
         # on values drawn so far: make those durable first unless they can be regenerated
         # identically after a crash.
@@ -140,6 +140,9 @@ def _run_side_effect(
     check_not_cancelled(ctx.app, ctx._record)
     if execution.volatile_pending:
         execution.flush()
+    if ctx._fence is not None:
+        # Nor does `fn` run under a lease that may have run out (see `LeaseKeeper.confirm`).
+        ctx.app._lease_keeper().confirm(*ctx._fence)
     limit = ctx.app.config.max_payload_bytes
     execution.enter_side_effect(name)
     try:

@@ -157,6 +157,7 @@ class Worker:
         lease_ms = self.app._lease_keeper().lease_ms
         pause = 0.001
         while not self._stopping.is_set():
+            sent = time.monotonic()
             try:
                 claim = store.claim(owner, lease_ms, now_ms())
             except StoreUnavailableError as exc:
@@ -173,9 +174,9 @@ class Worker:
                 pause = min(pause * 2, self.idle_poll_seconds)
                 continue
             pause = 0.001
-            self._execute(claim.invocation, claim.token, claim.taken_over)
+            self._execute(claim.invocation, claim.token, claim.taken_over, sent)
 
-    def _execute(self, invocation_id: bytes, token: int, taken_over: bool) -> None:
+    def _execute(self, invocation_id: bytes, token: int, taken_over: bool, sent: float) -> None:
         # Every line logged while this invocation is handled carries its ids.
         with logs.handling(logs.subject_of_id(invocation_id)):
             try:
@@ -184,19 +185,23 @@ class Worker:
                 self._set_aside(invocation_id, token, exc)
                 return
             if record is None:
-                self._run_claimed(invocation_id, token, taken_over, "?")
+                self._run_claimed(invocation_id, token, taken_over, "?", sent)
                 return
             with logs.handling(logs.subject_of(record)):
-                self._run_claimed(invocation_id, token, taken_over, record.task_id)
+                self._run_claimed(invocation_id, token, taken_over, record.task_id, sent)
 
-    def _run_claimed(self, invocation_id: bytes, token: int, taken_over: bool, task: str) -> None:
+    def _run_claimed(
+        self, invocation_id: bytes, token: int, taken_over: bool, task: str, sent: float
+    ) -> None:
         if task == "?" or self._knows(task):
             # (An unknown task gets one line, below, once `run_claimed` has counted it.)
             log.info("running %s (token %d)", task, token)
         with self._lock:
             self._running[invocation_id] = token
         try:
-            due = claims.run_claimed(self.app, invocation_id, token, taken_over=taken_over)
+            due = claims.run_claimed(
+                self.app, invocation_id, token, taken_over=taken_over, claimed_at=sent
+            )
             if due is None:
                 self.completed += 1
                 log.info("finished %s", task)

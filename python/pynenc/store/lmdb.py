@@ -139,9 +139,10 @@ class LmdbStore:
         """Every `(key, value)` whose key starts with `prefix`, in key order."""
         return self._core.scan(table, prefix)
 
-    def enqueue(self, invocation: bytes) -> None:
-        """Stage adding `invocation` to the work queue (once; enqueueing again is a no-op)."""
-        self._core.enqueue(invocation)
+    def enqueue(self, invocation: bytes, fence: Fence | None = None) -> None:
+        """Stage adding `invocation` to the work queue (once; enqueueing again is a no-op).
+        `fence`: that of the invocation dispatching it, refused with its other writes."""
+        self._core.enqueue(invocation, fence)
 
     def complete(self, invocation: bytes, fence: Fence | None = None) -> None:
         """Stage removing `invocation` from the queue and dropping its lease."""

@@ -202,9 +202,11 @@ impl PyStore {
             .collect())
     }
 
-    fn enqueue(&self, invocation: &[u8]) -> PyResult<()> {
+    #[pyo3(signature = (invocation, fence = None))]
+    fn enqueue(&self, invocation: &[u8], fence: Option<(Vec<u8>, u64)>) -> PyResult<()> {
         self.inner.stage(WriteOp::Enqueue {
             invocation: parse_id(invocation)?,
+            fence: parse_fence(fence)?,
         });
         Ok(())
     }

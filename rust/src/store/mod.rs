@@ -68,8 +68,13 @@ pub enum WriteOp {
         key: Vec<u8>,
         fence: Option<Fence>,
     },
-    /// Add an invocation to the work queue (FIFO).
-    Enqueue { invocation: [u8; 16] },
+    /// Add an invocation to the work queue (FIFO). `fence` is that of the invocation whose
+    /// run dispatched it, if any: a dispatch refused with the rest of its run's writes must
+    /// not enqueue the child either.
+    Enqueue {
+        invocation: [u8; 16],
+        fence: Option<Fence>,
+    },
     /// Remove an invocation from the queue and drop its lease (it finished).
     Complete {
         invocation: [u8; 16],
@@ -91,9 +96,9 @@ impl WriteOp {
             WriteOp::Journal { fence, .. }
             | WriteOp::Put { fence, .. }
             | WriteOp::Delete { fence, .. }
+            | WriteOp::Enqueue { fence, .. }
             | WriteOp::Complete { fence, .. }
             | WriteOp::DeleteJournal { fence, .. } => fence.as_ref(),
-            WriteOp::Enqueue { .. } => None,
         }
     }
 }

@@ -59,7 +59,7 @@ pub(crate) fn apply(h: &Handle, txn: &mut RwTxn, ops: &[WriteOp]) -> TxnResult<F
             WriteOp::Delete { table, key, .. } => {
                 h.dbs.table(*table).delete(txn, key)?;
             }
-            WriteOp::Enqueue { invocation } => {
+            WriteOp::Enqueue { invocation, .. } => {
                 if h.dbs.queued.get(txn, invocation)?.is_none() {
                     let seq = match next_seq {
                         Some(s) => s,

@@ -184,7 +184,10 @@ fn a_journal_segment_under_another_invocation_is_reported() {
 fn a_damaged_lease_or_queue_row_fails_the_claim_instead_of_being_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    store.stage(WriteOp::Enqueue { invocation: INV });
+    store.stage(WriteOp::Enqueue {
+        invocation: INV,
+        fence: None,
+    });
     store.flush().unwrap();
     let claim = store.claim(b"w", 1_000, 0).unwrap().unwrap();
     store.release(&INV, claim.token).unwrap();
@@ -204,7 +207,10 @@ fn a_damaged_lease_or_queue_row_fails_the_claim_instead_of_being_ignored() {
     let mut bad = raw(&store, &counter);
     bad[7] ^= 1;
     set_raw(&store, &[(&counter, Some(&bad))]);
-    store.stage(WriteOp::Enqueue { invocation: OTHER });
+    store.stage(WriteOp::Enqueue {
+        invocation: OTHER,
+        fence: None,
+    });
     expect_corrupt(store.flush(), "counters", "queue_seq");
 }
 
@@ -228,7 +234,10 @@ fn populated(dir: &tempfile::TempDir) {
             fence: None,
         });
         if n % 7 == 0 {
-            store.stage(WriteOp::Enqueue { invocation: id });
+            store.stage(WriteOp::Enqueue {
+                invocation: id,
+                fence: None,
+            });
         }
         if n % 40 == 0 {
             store.flush().unwrap();

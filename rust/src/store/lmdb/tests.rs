@@ -158,7 +158,10 @@ fn put_fenced(key: &[u8], fence: Option<Fence>) -> WriteOp {
 /// A store whose queue holds `inv(n)`.
 fn queued_store(dir: &tempfile::TempDir, n: u8) -> Arc<LmdbStore> {
     let store = open(dir);
-    store.stage(WriteOp::Enqueue { invocation: inv(n) });
+    store.stage(WriteOp::Enqueue {
+        invocation: inv(n),
+        fence: None,
+    });
     store.flush().unwrap();
     store
 }
@@ -251,7 +254,10 @@ fn claims_follow_queue_order_and_leases_expire() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     for n in [3, 1, 2, 1] {
-        store.stage(WriteOp::Enqueue { invocation: inv(n) });
+        store.stage(WriteOp::Enqueue {
+            invocation: inv(n),
+            fence: None,
+        });
     }
     store.flush().unwrap();
     assert_eq!(store.queued().unwrap(), vec![inv(3), inv(1), inv(2)]);

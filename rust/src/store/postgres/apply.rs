@@ -163,7 +163,7 @@ fn fold(ops: &[WriteOp], tokens: &HashMap<[u8; 16], u64>, report: &mut FlushRepo
             WriteOp::Delete { table, key, .. } => {
                 table_rows(&mut rows, *table).insert(key.clone(), None);
             }
-            WriteOp::Enqueue { invocation } => {
+            WriteOp::Enqueue { invocation, .. } => {
                 // Enqueueing a queued invocation is a no-op: it keeps its place.
                 if rows.queued.insert(*invocation, true) != Some(true) {
                     rows.enqueue_order.push(*invocation);

@@ -74,6 +74,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Idle sessions kept per process; more are opened under load and closed when returned.
 const MAX_IDLE: usize = 16;
 
+/// Run on every new session, so that the server does not keep the store's rows locked for a
+/// client that vanished (a host cut off the network, a process frozen mid-transaction): a
+/// transaction left idle for 5 s is ended and its locks released (the store's transactions
+/// are a few round trips each; one ended this way is retried on a new session), and the server
+/// probes a silent client after 5 s and drops it within about 10 s, as the client does the
+/// server. A tighter setting (lower, and not 0) from the server, database, role or URL is kept.
+const SESSION_SETUP: &str = "SELECT set_config(w.name, w.value::text, false) FROM (VALUES \
+    ('idle_in_transaction_session_timeout', 5000), ('tcp_keepalives_idle', 5), \
+    ('tcp_keepalives_interval', 2), ('tcp_keepalives_count', 3), ('tcp_user_timeout', 10000)) \
+    AS w(name, value) JOIN pg_settings s USING (name) \
+    WHERE s.setting::bigint = 0 OR s.setting::bigint > w.value";
+
 pub(crate) struct Pool {
     config: Config,
     /// The URL as shown in messages: without its password.
@@ -186,7 +198,7 @@ impl Pool {
     /// the lock ends when the session is dropped (closed) or its process dies.
     pub fn lock_session(&self, schema: &str) -> Result<LockSession> {
         self.run("taking the recovery lock", |_| {
-            let mut client = self.config.connect(NoTls)?;
+            let mut client = self.connect()?;
             client.execute(
                 "SELECT pg_advisory_lock(hashtext('pynenc-recover'), hashtext($1))",
                 &[&schema],
@@ -209,11 +221,17 @@ impl Pool {
                 return Ok(session);
             }
         }
-        let client = self.config.connect(NoTls)?;
         Ok(Session {
-            client,
+            client: self.connect()?,
             prepared: HashMap::new(),
         })
+    }
+
+    /// A new session, set up with `SESSION_SETUP`.
+    fn connect(&self) -> std::result::Result<Client, postgres::Error> {
+        let mut client = self.config.connect(NoTls)?;
+        client.batch_execute(SESSION_SETUP)?;
+        Ok(client)
     }
 
     fn put(&self, session: Session) {
@@ -283,6 +301,9 @@ fn transient(e: &postgres::Error) -> bool {
                 || *code == SqlState::CRASH_SHUTDOWN
                 || *code == SqlState::CANNOT_CONNECT_NOW
                 || *code == SqlState::TOO_MANY_CONNECTIONS
+                // The session sat in a transaction past `SESSION_SETUP`'s timeout (its process
+                // was paused): the server ended it and rolled the transaction back.
+                || *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
                 || code.code().starts_with("08") // connection exceptions
         }
     }
