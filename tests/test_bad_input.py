@@ -241,12 +241,12 @@ def test_one_exception_class_is_a_retry_for_of_one(app: Pynenc) -> None:
     assert flaky().result == 2
 
 
-def test_async_functions_are_refused_at_decoration(app: Pynenc) -> None:
-    async def fetch() -> int:
-        return 1
+def test_async_generators_are_refused_at_decoration(app: Pynenc) -> None:
+    async def fetch() -> Any:
+        yield 1
 
-    with pytest.raises(InvalidArgumentError, match=r"asyncio\.run"):
-        app.task(fetch)
+    with pytest.raises(InvalidArgumentError, match="async generator"):
+        app.task(name="t.fetch")(fetch)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ def step(x: int) -> int:
 
 from pynenc.app import Pynenc
 from pynenc.errors import (
+    BlockingCallError,
     CorruptEntryError,
     CorruptStoreError,
     InvalidArgumentError,
@@ -42,6 +43,7 @@ from pynenc.task import Task, TaskOptions
 from pynenc.workflow import WorkflowContext, WorkflowIdentity
 
 __all__ = [
+    "BlockingCallError",
     "CorruptEntryError",
     "CorruptStoreError",
     "InvalidArgumentError",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, ParamSpec, TypeVar, overload
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from pynenc import codec, recovery, signals
 from pynenc import logging as logs
@@ -22,7 +22,7 @@ from pynenc.invocation import Invocation, InvocationRecord, InvocationStatus
 from pynenc.journal import JournalEntry, decode_ops
 from pynenc.record_check import Skipped
 from pynenc.registry import TaskRegistry, check_modules, check_name
-from pynenc.runner import execute, operations, records, waiting
+from pynenc.runner import aio, execute, operations, records, waiting
 from pynenc.runner.leases import LeaseKeeper
 from pynenc.store import open_store
 from pynenc.task import Task, TaskOptions
@@ -36,6 +36,17 @@ store_log = logs.logger("pynenc.store")
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+
+
+class _TaskDecorator(Protocol):
+    """What `@app.task(...)` returns: the decorator, which keeps an async function's awaited
+    result type as the task's result type."""
+
+    @overload
+    def __call__(self, func: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> Task[P, R]: ...
 
 
 class Pynenc:
@@ -131,6 +142,9 @@ class Pynenc:
     # -- tasks -----------------------------------------------------------------------------
 
     @overload
+    def task(self, func: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+    @overload
     def task(self, func: Callable[P, R], /) -> Task[P, R]: ...
 
     @overload
@@ -142,7 +156,7 @@ class Pynenc:
         max_retries: int = 0,
         retry_for: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
         retry_backoff: float = 0.0,
-    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    ) -> _TaskDecorator: ...
 
     # mypy cannot match the decorator-factory overload's free P/R to this implementation.
     def task(  # type: ignore[misc]
@@ -176,10 +190,10 @@ class Pynenc:
         def register(f: Callable[P, R]) -> Task[P, R]:
             if not _is_function(f):
                 raise InvalidArgumentError(f"@app.task decorates a function (def ...), got {f!r}")
-            if inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f):
+            if inspect.isasyncgenfunction(f):
                 raise InvalidArgumentError(
-                    f"{f.__qualname__} is async: tasks are plain functions for now; call "
-                    "asyncio.run(...) inside a plain task function instead"
+                    f"{f.__qualname__} is an async generator: a task returns one result "
+                    "(async def ... return ...); return a list, or dispatch a child per item"
                 )
             return self._registry.add(Task(self, f, opts, task_id))
 
@@ -207,6 +221,9 @@ class Pynenc:
             self.store.put(records.INVOCATIONS, record.invocation_id, record.encode(), None)
             self.store.enqueue(record.invocation_id)
             self.store.flush()
+        elif task.is_async and aio.loop_running():
+            # Called from asyncio code: it runs on that loop; `result_async()` waits for it.
+            return Invocation(self, record, aio.start(self, record))
         else:
             execute.run(self, record)
         return Invocation(self, record)
@@ -478,5 +495,3 @@ def _is_function(obj: object) -> bool:
         and isinstance(getattr(obj, "__qualname__", None), str)
         and isinstance(getattr(obj, "__module__", None), str)
     )
-
-

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "BlockingCallError",
     "CorruptEntryError",
     "CorruptStoreError",
     "InvalidArgumentError",
@@ -275,6 +276,26 @@ class InvalidArgumentError(PynencError, ValueError):
     """A pynenc API was called with an invalid argument value."""
 
     code = "INVALID_ARGUMENT"
+
+
+class BlockingCallError(InvalidArgumentError):
+    """An operation that blocks its thread (`wf.sleep`, `invocation.result`, ...) was called
+    where an event loop runs (an async task's body, or asyncio code): it would stall every
+    coroutine of that loop. Nothing was recorded; await its async twin instead.
+
+    Attributes:
+        twin: The async operation to await instead (`wf.sleep_async`, ...).
+    """
+
+    code = "BLOCKING_CALL"
+
+    def __init__(self, message: str, twin: str) -> None:
+        # Both are its `args`: a task's failure is rebuilt from them as this same type.
+        super().__init__(message, twin)
+        self.twin = twin
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class UnfinishedChildError(InvalidArgumentError):

@@ -25,6 +25,8 @@ from pynenc.errors import (
 from pynenc.workflow.identity import WorkflowIdentity
 
 if TYPE_CHECKING:
+    import asyncio
+
     from pynenc.app import Pynenc
     from pynenc.task import Task
 
@@ -332,11 +334,19 @@ class Invocation(Generic[R]):
         invocation_id: The id of this call (a UUID string).
     """
 
-    __slots__ = ("_app", "_record", "invocation_id")
+    __slots__ = ("_app", "_record", "_running", "invocation_id")
 
-    def __init__(self, app: Pynenc, record: InvocationRecord) -> None:
+    def __init__(
+        self,
+        app: Pynenc,
+        record: InvocationRecord,
+        running: asyncio.Future[Any] | None = None,
+    ) -> None:
         self._app = app
         self._record = record
+        #: Its run in this process, started on an event loop (an inline async call from
+        #: asyncio code, a child of `wf.execute_task_async`); None otherwise.
+        self._running = running
         self.invocation_id = record.id_str
 
     def __repr__(self) -> str:
@@ -344,7 +354,8 @@ class Invocation(Generic[R]):
         return f"Invocation({self.invocation_id}, task={task}, status={status})"
 
     def _refresh(self) -> InvocationRecord:
-        if not self._record.status.finished:
+        # A run in this process updates the very record this handle holds.
+        if not self._record.status.finished and self._running is None:
             fresh = self._app._load_record(self._record.invocation_id)
             if fresh is not None:
                 self._record = fresh
@@ -407,10 +418,16 @@ class Invocation(Generic[R]):
 
         Raises:
             TimeoutError: The invocation did not finish in time.
+            BlockingCallError: It has not finished, and an event loop runs in this thread
+                (asyncio code, an async task's body): `await wait_async()` instead.
         """
+        return self._wait(timeout, "invocation.wait()", "invocation.wait_async()")
+
+    def _wait(self, timeout: float | None, call: str, twin: str) -> Invocation[R]:
         record = self._refresh()
         if record.status.finished:
             return self
+        from pynenc.runner import aio
         from pynenc.workflow.context import current_context
 
         ctx = current_context()
@@ -418,7 +435,29 @@ class Invocation(Generic[R]):
             from pynenc.runner.replay import unfinished_child
 
             raise unfinished_child(ctx, record.invocation_id, record.status.value)
+        aio.refuse_blocking(ctx, f"{call} of unfinished invocation {self.invocation_id}", twin)
         self._record = self._app._wait_for(record.invocation_id, timeout)
+        return self
+
+    async def wait_async(self, timeout: float | None = None) -> Invocation[R]:
+        """`wait` on the running event loop: awaits the invocation's end without blocking
+        the loop (from asyncio code, or in an async task's body).
+
+        Raises:
+            TimeoutError: The invocation did not finish in time.
+        """
+        record = self._refresh()
+        if record.status.finished:
+            return self
+        from pynenc.runner import aio_waits
+        from pynenc.workflow.context import current_context
+
+        ctx = current_context()
+        if ctx is not None and ctx._replay_only:
+            from pynenc.runner.replay import unfinished_child
+
+            raise unfinished_child(ctx, record.invocation_id, record.status.value)
+        await aio_waits.wait_for_async(self, timeout)
         return self
 
     @property
@@ -427,10 +466,23 @@ class Invocation(Generic[R]):
 
         Raises:
             WorkflowCancelledError: Its workflow was cancelled before it finished.
+            BlockingCallError: It has not finished, and an event loop runs in this thread
+                (asyncio code, an async task's body): `await result_async()` instead.
         """
         record = self._record
         if record.status is not InvocationStatus.SUCCESS:
-            record = self.wait()._record
+            record = self._wait(None, "invocation.result", "invocation.result_async()")._record
+        return self._outcome(record)
+
+    async def result_async(self) -> R:
+        """`result` on the running event loop: awaits the invocation's end without blocking
+        the loop, then returns its value or raises its exception."""
+        record = self._record
+        if record.status is not InvocationStatus.SUCCESS:
+            record = (await self.wait_async())._record
+        return self._outcome(record)
+
+    def _outcome(self, record: InvocationRecord) -> R:
         if record.status is InvocationStatus.CANCELLED:
             if record.cancel is None:  # pragma: no cover - record_check refuses it
                 raise CorruptEntryError(f"invocation {self.invocation_id} cancelled without why")

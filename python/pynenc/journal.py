@@ -77,9 +77,9 @@ def _waiting_entry(
     assert found is not None
     operation, argument = found
     value = codec.decode(data)
-    if operation == "wait_signal":
+    if operation in ("wait_signal", "wait_signal_async"):
         deadlines[argument] = value
-    if operation in ("sleep", "wait_signal"):
+    if operation in ("sleep", "wait_signal", "wait_signal_async"):
         value = None if value is None else _EPOCH + timedelta(microseconds=value)
     elif operation == "signal":
         if value is None:

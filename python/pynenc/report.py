@@ -60,7 +60,7 @@ def _waiting_value(kind: str, data: bytes) -> str:
 
     try:
         value = codec.decode(data)
-        if kind in ("sleep", "wait_signal"):
+        if kind in ("sleep", "wait_signal", "wait_signal_async"):
             return f"until {reserved.deadline_text(value)}"
         if kind == "signal":
             return "timed out" if value is None else repr(codec.decode(bytes(value[1])))

@@ -115,6 +115,9 @@ class Task(Generic[P, R]):
                 "find it. Move it into a module file (e.g. flow.py, run as python flow.py or "
                 "imported), or use execution='inline'"
             )
+        #: Whether it is an `async def` function: its coroutine runs on an event loop, and
+        #: its body awaits the async operations (`wf.sleep_async`, ...).
+        self.is_async = inspect.iscoroutinefunction(func)
         self._signature = inspect.signature(func)
         params = self._signature.parameters.values()
         # Calls of this many positional arguments need no binding to be valid (the hot path).

@@ -21,10 +21,11 @@ from pathlib import Path
 from pynenc.errors import InvalidArgumentError
 from pynenc.lint.config import LintConfig, find_pyproject, load_config
 from pynenc.lint.modules import ParseFailure, Project, python_files
-from pynenc.lint.rules import RULES, SET_ITERATION, Rule
+from pynenc.lint.rules import BLOCKING_CALL, RULES, SET_ITERATION, Rule
 from pynenc.lint.walker import Finding, Walker
 
 __all__ = [
+    "BLOCKING_CALL",
     "RULES",
     "SET_ITERATION",
     "Finding",

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pynenc.lint.modules import Function, Project, Scope, builtin_name, dotted
-from pynenc.lint.rules import Rule, match_call, match_method, match_reference
+from pynenc.lint.rules import BLOCKING_CALL, Rule, match_call, match_method, match_reference
 
 __all__ = ["BodyInfo", "Edge", "SetLoop", "Site", "read_body"]
 
@@ -26,6 +26,7 @@ RECORDED = frozenset(
         "rng",
         "side_effect",
         "execute_task",
+        "execute_task_async",
         "set_data",
         "get_data",
         "patched",
@@ -33,10 +34,19 @@ RECORDED = frozenset(
         "sleep",
         "sleep_until",
         "wait_signal",
+        "sleep_async",
+        "sleep_until_async",
+        "wait_signal_async",
         "set_event",
         "_deterministic_operation",
     }
 )
+#: `wf` methods that block their thread, and the async twin an async task awaits instead.
+BLOCKING = {
+    "sleep": "sleep_async",
+    "sleep_until": "sleep_until_async",
+    "wait_signal": "wait_signal_async",
+}
 #: Methods whose function argument runs once and is recorded.
 SIDE_EFFECTS = frozenset({"side_effect", "_deterministic_operation"})
 _SET_BUILTINS = frozenset({"builtins.set", "builtins.frozenset"})
@@ -110,6 +120,7 @@ class _BodyReader(ast.NodeVisitor):
         self.allowed = allowed
         self.info = BodyInfo()
         self.loops: list[SetLoop] = []
+        self.is_async = isinstance(function.node, ast.AsyncFunctionDef)
         self._set_names: frozenset[str] | None = None
 
     # -- resolution -----------------------------------------------------------------------
@@ -205,8 +216,11 @@ class _BodyReader(ast.NodeVisitor):
             elif isinstance(func, ast.Attribute):
                 self.flag(match_method(func.attr), node, written, f".{func.attr}")
         if isinstance(func, ast.Attribute):
-            if func.attr in RECORDED and (func.attr == "execute_task" or _names_wf(func.value)):
+            dispatch = func.attr in ("execute_task", "execute_task_async")
+            if func.attr in RECORDED and (dispatch or _names_wf(func.value)):
                 self.mark_recorded()
+            if func.attr in BLOCKING and self.is_async and _names_wf(func.value):
+                self.flag(BLOCKING_CALL, node, f"{ast.unparse(func)}()", f"wf.{func.attr}")
             if parts is None:
                 self.visit(func.value)
         if isinstance(func, ast.Attribute) and func.attr in SIDE_EFFECTS:

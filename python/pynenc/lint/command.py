@@ -15,7 +15,7 @@ from typing import Any
 
 from pynenc.errors import PynencError
 from pynenc.lint import LintReport, lint_paths
-from pynenc.lint.rules import RULES, SET_ITERATION
+from pynenc.lint.rules import BLOCKING_CALL, RULES, SET_ITERATION
 
 __all__ = ["main", "report_json"]
 
@@ -23,7 +23,9 @@ EXIT_CLEAN, EXIT_FLAGGED, EXIT_USAGE = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    rules = "\n".join(f"  {r.code}  {r.name}: {r.message}" for r in (*RULES, SET_ITERATION))
+    rules = "\n".join(
+        f"  {r.code}  {r.name}: {r.message}" for r in (*RULES, SET_ITERATION, BLOCKING_CALL)
+    )
     parser = argparse.ArgumentParser(
         prog="pynenc lint",
         description="Flag calls in tasks (and the project functions they call) that break "

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "BLOCKING_CALL",
     "RULES",
     "RULES_BY_CODE",
     "SET_ITERATION",
@@ -81,9 +82,10 @@ RULES: tuple[Rule, ...] = (
         "PNR003",
         "sleep",
         "sleeps again on every replay",
-        "use `task.wf.sleep(s)`: its deadline is recorded, so a replay waits only for what is "
-        "left, and in a worker the workflow is suspended, holding no worker slot",
-        names=("time.sleep",),
+        "use `task.wf.sleep(s)` (`await task.wf.sleep_async(s)` in an async task): its "
+        "deadline is recorded, so a replay waits only for what is left, and in a worker the "
+        "workflow is suspended, holding no worker slot",
+        names=("time.sleep", "asyncio.sleep"),
     ),
     Rule(
         "PNR004",
@@ -165,6 +167,14 @@ SET_ITERATION = Rule(
     "iterate over `sorted(...)` (or a list) so the operations are recorded in the same order",
 )
 
+BLOCKING_CALL = Rule(
+    "PNR012",
+    "blocking-in-async",
+    "blocks the event loop of an async task (it raises BlockingCallError when it runs)",
+    "await its async twin: `await task.wf.sleep_async(s)`, `await "
+    "task.wf.sleep_until_async(when)`, `await task.wf.wait_signal_async(name)`",
+)
+
 SYNTAX_ERROR = Rule(
     "PNR000",
     "syntax-error",
@@ -172,7 +182,7 @@ SYNTAX_ERROR = Rule(
     "fix the syntax error",
 )
 
-RULES_BY_CODE: dict[str, Rule] = {r.code: r for r in (*RULES, SET_ITERATION)}
+RULES_BY_CODE: dict[str, Rule] = {r.code: r for r in (*RULES, SET_ITERATION, BLOCKING_CALL)}
 
 
 def _matches(pattern: str, name: str) -> bool:

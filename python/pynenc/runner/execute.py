@@ -11,12 +11,15 @@ The durability rules of the design live here:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import inspect
 import os
 import signal
 import threading
 import time
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pynenc import checks, codec
@@ -35,7 +38,7 @@ from pynenc.invocation import (
     InvocationStatus,
     describe_exception,
 )
-from pynenc.runner import divergence, suspension
+from pynenc.runner import aio, divergence, suspension
 from pynenc.runner.owner import current_owner
 from pynenc.runner.records import store_record
 from pynenc.task import Task
@@ -44,7 +47,7 @@ from pynenc.workflow.context import _CURRENT, WorkflowContext
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
 
-__all__ = ["ENGINE_ERRORS", "park", "retry_delay", "run"]
+__all__ = ["ENGINE_ERRORS", "park", "retry_delay", "run", "run_async"]
 
 log = logs.logger("pynenc.runner")
 
@@ -88,7 +91,7 @@ def run(
     """
     about = logs.enter(logs.subject_of(record))  # what lines logged meanwhile concern
     try:
-        return _run(
+        steps = _steps(
             app,
             record,
             replay_only=replay_only,
@@ -96,11 +99,56 @@ def run(
             fresh=fresh,
             taken_over=taken_over,
         )
+        step: _Step = next(steps)
+        while True:
+            try:
+                if isinstance(step, WorkflowContext):
+                    reply: tuple[Any, BaseException | None] | None = _call(step, step._record)
+                else:
+                    time.sleep(step)
+                    reply = None
+            except BaseException as exc:  # noqa: BLE001 - handed to the steps, which decide
+                step = steps.throw(exc)
+                continue
+            step = steps.send(reply)
+    except StopIteration as done:
+        return done.value
     finally:
         logs.leave(about)
 
 
-def _run(
+async def run_async(app: Pynenc, record: InvocationRecord, *, fresh: bool = False) -> Any:
+    """`run` for an inline invocation of an async task on the running event loop: its
+    coroutine is awaited there, and a retry's backoff is an `asyncio.sleep`."""
+    about = logs.enter(logs.subject_of(record))
+    try:
+        steps = _steps(
+            app, record, replay_only=False, fence_token=None, fresh=fresh, taken_over=False
+        )
+        step: _Step = next(steps)
+        while True:
+            try:
+                if isinstance(step, WorkflowContext):
+                    reply: tuple[Any, BaseException | None] | None = await _call_async(step)
+                else:
+                    await asyncio.sleep(step)
+                    reply = None
+            except BaseException as exc:  # noqa: BLE001 - handed to the steps, which decide
+                step = steps.throw(exc)
+                continue
+            step = steps.send(reply)
+    except StopIteration as done:
+        return done.value
+    finally:
+        logs.leave(about)
+
+
+#: What the steps of a run ask their driver for: call the task's function in this context
+#: (answered with `(value, error)`), or wait this many seconds (a retry's backoff).
+_Step = WorkflowContext | float
+
+
+def _steps(
     app: Pynenc,
     record: InvocationRecord,
     *,
@@ -108,7 +156,9 @@ def _run(
     fence_token: int | None,
     fresh: bool,
     taken_over: bool,
-) -> Any:
+) -> Generator[_Step, tuple[Any, BaseException | None] | None, Any]:
+    """The work of `run`, with the call of the task's function and the retry backoff left to
+    the driver (`run`, `run_async`): everything else is the same for plain and async tasks."""
     fence = None if fence_token is None else (record.invocation_id, fence_token)
     if fence_token is not None:
         resuming = taken_over
@@ -167,7 +217,9 @@ def _run(
                 # No code of the task runs under a lease that may have run out meanwhile (the
                 # claim's answer held up, the process frozen): another worker may own it now.
                 app._lease_keeper().confirm(*fence)
-            value, error = _call(ctx, record)
+            called = yield ctx
+            assert called is not None
+            value, error = called
             # An engine error or interruption that ended the attempt stops it here, even if
             # the task's own `except` swallowed it; so does one the task raised itself.
             execution.check_fault()
@@ -208,7 +260,7 @@ def _run(
                 execution.stage()
                 store_record(app, record, fence)
                 execution.flush()
-                time.sleep(retry_delay(task, record))
+                yield retry_delay(task, record)
                 continue
             if error is None:
                 record.status, record.error = InvocationStatus.SUCCESS, None
@@ -262,13 +314,36 @@ def _call(ctx: WorkflowContext, record: InvocationRecord) -> tuple[Any, BaseExce
     args, kwargs = codec.decode(record.args, what=lambda: f"arguments of {record.id_str}")
     token = _CURRENT.set(ctx)
     try:
-        return ctx.task.func(*args, **kwargs), None
+        value = ctx.task.func(*args, **kwargs)
+        if inspect.iscoroutine(value):
+            value = aio.run_coroutine(ctx, value)
+        return value, None
     except BaseException as exc:  # noqa: BLE001 - sorted out by the caller (`_interrupts`)
-        if isinstance(exc, NonDeterminismError):
-            exc = divergence.with_recorded_child(ctx, exc)
-        return None, exc
+        return None, _outcome_error(ctx, exc)
     finally:
         _CURRENT.reset(token)
+
+
+async def _call_async(ctx: WorkflowContext) -> tuple[Any, BaseException | None]:
+    """`_call` on the running event loop: the coroutine is awaited here."""
+    record = ctx._record
+    args, kwargs = codec.decode(record.args, what=lambda: f"arguments of {record.id_str}")
+    token = _CURRENT.set(ctx)
+    try:
+        value = ctx.task.func(*args, **kwargs)
+        if inspect.iscoroutine(value):
+            value = await aio.drive(ctx, value)
+        return value, None
+    except BaseException as exc:  # noqa: BLE001 - sorted out by the caller (`_interrupts`)
+        return None, _outcome_error(ctx, exc)
+    finally:
+        _CURRENT.reset(token)
+
+
+def _outcome_error(ctx: WorkflowContext, exc: BaseException) -> BaseException:
+    if isinstance(exc, NonDeterminismError):
+        return divergence.with_recorded_child(ctx, exc)
+    return exc
 
 
 def _finish(ctx: WorkflowContext) -> None:
@@ -287,10 +362,13 @@ def _interrupts(error: BaseException) -> bool:
     `BaseException` that is not an `Exception`, `KeyboardInterrupt` above all) in the main
     thread, where Ctrl-C lands: the invocation is left to resume as after a crash. `SystemExit`
     is the task's own decision, and an interruption in any other thread (a worker's) can only
-    be raised by the task itself: both are its outcome, a failure.
+    be raised by the task itself: both are its outcome, a failure. An async task's coroutine
+    cancelled under it (`asyncio.CancelledError`: its loop shut down) is interrupted anywhere.
     """
     if isinstance(error, Exception):
         return isinstance(error, ENGINE_ERRORS)
+    if isinstance(error, asyncio.CancelledError):
+        return True  # its event loop stopped under it (shut down, or the caller cancelled)
     if isinstance(error, SystemExit):
         return False
     return threading.current_thread() is threading.main_thread()

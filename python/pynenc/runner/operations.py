@@ -21,7 +21,7 @@ from pynenc.invocation import (
     ErrorInfo,
     Invocation,
 )
-from pynenc.runner import divergence, replay
+from pynenc.runner import aio, divergence, replay
 from pynenc.runner.execute import ENGINE_ERRORS, run
 from pynenc.runner.records import encode_arguments, new_record, store_record
 from pynenc.task import Task
@@ -36,9 +36,20 @@ T = TypeVar("T")
 
 
 def dispatch_child(
-    ctx: WorkflowContext, task: Task[..., T], args: Any, kwargs: dict[str, Any]
+    ctx: WorkflowContext,
+    task: Task[..., T],
+    args: Any,
+    kwargs: dict[str, Any],
+    *,
+    concurrent: bool = False,
 ) -> Invocation[T]:
-    """Start (or, on replay, find) the child invocation of `task` at this position."""
+    """Start (or, on replay, find) the child invocation of `task` at this position.
+
+    Inline, the child runs before this returns, except an async child called from code that
+    can await (`aio.awaits_here`), and any child with `concurrent` (`wf.execute_task_async`,
+    on the running loop): those start on the running loop (an async task) or in one of its
+    executor's threads (a plain task), and the `Invocation` returned is waited for with
+    `result_async()`."""
     execution = ctx._execution
     execution.guard("execute_task")
     if not isinstance(task, Task):
@@ -47,10 +58,12 @@ def dispatch_child(
         )
     args_bytes = encode_arguments(ctx.app, task, args, kwargs)
     with _ends_attempt_on_fault(execution):
-        return _dispatch(ctx, task, args_bytes)
+        return _dispatch(ctx, task, args_bytes, concurrent)
 
 
-def _dispatch(ctx: WorkflowContext, task: Task[..., T], args_bytes: bytes) -> Invocation[T]:
+def _dispatch(
+    ctx: WorkflowContext, task: Task[..., T], args_bytes: bytes, concurrent: bool
+) -> Invocation[T]:
     app = ctx.app
     execution = ctx._execution
     try:
@@ -79,6 +92,10 @@ def _dispatch(ctx: WorkflowContext, task: Task[..., T], args_bytes: bytes) -> In
         return Invocation(app, record)
     if app.config.execution == "queued":
         return Invocation(app, record)
+    if task.is_async and (concurrent or aio.awaits_here(ctx)):
+        return Invocation(app, record, aio.start(app, record, fresh=not replayed))
+    if concurrent:
+        return Invocation(app, record, aio.start_in_thread(app, record, fresh=not replayed))
     run(app, record, fresh=not replayed)
     return Invocation(app, record)
 

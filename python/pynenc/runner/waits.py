@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pynenc import checks, codec, signals
 from pynenc.cancel import check_not_cancelled
 from pynenc.errors import InvalidArgumentError
-from pynenc.runner import suspension
+from pynenc.runner import aio, suspension
 from pynenc.runner.operations import _ends_attempt_on_fault
 from pynenc.workflow.reserved import (
     SET_EVENT,
@@ -57,40 +57,57 @@ def _duration(what: str, value: object) -> float:
 
 def sleep(ctx: WorkflowContext, duration: object) -> None:
     """Wait `duration` (seconds, or a `timedelta`) from the first time this runs."""
-    ctx._execution.guard("sleep")
-    seconds = _duration("a sleep's duration", duration)
-    _sleep(ctx, lambda: _now_us(ctx) + round(seconds * 1e6))
+    aio.refuse_blocking(ctx, "wf.sleep()", "wf.sleep_async(...)")
+    _wait_until(ctx, sleep_deadline(ctx, "sleep", duration), "wf.sleep")
 
 
 def sleep_until(ctx: WorkflowContext, when: object) -> None:
     """Wait until `when`, a timezone-aware `datetime`."""
-    ctx._execution.guard("sleep_until")
+    aio.refuse_blocking(ctx, "wf.sleep_until()", "wf.sleep_until_async(...)")
+    _wait_until(ctx, until_deadline(ctx, "sleep_until", when), "wf.sleep")
+
+
+def sleep_deadline(ctx: WorkflowContext, op: str, duration: object) -> int:
+    """The deadline of a sleep of `duration` (operation `op`), recorded the first time."""
+    ctx._execution.guard(op)
+    seconds = _duration("a sleep's duration", duration)
+    return _recorded_deadline(ctx, lambda: _now_us(ctx) + round(seconds * 1e6))
+
+
+def until_deadline(ctx: WorkflowContext, op: str, when: object) -> int:
+    """The deadline of a sleep until `when` (operation `op`), recorded the first time."""
+    ctx._execution.guard(op)
     if not isinstance(when, datetime.datetime) or when.utcoffset() is None:
         raise InvalidArgumentError(
-            f"sleep_until takes a timezone-aware datetime (e.g. wf.utc_now() + timedelta(...)), "
+            f"{op} takes a timezone-aware datetime (e.g. wf.utc_now() + timedelta(...)), "
             f"got {when!r:.200}"
         )
     epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
     deadline_us = (when - epoch) // datetime.timedelta(microseconds=1)
-    _sleep(ctx, lambda: deadline_us)
+    return _recorded_deadline(ctx, lambda: deadline_us)
 
 
-def _sleep(ctx: WorkflowContext, deadline: Callable[[], int]) -> None:
+def _recorded_deadline(ctx: WorkflowContext, deadline: Callable[[], int]) -> int:
     execution = ctx._execution
     with _ends_attempt_on_fault(execution):
         recorded = execution.side_effect_lookup(SLEEP)
         if recorded is None:
             deadline_us = deadline()
-            execution.side_effect_record(SLEEP, _recorded(deadline_us), False)
-        else:
-            deadline_us = int(codec.decode(recorded[0], what="a sleep's deadline"))
+            execution.side_effect_record(SLEEP, encoded_entry(deadline_us), False)
+            return deadline_us
+        return int(codec.decode(recorded[0], what="a sleep's deadline"))
+
+
+def _wait_until(ctx: WorkflowContext, deadline_us: int, why: str) -> None:
+    execution = ctx._execution
+    with _ends_attempt_on_fault(execution):
         if ctx._replay_only:
             return  # a finished run's replay does not wait
         left = (deadline_us - _now_us(ctx)) / 1e6
         if left <= 0:
             return
         if suspension.can_suspend(ctx) and left >= suspension.SUSPEND_MIN_SECONDS:
-            suspension.suspend(ctx, _ms_ceil(deadline_us), "wf.sleep")
+            suspension.suspend(ctx, ms_ceil(deadline_us), why)
         # The deadline is durable before the wait: a crash during it waits only what is left.
         execution.flush()
         while left > 0:  # in steps of a second: a cancel ends the wait
@@ -100,12 +117,13 @@ def _sleep(ctx: WorkflowContext, deadline: Callable[[], int]) -> None:
                 check_not_cancelled(ctx.app, ctx._record)
 
 
-def _recorded(value: object) -> bytes:
+def encoded_entry(value: object) -> bytes:
     """The codec bytes of a waiting operation's entry (plain data the engine builds)."""
     return codec.encode(value, what="a waiting operation's entry", limit=1 << 62)
 
 
-def _ms_ceil(us: int) -> int:
+def ms_ceil(us: int) -> int:
+    """Microseconds as milliseconds, rounded up."""
     return -(-us // 1000)
 
 
@@ -117,29 +135,15 @@ def wait_signal(ctx: WorkflowContext, name: str, timeout: object = None) -> Any:
         TimeoutError: No delivery came before the deadline (recorded: a replay raises it too).
         InvalidArgumentError: A bad name or timeout, or not the workflow's root invocation.
     """
+    aio.refuse_blocking(ctx, "wf.wait_signal()", "wf.wait_signal_async(...)")
     execution = ctx._execution
-    execution.guard("wait_signal")
-    encoded = signals.check_signal_name(name)
-    seconds = None if timeout is None else _duration("a wait_signal timeout", timeout)
-    workflow = ctx.workflow.workflow_id
-    if ctx.invocation_id != workflow:
-        raise InvalidArgumentError(
-            f"wf.wait_signal({name!r}) was called in invocation {ctx.invocation_id} of "
-            f"{ctx.task.task_id}, inside workflow {workflow}: signals go to a workflow's root "
-            "invocation, so wait for them there, or start this task as a workflow of its own "
-            "(@app.task(force_new_workflow=True)) and signal its id"
-        )
+    encoded, seconds = signal_request(ctx, "wait_signal", name, timeout)
     raw = ctx._record.invocation_id
     with _ends_attempt_on_fault(execution):
-        recorded = execution.side_effect_lookup(WAIT_SIGNAL + name)
-        if recorded is None:
-            deadline_us = None if seconds is None else _now_us(ctx) + round(seconds * 1e6)
-            execution.side_effect_record(WAIT_SIGNAL + name, _recorded(deadline_us), False)
-        else:
-            deadline_us = codec.decode(recorded[0], what="a wait_signal deadline")
+        deadline_us = signal_deadline(ctx, WAIT_SIGNAL + name, seconds)
         outcome = execution.side_effect_lookup(SIGNAL + name)
         if outcome is not None:
-            return _replayed(ctx, name, encoded, outcome[0], deadline_us)
+            return replayed(ctx, name, encoded, outcome[0], deadline_us)
         pause = 0.001
         checked = time.monotonic()
         while True:
@@ -148,9 +152,9 @@ def wait_signal(ctx: WorkflowContext, name: str, timeout: object = None) -> Any:
                 return _consume(ctx, name, found)
             now = _now_us(ctx)
             if deadline_us is not None and now >= deadline_us:
-                execution.side_effect_record(SIGNAL + name, _recorded(None), False)
+                execution.side_effect_record(SIGNAL + name, encoded_entry(None), False)
                 execution.flush()
-                raise _timed_out(name, deadline_us)
+                raise timed_out(name, deadline_us)
             left = None if deadline_us is None else (deadline_us - now) / 1e6
             if suspension.can_suspend(ctx) and (
                 left is None or left >= suspension.SUSPEND_MIN_SECONDS
@@ -160,7 +164,7 @@ def wait_signal(ctx: WorkflowContext, name: str, timeout: object = None) -> Any:
                     until = min(until, deadline_us)
                 suspension.suspend(
                     ctx,
-                    _ms_ceil(until),
+                    ms_ceil(until),
                     f"wf.wait_signal({name!r})",
                     lambda: signals.pending_signal(ctx.app.store, raw, encoded) is not None,
                 )
@@ -173,25 +177,61 @@ def wait_signal(ctx: WorkflowContext, name: str, timeout: object = None) -> Any:
             pause = min(pause * 2, signals.MAX_POLL_SECONDS)
 
 
+def signal_request(
+    ctx: WorkflowContext, op: str, name: object, timeout: object
+) -> tuple[bytes, float | None]:
+    """Check a wait for signal `name` (operation `op`): the name's bytes and the timeout in
+    seconds (None: no limit).
+
+    Raises:
+        InvalidArgumentError: A bad name or timeout, or not the workflow's root invocation.
+    """
+    ctx._execution.guard(op)
+    encoded = signals.check_signal_name(name)
+    seconds = None if timeout is None else _duration(f"a {op} timeout", timeout)
+    workflow = ctx.workflow.workflow_id
+    if ctx.invocation_id != workflow:
+        raise InvalidArgumentError(
+            f"wf.{op}({name!r}) was called in invocation {ctx.invocation_id} of "
+            f"{ctx.task.task_id}, inside workflow {workflow}: signals go to a workflow's root "
+            "invocation, so wait for them there, or start this task as a workflow of its own "
+            "(@app.task(force_new_workflow=True)) and signal its id"
+        )
+    return encoded, seconds
+
+
+def signal_deadline(ctx: WorkflowContext, entry: str, seconds: float | None) -> int | None:
+    """The deadline of a signal wait recorded as `entry`, recorded the first time (None
+    without a timeout)."""
+    execution = ctx._execution
+    found = execution.side_effect_lookup(entry)
+    if found is not None:
+        deadline: int | None = codec.decode(found[0], what="a wait_signal deadline")
+        return deadline
+    deadline_us = None if seconds is None else _now_us(ctx) + round(seconds * 1e6)
+    execution.side_effect_record(entry, encoded_entry(deadline_us), False)
+    return deadline_us
+
+
 def _consume(ctx: WorkflowContext, name: str, found: tuple[bytes, bytes]) -> Any:
     """Record the delivery `(key, value)` as consumed, durably, then delete its row."""
     key, data = found
     execution = ctx._execution
     value = codec.decode(data, what=f"signal {name!r}")
-    execution.side_effect_record(SIGNAL + name, _recorded([key[-16:], data]), False)
+    execution.side_effect_record(SIGNAL + name, encoded_entry([key[-16:], data]), False)
     execution.flush()  # consumed, for good, before its value is seen
     ctx.app.store.delete("data", key, ctx._fence)
     return value
 
 
-def _replayed(
+def replayed(
     ctx: WorkflowContext, name: str, encoded: bytes, outcome: bytes, deadline_us: int | None
 ) -> Any:
     """The recorded outcome of a wait: the value consumed (its row deleted, should the crash
     that led to this replay have come before that), or the timeout raised again."""
     consumed = codec.decode(outcome, what=f"signal {name!r}")
     if consumed is None:
-        raise _timed_out(name, deadline_us)
+        raise timed_out(name, deadline_us)
     suffix, data = consumed
     if not ctx._replay_only:
         key = signal_prefix(ctx._record.invocation_id, encoded) + bytes(suffix)
@@ -201,7 +241,7 @@ def _replayed(
     return codec.decode(data, what=f"signal {name!r}")
 
 
-def _timed_out(name: str, deadline_us: int | None) -> TimeoutError:
+def timed_out(name: str, deadline_us: int | None) -> TimeoutError:
     return TimeoutError(f"no signal {name!r} arrived by {deadline_text(deadline_us)}")
 
 

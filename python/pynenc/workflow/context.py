@@ -15,11 +15,13 @@ from pynenc.errors import InvalidArgumentError
 from pynenc.workflow.identity import WorkflowIdentity
 
 if TYPE_CHECKING:
+    import asyncio
     from datetime import datetime, timedelta
 
     from pynenc._core import Execution
     from pynenc.app import Pynenc
     from pynenc.invocation import Invocation, InvocationRecord
+    from pynenc.runner.aio_waits import Waits
     from pynenc.task import Task
 
 __all__ = ["WorkflowContext", "current_context"]
@@ -107,6 +109,7 @@ class WorkflowContext:
         "_fence",
         "_record",
         "_replay_only",
+        "_waits",
         "app",
         "deprecate_patch",
         "deterministic",
@@ -143,6 +146,9 @@ class WorkflowContext:
         self.task = task
         self._record = record
         self._execution = execution
+        #: The pending waits of an async task's run (`pynenc.runner.aio_waits.Waits`), set
+        #: while its coroutine runs.
+        self._waits: Waits | None = None
         # Bound Rust methods: the hot path never runs Python code of ours.
         self.random = execution.random
         self.uuid = execution.uuid
@@ -182,6 +188,23 @@ class WorkflowContext:
         """
         return self.app._dispatch_child(self, task, args, kwargs)
 
+    def execute_task_async(
+        self, task: Task[..., T], *args: Any, **kwargs: Any
+    ) -> asyncio.Future[Invocation[T]]:
+        """`execute_task` for the body of an async task: the child is dispatched (recorded)
+        by this call, and, inline, starts running at once; await the future returned for its
+        `Invocation` once it has finished (its `.result` then reads without waiting).
+        Children dispatched one after another and awaited together (`asyncio.gather`) run
+        side by side, and the journal holds them in the order of the calls, whichever ends
+        first.
+
+        Raises:
+            InvalidArgumentError: Called from a plain task, or outside its event loop.
+        """
+        from pynenc.runner import aio_waits
+
+        return aio_waits.execute_task_async(self, task, args, kwargs)
+
     def side_effect(self, name: str, fn: Callable[[], T]) -> T:
         """Run `fn()` once and record its (encodable) result; a replay returns the recorded
         value without calling `fn`. The value is durable before it is returned."""
@@ -202,6 +225,25 @@ class WorkflowContext:
 
         waits.sleep_until(self, when)
 
+    def sleep_async(self, duration: float | timedelta) -> asyncio.Future[None]:
+        """`sleep` for the body of an async task: the deadline is recorded by this call;
+        await the future returned. Inline it waits on the event loop; in a worker the
+        invocation is suspended when every wait pending is long (docs/semantics.md, "Async
+        tasks").
+
+        Raises:
+            InvalidArgumentError: Called from a plain task, or outside its event loop.
+        """
+        from pynenc.runner import aio_waits
+
+        return aio_waits.sleep_async(self, duration)
+
+    def sleep_until_async(self, when: datetime) -> asyncio.Future[None]:
+        """`sleep_until` for the body of an async task, as `sleep_async`."""
+        from pynenc.runner import aio_waits
+
+        return aio_waits.sleep_until_async(self, when)
+
     def wait_signal(self, name: str, timeout: float | timedelta | None = None) -> Any:
         """The next undelivered value sent to this workflow as signal `name` (`app.signal`),
         waiting for it as `sleep` waits; each delivery is returned once, in the order sent,
@@ -215,6 +257,20 @@ class WorkflowContext:
         from pynenc.runner import waits
 
         return waits.wait_signal(self, name, timeout)
+
+    def wait_signal_async(
+        self, name: str, timeout: float | timedelta | None = None
+    ) -> asyncio.Future[Any]:
+        """`wait_signal` for the body of an async task: the wait is recorded by this call;
+        the future returned ends with the delivery taken, or `TimeoutError`. Waits of one
+        name take deliveries in the order the waits were called.
+
+        Raises:
+            InvalidArgumentError: Called from a plain task, or outside its event loop.
+        """
+        from pynenc.runner import aio_waits
+
+        return aio_waits.wait_signal_async(self, name, timeout)
 
     def set_event(self, key: str, value: Any) -> None:
         """Publish `value` as event `key` of this workflow, durably, for callers outside

@@ -7,13 +7,19 @@ show them as the operations they are (`docs/journal-format.md`, section 4).
 
 - `pynenc.sleep`: the deadline, microseconds since the epoch (an `int`);
 - `pynenc.wait_signal/NAME`: the wait's deadline in microseconds, or None without a timeout;
+- `pynenc.wait_signal_async/NAME`: the same, for `wf.wait_signal_async`, whose outcome is not
+  a journal entry (it would land wherever the delivery happened to come) but a row of its own,
+  keyed by the wait's position (below);
 - `pynenc.signal/NAME`: the delivery consumed, `[its 16-byte key suffix, its value's codec
   bytes]`, or None when the wait timed out;
 - `pynenc.set_event/KEY`: the value published.
 
 Signals and events live in the `data` table under the workflow's id, after a `0xFF` byte that no
 workflow data key (valid UTF-8) can hold: a signal under `0xFF 's' ‖ name length (u16 BE) ‖
-name ‖ sequence number (u64 BE) ‖ 8 random bytes`, an event under `0xFF 'e' ‖ key`.
+name ‖ sequence number (u64 BE) ‖ 8 random bytes`, an event under `0xFF 'e' ‖ key`, and the
+outcome of a `wf.wait_signal_async` under `0xFF 'w' ‖ invocation id (16 bytes) ‖ attempt
+(u32 BE) ‖ position of its `wait_signal_async` entry (u64 BE)`, holding what a `signal` entry
+holds.
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ __all__ = [
     "SIGNAL",
     "SLEEP",
     "WAIT_SIGNAL",
+    "WAIT_SIGNAL_ASYNC",
     "deadline_text",
     "event_key",
     "operation_of",
+    "signal_outcome_key",
     "signal_prefix",
 ]
 
@@ -37,14 +45,21 @@ __all__ = [
 PREFIX = "pynenc."
 SLEEP = "pynenc.sleep"
 WAIT_SIGNAL = "pynenc.wait_signal/"
+WAIT_SIGNAL_ASYNC = "pynenc.wait_signal_async/"
 SIGNAL = "pynenc.signal/"
 SET_EVENT = "pynenc.set_event/"
 
-_OPERATIONS = ((WAIT_SIGNAL, "wait_signal"), (SIGNAL, "signal"), (SET_EVENT, "set_event"))
+_OPERATIONS = (
+    (WAIT_SIGNAL_ASYNC, "wait_signal_async"),
+    (WAIT_SIGNAL, "wait_signal"),
+    (SIGNAL, "signal"),
+    (SET_EVENT, "set_event"),
+)
 
 #: What follows a workflow's id in the key of its signals and events.
 _SIGNAL_TAG = b"\xffs"
 _EVENT_TAG = b"\xffe"
+_OUTCOME_TAG = b"\xffw"
 
 
 def operation_of(name: str) -> tuple[str, str | None] | None:
@@ -68,6 +83,12 @@ def signal_prefix(workflow: bytes, name: bytes) -> bytes:
 def event_key(workflow: bytes, key: bytes) -> bytes:
     """The data key of event `key` of `workflow`."""
     return workflow + _EVENT_TAG + key
+
+
+def signal_outcome_key(workflow: bytes, invocation: bytes, attempt: int, position: int) -> bytes:
+    """The data key of the outcome of the `wf.wait_signal_async` recorded at `position` of
+    `invocation`'s attempt `attempt` in `workflow`."""
+    return workflow + _OUTCOME_TAG + invocation + struct.pack(">IQ", attempt, position)
 
 
 def deadline_text(deadline_us: int | None) -> str:
