@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -295,7 +296,7 @@ def test_a_signal_wakes_a_suspended_workflow_at_once(
 ) -> None:
     pool = waits_worker(concurrency=1)
     inv = waits_app.receiver(1)
-    while "suspended until" not in pool.log_text(0):
+    while not re.search(r"suspended \S+ until", pool.log_text(0)):
         time.sleep(0.02)
     sent = time.time()
     waits_app.app.signal(inv.invocation_id, "item", "wake")

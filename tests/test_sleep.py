@@ -5,6 +5,7 @@ what is left is waited, and a finished run's replay does not wait at all."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -53,7 +54,7 @@ def test_a_sleep_of_zero_or_in_the_past_does_not_wait(app: Pynenc) -> None:
 
     start = time.monotonic()
     inv = instant()
-    assert inv.result == "done" and time.monotonic() - start < 0.2
+    assert inv.result == "done" and time.monotonic() - start < 1.0  # PostgreSQL round trips under load
     assert [e.operation for e in app.journal(inv.invocation_id)] == ["sleep", "sleep"]
 
 
@@ -154,7 +155,7 @@ def test_a_queued_sleep_frees_its_worker_and_wakes_on_time(
     woke = wait_for_event(tmp_path, "woke")["t"]
     assert 0 <= woke - deadline.timestamp() < 0.5
     assert result["after"] - result["before"] >= 2.0
-    assert "suspended until" in pool.log_text(0)
+    assert re.search(r"suspended \S+ until", pool.log_text(0))
 
 
 def test_a_worker_killed_during_a_sleep_leaves_it_to_another_on_time(
@@ -199,7 +200,7 @@ def test_a_suspended_workflow_can_be_cancelled(
     pool = waits_worker()
     sleeping = waits_app.sleeper(30.0)
     wait_for_event(tmp_path, "start")
-    while "suspended until" not in pool.log_text(0):
+    while not re.search(r"suspended \S+ until", pool.log_text(0)):
         time.sleep(0.02)
     assert waits_app.app.cancel(sleeping.invocation_id, "not needed") == [sleeping.invocation_id]
     with pytest.raises(WorkflowCancelledError, match="not needed"):

@@ -206,7 +206,7 @@ class Worker:
                 self.completed += 1
                 log.info("finished %s", task)
             else:
-                log.info("suspended until %s: %s", _when(due), task)
+                log.info("suspended %s until %s", task, _when(due))
         except claims.UnknownTaskError as exc:
             # Deferred (or parked) by `run_claimed`: one line, never a traceback.
             log.error("%s", exc)
