@@ -79,11 +79,11 @@ def _version(bindir: Path) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", bindir.parent.name)) or (0,)
 
 
-def free_ports() -> Iterator[int]:
-    """Ports the kernel says are free on 127.0.0.1 now (another process may take one first)."""
+def free_ports(host: str = "127.0.0.1") -> Iterator[int]:
+    """Ports the kernel says are free on `host` now (another process may take one first)."""
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
+            sock.bind((host, 0))
             port = int(sock.getsockname()[1])
         yield port
 
@@ -112,14 +112,29 @@ def _temp_base(user: pwd.struct_passwd | None) -> str | None:
 
 
 class PostgresServer:
-    """One throwaway cluster: `start()` it, then `url`, `restart()`, `stop()`."""
+    """One throwaway cluster: `start()` it, then `url`, `restart()`, `stop()`.
+
+    By default it listens on 127.0.0.1 and trusts only loopback clients; `host` makes it listen
+    on another address of this machine instead, `clients` (networks such as `10.200.7.0/24`)
+    are trusted besides loopback, and `settings` are added to (or override) `SETTINGS`.
+    """
 
     managed = True
 
-    def __init__(self, ports: Iterator[int] | None = None) -> None:
+    def __init__(
+        self,
+        ports: Iterator[int] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        clients: tuple[str, ...] = (),
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.bindir = find_bindir()
         self.os_user = _os_user()
-        self.ports = ports if ports is not None else free_ports()
+        self.host = host
+        self.clients = clients
+        self.settings = {**SETTINGS, **(settings or {}), "listen_addresses": f"'{host}'"}
+        self.ports = ports if ports is not None else free_ports(host)
         self.port = 0
         self.root: Path | None = None
         self.port_attempts = 0
@@ -127,7 +142,7 @@ class PostgresServer:
 
     @property
     def url(self) -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
+        return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/postgres"
 
     @property
     def datadir(self) -> Path:
@@ -157,7 +172,9 @@ class PostgresServer:
                 "initdb", "-D", str(self.datadir), "-U", SUPERUSER, "-E", "UTF8", "--no-locale",
                 "--auth=trust", "--no-sync", timeout=120,
             )  # fmt: skip
-            (self.datadir / "pg_hba.conf").write_text(HBA)
+            (self.datadir / "pg_hba.conf").write_text(
+                HBA + "".join(f"host all all {net} trust\n" for net in self.clients)
+            )
             with (self.datadir / "postgresql.conf").open("a") as conf:
                 conf.write("include 'pynenc_test.conf'\n")
             self._listen()
@@ -172,7 +189,7 @@ class PostgresServer:
         for attempt in range(1, PORT_ATTEMPTS + 1):
             self.port_attempts = attempt
             self.port = next(self.ports)
-            settings = {**SETTINGS, "port": str(self.port)}
+            settings = {**self.settings, "port": str(self.port)}
             settings["unix_socket_directories"] = f"'{self.root}'"
             (self.datadir / "pynenc_test.conf").write_text(
                 "".join(f"{key} = {value}\n" for key, value in settings.items())
@@ -185,14 +202,14 @@ class PostgresServer:
             if "could not bind" not in log:
                 raise PostgresServerError(f"pg_ctl start failed:\n{proc.stdout}{log[-3000:]}")
             self.log.unlink()
-        raise PostgresServerError(f"no free port on 127.0.0.1 after {PORT_ATTEMPTS} attempts")
+        raise PostgresServerError(f"no free port on {self.host} after {PORT_ATTEMPTS} attempts")
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        """Return once the server accepts connections on 127.0.0.1:port."""
+        """Return once the server accepts connections on host:port."""
         deadline = time.monotonic() + timeout
         while True:
             proc = subprocess.run(
-                [str(self.bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port),
+                [str(self.bindir / "pg_isready"), "-q", "-h", self.host, "-p", str(self.port),
                  "-U", SUPERUSER, "-d", "postgres", "-t", "2"],
                 capture_output=True, check=False, timeout=10, env=_clean_env(),
             )  # fmt: skip
