@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -370,57 +369,3 @@ def _idle_in_transaction(conn: psycopg.Connection[object], schema: str) -> list[
         (f'%"{schema}".%',),
     ).fetchall()
     return [int(r[0]) for r in rows]
-
-
-def test_a_worker_paused_inside_a_transaction_holds_up_no_other(
-    tmp_path: Path, postgres_url: str, schema: str
-) -> None:
-    """A worker frozen (SIGSTOP) while one of its transactions is open on the server holds
-    share locks on lease rows and row locks on what it wrote: the server ends that session
-    after 5 s, another worker takes its invocations over and finishes every workflow, and the
-    frozen worker, thawed, finds its writes refused and carries on."""
-    url = schema_url(postgres_url, schema)
-    app = Pynenc("pg", store=url, execution="queued", lease_seconds=2)
-
-    @app.task(name="pgw.step")
-    def step(n: int) -> int:
-        return n * n
-
-    @app.task(name="pgw.flow", force_new_workflow=True)
-    def flow(n: int) -> int:
-        return sum(flow.wf.execute_task(step, i).result for i in range(n))
-
-    started = [flow(n) for n in range(1, 31)]
-    frozen = start_worker(tmp_path, url)
-    other = None
-    try:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            time.sleep(1.0)  # started and busy
-            stalled: list[int] = []
-            for attempt in range(200):
-                time.sleep(0.005 * (attempt % 7))
-                frozen.send_signal(signal.SIGSTOP)
-                time.sleep(0.05)
-                stalled = _idle_in_transaction(conn, schema)
-                if stalled:
-                    break
-                frozen.send_signal(signal.SIGCONT)
-            assert stalled, "no pause of the worker fell inside one of its transactions"
-            paused_at = time.monotonic()
-            other = start_worker(tmp_path, url)
-            results = [inv.wait(timeout=40).result for inv in started]
-            took = time.monotonic() - paused_at
-            left = _idle_in_transaction(conn, schema)
-        assert results == [sum(i * i for i in range(n)) for n in range(1, 31)]
-        assert not set(stalled) & set(left), "the frozen worker's transaction is still open"
-        print(f"\nevery workflow finished {took:.1f} s after the worker froze mid-transaction")
-    finally:
-        frozen.send_signal(signal.SIGCONT)
-        for w in (frozen, other):
-            if w is not None:
-                w.terminate()
-    _, frozen_err = frozen.communicate(timeout=60)
-    assert other is not None
-    _, other_err = other.communicate(timeout=60)
-    assert frozen.returncode == 0 and other.returncode == 0, (frozen_err, other_err)
-    assert "engine failure" not in frozen_err and "Traceback" not in frozen_err, frozen_err

@@ -237,7 +237,7 @@ def test_a_stopped_worker_puts_no_finished_child_back_in_the_queue(
     finally:
         zombie.send_signal(signal.SIGCONT)
     wait_until(
-        lambda: "lease lost: another worker" in pool.log_text(0),
+        lambda: "another worker owns it now" in pool.log_text(0),
         timeout=20,
         what="the zombie's execution to find its writes refused",
     )
@@ -263,7 +263,7 @@ def test_a_resumed_worker_runs_no_side_effect_after_its_lease_ran_out(
     finally:
         zombie.send_signal(signal.SIGCONT)
     wait_until(
-        lambda: "lease lost: another worker" in pool.log_text(0),
+        lambda: "another worker owns it now" in pool.log_text(0),
         timeout=20,
         what="the zombie's execution to give up",
     )
