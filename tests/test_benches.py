@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED = {
@@ -105,6 +107,8 @@ EXPECTED = {
 }
 
 
+# Every group runs, PostgreSQL's and the durable timers' included: longer than the default.
+@pytest.mark.timeout(330)
 def test_quick_run_reports_every_row(tmp_path: Path) -> None:
     out, chart = tmp_path / "r.json", tmp_path / "c.png"
     proc = subprocess.run(
@@ -112,7 +116,7 @@ def test_quick_run_reports_every_row(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
     assert proc.returncode == 0, f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
