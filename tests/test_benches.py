@@ -7,6 +7,7 @@ table and writes a JSON with a positive median for every row (or marks the row n
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,8 @@ def test_quick_run_reports_every_row(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "benches", "--quick", "--json", str(out), "--chart", str(chart)],
         cwd=ROOT,
+        # Wide enough that the table prints every row name whole (CI has no terminal).
+        env={**os.environ, "COLUMNS": "220"},
         capture_output=True,
         text=True,
         timeout=300,
