@@ -115,8 +115,8 @@ def test_quick_run_reports_every_row(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "benches", "--quick", "--json", str(out), "--chart", str(chart)],
         cwd=ROOT,
-        # Wide enough that the table prints every row name whole (CI has no terminal).
-        env={**os.environ, "COLUMNS": "220"},
+        # Wide enough that no column is squeezed and every row name prints whole (no terminal).
+        env={**os.environ, "COLUMNS": "1000"},
         capture_output=True,
         text=True,
         timeout=300,
