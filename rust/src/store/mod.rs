@@ -106,6 +106,21 @@ impl WriteOp {
 /// Most entries one journal record holds; longer runs are split into several records.
 pub const SEGMENT_MAX_ENTRIES: usize = 4096;
 
+/// The journal records a `WriteOp::Journal` of `entries` from `first_position` is stored as:
+/// (first position of the record, its encoded segment), at most `SEGMENT_MAX_ENTRIES` each.
+pub(crate) fn segments(
+    first_position: u64,
+    entries: &[Entry],
+) -> impl Iterator<Item = (u64, Vec<u8>)> + '_ {
+    entries
+        .chunks(SEGMENT_MAX_ENTRIES)
+        .enumerate()
+        .map(move |(i, chunk)| {
+            let position = first_position + (i * SEGMENT_MAX_ENTRIES) as u64;
+            (position, crate::entry::encode_segment(chunk))
+        })
+}
+
 /// What a flush did: writes rejected because their fencing token was stale.
 #[derive(Clone, Debug, Default)]
 pub struct FlushReport {

@@ -5,8 +5,8 @@ use heed::RwTxn;
 use super::env::Handle;
 use super::keys::{self, COUNTER_QUEUE_SEQ};
 use super::TxnResult;
-use super::{FlushReport, WriteOp, SEGMENT_MAX_ENTRIES};
-use crate::entry::encode_segment;
+use super::{FlushReport, WriteOp};
+use crate::store::segments;
 
 /// Apply `ops` in order. A fenced write whose token is not the invocation's current lease
 /// token (when it has a lease, live, released or completed) is skipped and listed in the
@@ -36,10 +36,9 @@ pub(crate) fn apply(h: &Handle, txn: &mut RwTxn, ops: &[WriteOp]) -> TxnResult<F
                 entries,
                 ..
             } => {
-                for (i, chunk) in entries.chunks(SEGMENT_MAX_ENTRIES).enumerate() {
-                    let position = first_position + (i * SEGMENT_MAX_ENTRIES) as u64;
+                for (position, segment) in segments(*first_position, entries) {
                     let key = keys::journal_key(invocation, position);
-                    h.dbs.journal.put(txn, &key, &encode_segment(chunk))?;
+                    h.dbs.journal.put(txn, &key, &segment)?;
                 }
                 // The journal's end record (its length) sorts right after its segments, on the
                 // page of the last one. Journals only grow, so the last write has the end.

@@ -34,9 +34,7 @@ pub use env::FORMAT_VERSION;
 pub use tables::MAX_KEY_LEN;
 pub use verify::{verify_file, verify_table, Finding};
 // The shared store types, named here too so this store's modules reach them as `super::`.
-pub(crate) use crate::store::{
-    Claim, Fence, FlushReport, Lease, Migration, Table, WriteOp, SEGMENT_MAX_ENTRIES,
-};
+pub(crate) use crate::store::{Claim, Fence, FlushReport, Lease, Migration, Table, WriteOp};
 
 use std::fs::{self, DirBuilder};
 use std::io;

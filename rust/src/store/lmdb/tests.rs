@@ -93,7 +93,7 @@ fn journal_round_trips_committed_and_staged_in_position_order() {
 fn long_runs_are_split_into_segments() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let n = SEGMENT_MAX_ENTRIES * 2 + 5;
+    let n = crate::store::SEGMENT_MAX_ENTRIES * 2 + 5;
     store.stage(journal(inv(1), 0, (0..n as u64).map(Op::Random).collect()));
     store.flush().unwrap();
     let segments = store

@@ -18,9 +18,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::conn::{OpResult, Pool, Session};
 use super::schema::Sql;
-use crate::entry::encode_segment;
+
 use crate::error::Result;
-use crate::store::{Fence, FlushReport, Table, WriteOp, SEGMENT_MAX_ENTRIES};
+use crate::store::{segments, Fence, FlushReport, Table, WriteOp};
 
 /// The batch folded into the rows each statement takes.
 #[derive(Default)]
@@ -148,11 +148,10 @@ fn fold(ops: &[WriteOp], tokens: &HashMap<[u8; 16], u64>, report: &mut FlushRepo
                 entries,
                 ..
             } => {
-                for (i, chunk) in entries.chunks(SEGMENT_MAX_ENTRIES).enumerate() {
-                    let position = first_position + (i * SEGMENT_MAX_ENTRIES) as u64;
+                for (position, segment) in segments(*first_position, entries) {
                     rows.journal.0.push(invocation.to_vec());
                     rows.journal.1.push(position as i64);
-                    rows.journal.2.push(encode_segment(chunk));
+                    rows.journal.2.push(segment);
                 }
             }
             WriteOp::Put {

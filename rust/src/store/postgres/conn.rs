@@ -68,6 +68,13 @@ impl From<Error> for OpError {
 
 pub(crate) type OpResult<T> = std::result::Result<T, OpError>;
 
+/// How one failed attempt of an operation ends: tried again (a transient failure), or the
+/// operation's error.
+enum Attempt {
+    Retry(postgres::Error),
+    Stop(Error),
+}
+
 /// First pause after a transient failure; doubled up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -154,30 +161,71 @@ impl Pool {
         during: &'static str,
         mut body: impl FnMut(&mut Session) -> OpResult<T>,
     ) -> Result<T> {
+        self.retrying(during, || {
+            // No session (the server cannot be reached): always worth another try.
+            let mut session = self.take().map_err(Attempt::Retry)?;
+            match body(&mut session) {
+                Ok(v) => {
+                    self.put(session);
+                    Ok(v)
+                }
+                Err(e) => {
+                    let failed = self.judge(during, e);
+                    if matches!(failed, Attempt::Stop(_)) {
+                        self.put_if_usable(session);
+                    }
+                    Err(failed)
+                }
+            }
+        })
+    }
+
+    /// A session of its own holding the session-level advisory lock of `schema`'s recovery;
+    /// the lock ends when the session is dropped (closed) or its process dies.
+    pub fn lock_session(&self, schema: &str) -> Result<LockSession> {
+        let during = "taking the recovery lock";
+        self.retrying(during, || {
+            let take = || -> OpResult<Client> {
+                let mut client = self.connect()?;
+                client.execute(
+                    "SELECT pg_advisory_lock(hashtext('pynenc-recover'), hashtext($1))",
+                    &[&schema],
+                )?;
+                Ok(client)
+            };
+            let client = take().map_err(|e| self.judge(during, e))?;
+            Ok(LockSession {
+                client: Some(client),
+                pid: current_pid(),
+            })
+        })
+    }
+
+    /// Whether a failed body is worth another try.
+    fn judge(&self, during: &'static str, e: OpError) -> Attempt {
+        match e {
+            OpError::Core(e) => Attempt::Stop(e),
+            OpError::Pg(e) if transient(&e) => Attempt::Retry(e),
+            OpError::Pg(e) => Attempt::Stop(self.error(during, &e)),
+        }
+    }
+
+    /// Make `attempt` until it succeeds or stops, with backoff between transient failures,
+    /// for at most `unavailable` after the first one; then `StoreUnavailable`.
+    fn retrying<T>(
+        &self,
+        during: &'static str,
+        mut attempt: impl FnMut() -> std::result::Result<T, Attempt>,
+    ) -> Result<T> {
         let _busy = Busy::enter();
         self.forked();
         let mut first_failure: Option<Instant> = None;
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let failure = match self.take() {
-                Ok(mut session) => match body(&mut session) {
-                    Ok(v) => {
-                        self.put(session);
-                        return Ok(v);
-                    }
-                    Err(OpError::Core(e)) => {
-                        self.put_if_usable(session);
-                        return Err(e);
-                    }
-                    Err(OpError::Pg(e)) => {
-                        if !transient(&e) {
-                            self.put_if_usable(session);
-                            return Err(self.error(during, &e));
-                        }
-                        e
-                    }
-                },
-                Err(e) => e,
+            let failure = match attempt() {
+                Ok(v) => return Ok(v),
+                Err(Attempt::Stop(e)) => return Err(e),
+                Err(Attempt::Retry(e)) => e,
             };
             let since = *first_failure.get_or_insert_with(Instant::now);
             let waited = since.elapsed();
@@ -192,22 +240,6 @@ impl Pool {
             std::thread::sleep(backoff.min(self.unavailable - waited));
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
-    }
-
-    /// A session of its own holding the session-level advisory lock of `schema`'s recovery;
-    /// the lock ends when the session is dropped (closed) or its process dies.
-    pub fn lock_session(&self, schema: &str) -> Result<LockSession> {
-        self.run("taking the recovery lock", |_| {
-            let mut client = self.connect()?;
-            client.execute(
-                "SELECT pg_advisory_lock(hashtext('pynenc-recover'), hashtext($1))",
-                &[&schema],
-            )?;
-            Ok(LockSession {
-                client: Some(client),
-                pid: current_pid(),
-            })
-        })
     }
 
     fn take(&self) -> std::result::Result<Session, postgres::Error> {
