@@ -108,14 +108,7 @@ class Pynenc:
     @property
     def store(self) -> Store:
         """The store, opened on first use (so defining an app writes nothing)."""
-        if self._store is None:
-            self._store = open_store(
-                self.config.store,
-                sync=self.config.sync,
-                flush_interval_ms=self.config.flush_interval_ms,
-                unavailable_seconds=self.config.store_unavailable_seconds,
-            )
-        return self._store
+        return self._open_store(create=True)
 
     def open_existing_store(self) -> Store:
         """Open the app's store like `store` does, but never create one: reading commands
@@ -124,13 +117,16 @@ class Pynenc:
         Raises:
             InvalidArgumentError: No store exists where the app's store URL points.
         """
+        return self._open_store(create=False)
+
+    def _open_store(self, *, create: bool) -> Store:
         if self._store is None:
             self._store = open_store(
                 self.config.store,
                 sync=self.config.sync,
                 flush_interval_ms=self.config.flush_interval_ms,
                 unavailable_seconds=self.config.store_unavailable_seconds,
-                create=False,
+                create=create,
             )
         return self._store
 
