@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -257,6 +258,106 @@ def test_concurrent_claimers_never_take_the_same_invocation(
         taken += json.loads(out.splitlines()[-1])
     assert sorted(taken) == sorted(i.hex() for i in ids)  # each exactly once
     assert store.queued() == []
+
+
+NOTIFIER = """
+import sys
+from pynenc.store import open_store
+store = open_store(sys.argv[1])
+inv = bytes.fromhex(sys.argv[3])
+if sys.argv[2] == "enqueue":
+    store.enqueue(inv)
+else:
+    claim = store.claim_invocation(inv, b"other-host", 60_000, 0)
+    store.complete(inv, (inv, claim[1]))
+store.flush()
+"""
+
+
+def notify_from_elsewhere(url: str, what: str, inv: bytes) -> None:
+    """Enqueue, or claim and finish, `inv` from another process (as a worker on another host)."""
+    subprocess.run([sys.executable, "-c", NOTIFIER, url, what, inv.hex()], check=True, timeout=60)
+
+
+def test_waiters_are_woken_by_work_enqueued_and_invocations_finished_elsewhere(
+    postgres_url: str, schema: str, tmp_path: Path
+) -> None:
+    url = schema_url(postgres_url, schema)
+    store = open_store(url)
+    inv, other = uuid.uuid4().bytes, uuid.uuid4().bytes
+    ticket = store.notice_ticket()
+    assert ticket is not None  # the first ticket starts the listener and waits for it
+    notify_from_elsewhere(url, "enqueue", inv)
+    started = time.monotonic()
+    assert store.wait_notice(ticket, 30.0)  # work was enqueued
+    assert time.monotonic() - started < 10
+    ticket = store.notice_ticket()
+    assert ticket is not None
+    assert not store.wait_notice(ticket, 0.2)  # nothing since
+    notify_from_elsewhere(url, "finish", inv)
+    started = time.monotonic()
+    assert store.wait_notice(ticket, 30.0, inv)  # it finished
+    assert time.monotonic() - started < 10
+    assert not store.wait_notice(ticket, 0.2, other)  # another one did not
+    assert open_store(f"lmdb://{tmp_path}").notice_ticket() is None  # LMDB sends none: poll
+
+
+def test_an_idle_worker_is_woken_by_new_work_before_its_poll_comes(
+    postgres_url: str, schema: str
+) -> None:
+    from pynenc.runner.worker import Worker
+
+    app = Pynenc("pg", store=schema_url(postgres_url, schema), execution="queued")
+
+    @app.task(name="pgw.square")
+    def square(n: int) -> int:
+        return n * n
+
+    worker = Worker(app, idle_poll_seconds=60)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        time.sleep(5.0)  # idle for a while: a backing-off poll would now wait seconds
+        started = time.monotonic()
+        assert square(7).wait(timeout=30).result == 49
+        assert time.monotonic() - started < 2.0
+    finally:
+        worker.stop()
+        thread.join(10)
+
+
+FORKER = """
+import json, os, sys, time, uuid
+from pynenc.store import open_store
+store = open_store(sys.argv[1])
+def round_trip():
+    ticket = store.notice_ticket()
+    inv = uuid.uuid4().bytes
+    store.enqueue(inv)
+    store.put("data", inv + b"k", b"v")
+    store.flush()
+    return ticket is not None and store.wait_notice(ticket, 30.0) and store.get("data", inv + b"k") == b"v"
+before = round_trip()  # the parent listens and holds pooled connections
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if round_trip() else 3)  # the child: its own listener and connections
+_, status = os.waitpid(pid, 0)
+print(json.dumps({"before": before, "child": os.waitstatus_to_exitcode(status), "after": round_trip()}))
+"""
+
+
+def test_a_forked_child_listens_and_queries_on_connections_of_its_own(
+    postgres_url: str, schema: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", FORKER, schema_url(postgres_url, schema)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == {"before": True, "child": 0, "after": True}
 
 
 def test_an_unreachable_server_fails_within_store_unavailable_seconds() -> None:

@@ -1,6 +1,6 @@
-"""Waiting on an invocation (`invocation.result`, `.wait`), and what a caller waiting on a
-queued invocation is told when no worker runs it: the command that starts one
-(`pynenc --app MODULE:ATTR worker`, naming this app when it can be found)."""
+"""Waiting on a queued invocation: how often it is looked at, and what a caller is told when no
+worker runs it (the command that starts one, `pynenc --app MODULE:ATTR worker`, naming this app
+when it can be found)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,22 @@ if TYPE_CHECKING:
     from pynenc.app import Pynenc
     from pynenc.invocation import InvocationRecord
 
-__all__ = ["HINT_AFTER_SECONDS", "unclaimed_hint", "wait_for", "worker_command"]
+__all__ = [
+    "HINT_AFTER_SECONDS",
+    "NOTICE_POLL_SECONDS",
+    "unclaimed_hint",
+    "wait_for",
+    "worker_command",
+]
 
 wait_log = logs.logger("pynenc.invocation")
 
 #: How long a wait lasts before it says that nothing has claimed the invocation.
 HINT_AFTER_SECONDS = 5.0
+#: Longest pause between two reads of an invocation waited on. A store that sends change
+#: notices (PostgreSQL) wakes the waiter when the invocation finishes, so it waits this long at
+#: once; otherwise the pause grows from 0.5 ms to this.
+NOTICE_POLL_SECONDS = 0.05
 
 
 def wait_for(app: Pynenc, invocation_id: bytes, timeout: float | None) -> InvocationRecord:
@@ -42,6 +52,8 @@ def wait_for(app: Pynenc, invocation_id: bytes, timeout: float | None) -> Invoca
     hint_at = None if inside_task else time.monotonic() + HINT_AFTER_SECONDS
     delay = 0.0005
     while True:
+        # Taken before the read: a completion notice sent after it cuts the pause short.
+        ticket = app.store.notice_ticket()
         record = app._load_record(invocation_id)
         if record is not None and record.status.finished:
             return record
@@ -75,9 +87,14 @@ def wait_for(app: Pynenc, invocation_id: bytes, timeout: float | None) -> Invoca
                 f"invocation {uuid.UUID(bytes=invocation_id)} did not finish within "
                 f"{timeout} s" + ("" if hint is None else f": {hint}")
             )
+        if ticket is not None:
+            delay = NOTICE_POLL_SECONDS  # woken by the notice; polled as a safety net
         pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
-        time.sleep(pause)
-        delay = min(delay * 2, 0.05)
+        if ticket is None:
+            time.sleep(pause)
+        else:
+            app.store.wait_notice(ticket, pause, invocation_id)
+        delay = min(delay * 2, NOTICE_POLL_SECONDS)
 
 
 def _finished(app: Pynenc, invocation_id: bytes) -> bool:

@@ -56,7 +56,9 @@ class Worker:
         grace_seconds: On SIGTERM/SIGINT, how long running invocations may take to finish
             before their leases are released for other workers; 0 to 86,400.
         idle_poll_seconds: Longest pause between claim attempts when the queue is empty;
-            above 0, at most 60.
+            above 0, at most 60. On a store that sends change notices (PostgreSQL), an idle
+            worker is woken as soon as work is enqueued, and this only bounds how late work
+            that sends none (deferred work, expired leases) is seen.
 
     Raises:
         InvalidArgumentError: An option has the wrong type or is out of its range (nothing
@@ -158,6 +160,8 @@ class Worker:
         pause = 0.001
         while not self._stopping.is_set():
             sent = time.monotonic()
+            # Taken before the claim: work enqueued after it wakes the wait below at once.
+            ticket = store.notice_ticket()
             try:
                 claim = store.claim(owner, lease_ms, now_ms())
             except StoreUnavailableError as exc:
@@ -170,11 +174,24 @@ class Worker:
                 self._stopping.wait(1.0)
                 continue
             if claim is None:
-                self._stopping.wait(pause)
-                pause = min(pause * 2, self.idle_poll_seconds)
+                if ticket is None:
+                    self._stopping.wait(pause)
+                    pause = min(pause * 2, self.idle_poll_seconds)
+                else:
+                    self._wait_for_work(ticket)
                 continue
             pause = 0.001
             self._execute(claim.invocation, claim.token, claim.taken_over, sent)
+
+    def _wait_for_work(self, ticket: int) -> None:
+        """Wait for a notice that work was enqueued (or released) after `ticket`, at most
+        `idle_poll_seconds` (the safety net: deferred work and expired leases send no notice),
+        in slices so that `stop()` is heard."""
+        deadline = time.monotonic() + self.idle_poll_seconds
+        while not self._stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self.app.store.wait_notice(ticket, min(left, 0.2)):
+                return
 
     def _execute(self, invocation_id: bytes, token: int, taken_over: bool, sent: float) -> None:
         # Every line logged while this invocation is handled carries its ids.

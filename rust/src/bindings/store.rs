@@ -422,6 +422,33 @@ impl PyStore {
         Ok(queued.iter().map(|inv| PyBytes::new(py, inv)).collect())
     }
 
+    /// A ticket for `wait_notice`, taken before looking at the store; None when the store
+    /// sends no change notices, or cannot hear them now (then poll).
+    fn notice_ticket(&self, py: Python<'_>) -> Option<u64> {
+        // The first ticket opens the listening connection.
+        py.detach(|| self.inner.notice_ticket())
+    }
+
+    /// Wait until work is enqueued (no `invocation`) or `invocation` finished after `ticket`
+    /// was taken, or `timeout` seconds pass: True when a notice says so. A hint only: look
+    /// at the store again either way. Without notices, it sleeps for `timeout`.
+    #[pyo3(signature = (ticket, timeout, invocation = None))]
+    fn wait_notice(
+        &self,
+        py: Python<'_>,
+        ticket: u64,
+        timeout: f64,
+        invocation: Option<&[u8]>,
+    ) -> PyResult<bool> {
+        let invocation = invocation.map(parse_id).transpose()?;
+        let timeout = Duration::try_from_secs_f64(timeout).map_err(|e| {
+            invalid(format!(
+                "timeout must be a non-negative number of seconds, not {timeout}: {e}"
+            ))
+        })?;
+        Ok(py.detach(|| self.inner.wait_notice(ticket, invocation.as_ref(), timeout)))
+    }
+
     /// Number of write transactions flushes of this store committed in this process.
     fn commit_count(&self) -> u64 {
         self.inner.commit_count()

@@ -217,6 +217,18 @@ pub trait Store: Send + Sync {
     fn now_ms(&self) -> Result<u64>;
     /// Write transactions committed by flushes of this store in this process.
     fn commit_count(&self) -> u64;
+    /// A ticket for `wait_notice`, taken before looking at the store; None when the store
+    /// sends no change notices (or cannot hear them now): the caller polls.
+    fn notice_ticket(&self) -> Option<u64> {
+        None
+    }
+    /// Wait until work was enqueued (`invocation` None) or `invocation` finished after
+    /// `ticket` was taken, or `timeout` passes; true when a notice says so. A hint: the caller
+    /// looks at the store again either way.
+    fn wait_notice(&self, _ticket: u64, _invocation: Option<&[u8; 16]>, timeout: Duration) -> bool {
+        std::thread::sleep(timeout);
+        false
+    }
     /// The version of the store's layout.
     fn format_version(&self) -> Result<u32>;
     /// The migration opening this store did, once.

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::conn::{OpResult, Pool, Session};
+use super::notify;
 use super::schema::Sql;
 
 use crate::error::Result;
@@ -99,6 +100,7 @@ fn run(session: &mut Session, sql: &Sql, ops: &[WriteOp]) -> OpResult<FlushRepor
             ],
         )?;
         if stale.is_empty() {
+            send_notices(session, sql, !joining.is_empty(), &done);
             return Ok(report);
         }
         // Nothing was written: fold again without the writes these tokens refuse.
@@ -108,6 +110,22 @@ fn run(session: &mut Session, sql: &Sql, ops: &[WriteOp]) -> OpResult<FlushRepor
                 tokens.insert(id, row.get::<_, i64>(1) as u64);
             }
         }
+    }
+}
+
+/// Tell listeners that work was enqueued and which invocations finished (`notify.rs`), by a
+/// statement of its own once the flush committed. Notices are hints (waiters poll as well), so
+/// a failure is not the flush's: a broken connection is found by the session's next use.
+fn send_notices(session: &mut Session, sql: &Sql, enqueued: bool, done: &[&[u8]]) {
+    let mut payloads: Vec<String> = done.iter().map(|id| notify::done_payload(id)).collect();
+    if enqueued {
+        payloads.push(notify::WORK.to_owned());
+    }
+    if payloads.is_empty() {
+        return;
+    }
+    if let Ok(st) = session.statement(sql.notify) {
+        let _ = session.client.execute(&st, &[&payloads]);
     }
 }
 

@@ -137,6 +137,11 @@ impl Pool {
         &self.location
     }
 
+    /// How the pool connects (for a connection of another kind: the notice listener's).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Whether this process is a fork of the one that opened the idle sessions; if so they
     /// are forgotten (never closed: closing speaks on the parent's sockets) and this reports
     /// the fork once.

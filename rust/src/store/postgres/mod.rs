@@ -6,13 +6,15 @@
 //! `schema.rs` (the tables and their versioned migrations, each in a transaction), `apply.rs`
 //! (a flush as one transaction, fenced by lease tokens), `queue.rs` (claims with
 //! `FOR UPDATE SKIP LOCKED`, leases in database time), `read.rs` (reads with the staged
-//! overlay). The schema is described in `docs/operations.md`.
+//! overlay), `notify.rs` (`LISTEN/NOTIFY`: idle workers and waiting callers woken by work
+//! enqueued and invocations finished). The schema is described in `docs/operations.md`.
 //!
 //! Leases are judged by the database's clock (`now_ms()` in the schema), never a worker's:
 //! the `now_ms` arguments of the contract are ignored here.
 
 mod apply;
 mod conn;
+mod notify;
 mod queue;
 mod read;
 mod schema;
@@ -22,6 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use self::conn::Pool;
+use self::notify::Notices;
 use self::schema::Sql;
 use super::commit::{GroupCommit, Staging};
 use super::{ticker, Claim, Fence, FlushReport, Lease, Migration, RecoveryGuard, Store, Table};
@@ -48,6 +51,7 @@ pub struct PgOptions {
 pub struct PgStore {
     pool: Pool,
     sql: Sql,
+    notices: Notices,
     options: PgOptions,
     pub(crate) commit: GroupCommit,
     commits: AtomicU64,
@@ -64,9 +68,11 @@ impl PgStore {
         let pool = Pool::new(url, options.unavailable)?;
         let sql = Sql::new(&schema);
         let migration = schema::migrate(&pool, &schema, options.create)?;
+        let notices = Notices::new(pool.config().clone(), &schema);
         let store = Arc::new(PgStore {
             pool,
             sql,
+            notices,
             options,
             commit: GroupCommit::default(),
             commits: AtomicU64::new(0),
@@ -204,6 +210,14 @@ impl Store for PgStore {
 
     fn commit_count(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    fn notice_ticket(&self) -> Option<u64> {
+        self.notices.ticket()
+    }
+
+    fn wait_notice(&self, ticket: u64, invocation: Option<&[u8; 16]>, timeout: Duration) -> bool {
+        self.notices.wait(ticket, invocation, timeout)
     }
 
     fn format_version(&self) -> Result<u32> {

@@ -7,6 +7,7 @@
 //! returns (one round trip).
 
 use super::conn::{OpError, OpResult, Pool};
+use super::notify;
 use super::schema::Sql;
 use crate::error::{Error, Result};
 use crate::store::{Claim, Lease};
@@ -86,6 +87,12 @@ pub(super) fn release(
         )?;
         if n == 0 {
             return Err(stale(session, sql, inv, token));
+        }
+        if until_ms == 0 {
+            // Claimable at once: wake an idle worker (a hint, see `notify.rs`).
+            if let Ok(st) = session.statement(sql.notify) {
+                let _ = session.client.execute(&st, &[&vec![notify::WORK]]);
+            }
         }
         Ok(())
     })

@@ -228,6 +228,7 @@ pub(crate) struct Sql {
     pub version: &'static str,
     pub now_ms: &'static str,
     pub flush: &'static str,
+    pub notify: &'static str,
     pub get_invocation: &'static str,
     pub get_data: &'static str,
     pub scan_invocations: &'static str,
@@ -257,6 +258,10 @@ impl Sql {
             version: q("SELECT value FROM {s}.meta WHERE key = 'schema_version'"),
             now_ms: q("SELECT {s}.now_ms()"),
             flush: q(FLUSH),
+            notify: q(&format!(
+                "SELECT pg_notify('{}', p) FROM unnest($1::text[]) AS p",
+                super::notify::channel(schema)
+            )),
             get_invocation: q("SELECT value FROM {s}.invocations WHERE id = $1"),
             get_data: q("SELECT value FROM {s}.data WHERE key = $1"),
             scan_invocations: scan("invocations", "id"),
