@@ -85,7 +85,7 @@ def _resume(
         return
     try:
         if record.invocation_id in queued:
-            if not claims.claim_and_run(app, record.invocation_id):
+            if not claims.claim_and_run(app, record.invocation_id, known=record):
                 return  # a worker got there first
         else:
             execute.run(app, record)

@@ -55,6 +55,7 @@ def run_claimed(
     # workflow's and task's once its record is read (the first `enter` is undone last).
     about = logs.enter(logs.subject_of_id(invocation_id))
     try:
+        # Read after the claim: whoever held it before may have written since any earlier read.
         record = app._load_record(invocation_id)
         if record is not None:
             logs.enter(logs.subject_of(record))
@@ -140,11 +141,14 @@ def _check_task_known(app: Pynenc, record: InvocationRecord, fence: tuple[bytes,
         ) from None
 
 
-def claim_and_run(app: Pynenc, invocation_id: bytes) -> bool:
+def claim_and_run(
+    app: Pynenc, invocation_id: bytes, *, known: InvocationRecord | None = None
+) -> bool:
     """Claim this queued invocation for this process and run it, if no live lease holds it
-    and its task is registered here (else it is left to a worker that knows it). Returns
-    whether it was claimed."""
-    record = app._load_record(invocation_id)
+    and its task is registered here (else it is left to a worker that knows it). `known`: its
+    record as the caller has just read it (read here when not given). Returns whether it was
+    claimed."""
+    record = known if known is not None else app._load_record(invocation_id)
     if record is not None and app._registry.find(record.task_id) is None:
         try:
             app.get_task(record.task_id)
