@@ -269,7 +269,7 @@ if sys.argv[2] == "enqueue":
     store.enqueue(inv)
 else:
     claim = store.claim_invocation(inv, b"other-host", 60_000, 0)
-    store.complete(inv, (inv, claim[1]))
+    store.complete(inv, (inv, claim.token))
 store.flush()
 """
 
@@ -299,6 +299,17 @@ def test_waiters_are_woken_by_work_enqueued_and_invocations_finished_elsewhere(
     assert store.wait_notice(ticket, 30.0, inv)  # it finished
     assert time.monotonic() - started < 10
     assert not store.wait_notice(ticket, 0.2, other)  # another one did not
+    # A completion whose only waiter is the one completing it (a parent running its own child)
+    # tells nobody else.
+    store.enqueue(other)
+    store.flush()
+    claim = store.claim_invocation(other, b"parent-host", 60_000, 0)
+    assert claim is not None
+    ticket = store.notice_ticket()
+    assert ticket is not None
+    store.complete(other, (other, claim.token), notice=False)
+    store.flush()
+    assert store.queued() == [] and not store.wait_notice(ticket, 0.5, other)
     assert open_store(f"lmdb://{tmp_path}").notice_ticket() is None  # LMDB sends none: poll
 
 

@@ -39,11 +39,13 @@ def run_claimed(
     *,
     taken_over: bool = False,
     claimed_at: float | None = None,
+    awaited_here: bool = False,
 ) -> int | None:
     """Run a queued invocation this process has just claimed, renewing its lease meanwhile.
     `taken_over` (from the claim): its last holder died with it, so this run resumes it.
     `claimed_at`: when the claim was sent (`time.monotonic()`), the start of the lease's
-    local clock (see `LeaseKeeper`).
+    local clock (see `LeaseKeeper`). `awaited_here`: the caller is the one waiting on it (see
+    `execute.run`).
 
     Returns:
         None once it is done with; when it suspended to wait (`wf.sleep`, ...), the time it is
@@ -65,7 +67,7 @@ def run_claimed(
             app.store.flush()
             return None
         _check_task_known(app, record, fence)
-        run(app, record, fence_token=token, taken_over=taken_over)
+        run(app, record, fence_token=token, taken_over=taken_over, awaited_here=awaited_here)
         return None
     except InvocationSuspended as suspended:
         keeper.drop(invocation_id)
@@ -142,12 +144,16 @@ def _check_task_known(app: Pynenc, record: InvocationRecord, fence: tuple[bytes,
 
 
 def claim_and_run(
-    app: Pynenc, invocation_id: bytes, *, known: InvocationRecord | None = None
+    app: Pynenc,
+    invocation_id: bytes,
+    *,
+    known: InvocationRecord | None = None,
+    awaited_here: bool = False,
 ) -> bool:
     """Claim this queued invocation for this process and run it, if no live lease holds it
     and its task is registered here (else it is left to a worker that knows it). `known`: its
-    record as the caller has just read it (read here when not given). Returns whether it was
-    claimed."""
+    record as the caller has just read it (read here when not given); `awaited_here`: the
+    caller is the one waiting on it. Returns whether it was claimed."""
     record = known if known is not None else app._load_record(invocation_id)
     if record is not None and app._registry.find(record.task_id) is None:
         try:
@@ -161,5 +167,12 @@ def claim_and_run(
     )
     if claim is None:
         return False
-    run_claimed(app, invocation_id, claim.token, taken_over=claim.taken_over, claimed_at=sent)
+    run_claimed(
+        app,
+        invocation_id,
+        claim.token,
+        taken_over=claim.taken_over,
+        claimed_at=sent,
+        awaited_here=awaited_here,
+    )
     return True

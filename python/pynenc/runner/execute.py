@@ -67,6 +67,7 @@ def run(
     fence_token: int | None = None,
     fresh: bool = False,
     taken_over: bool = False,
+    awaited_here: bool = False,
 ) -> Any:
     """Execute `record`'s task over its journal, store its outcome and flush.
 
@@ -80,6 +81,9 @@ def run(
     `max_recoveries`) when a process died running it: for a claimed invocation, when the claim
     `taken_over` a lease its holder never gave back (whether or not its record had been
     stored as running: it may have died first); otherwise, when its record says running.
+    `awaited_here`: the only one waiting on its outcome is this caller (a parent running its
+    own queued child), so its completion sends no notice to waiters elsewhere and wakes no
+    suspended parent.
 
     Returns:
         The task's return value (only meaningful with `replay_only`).
@@ -98,6 +102,7 @@ def run(
             fence_token=fence_token,
             fresh=fresh,
             taken_over=taken_over,
+            awaited_here=awaited_here,
         )
         step: _Step = next(steps)
         while True:
@@ -156,6 +161,7 @@ def _steps(
     fence_token: int | None,
     fresh: bool,
     taken_over: bool,
+    awaited_here: bool = False,
 ) -> Generator[_Step, tuple[Any, BaseException | None] | None, Any]:
     """The work of `run`, with the call of the task's function and the retry backoff left to
     the driver (`run`, `run_async`): everything else is the same for plain and async tasks."""
@@ -271,11 +277,12 @@ def _steps(
             execution.stage()
             store_record(app, record, fence)
             if fence is not None:
-                app.store.complete(record.invocation_id, fence)
+                app.store.complete(record.invocation_id, fence, notice=not awaited_here)
             execution.flush()
-            if fence is not None and record.parent_invocation_id is not None:
+            if fence is not None and record.parent_invocation_id is not None and not awaited_here:
                 # A parent suspended while it waits on this child goes on now (else when
-                # its suspension ends: a failed wake loses nothing).
+                # its suspension ends: a failed wake loses nothing). One that ran it here is
+                # not suspended.
                 with contextlib.suppress(StoreError):
                     suspension.wake(app, record.parent_invocation_id)
             _maybe_crash(task.task_id)

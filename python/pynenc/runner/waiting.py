@@ -58,7 +58,8 @@ def wait_for(app: Pynenc, invocation_id: bytes, timeout: float | None) -> Invoca
         if record is not None and record.status.finished:
             return record
         if ctx is not None and app.config.execution == "queued":
-            if claims.claim_and_run(app, invocation_id, known=record):
+            # Its waiter is this task: its completion needs no notice to anyone else.
+            if claims.claim_and_run(app, invocation_id, known=record, awaited_here=True):
                 continue
             due = suspension.deferred_until(app, invocation_id)
             if due is not None and suspension.can_suspend(ctx) and deadline is None:

@@ -211,11 +211,20 @@ impl PyStore {
         Ok(())
     }
 
-    #[pyo3(signature = (invocation, fence = None))]
-    fn complete(&self, invocation: &[u8], fence: Option<(Vec<u8>, u64)>) -> PyResult<()> {
+    /// Stage the completion of a queued invocation: off the queue, its lease dropped. With
+    /// `notice` (a store with change notices), waiters elsewhere are told; pass False when the
+    /// only one waiting on it is the caller.
+    #[pyo3(signature = (invocation, fence = None, notice = true))]
+    fn complete(
+        &self,
+        invocation: &[u8],
+        fence: Option<(Vec<u8>, u64)>,
+        notice: bool,
+    ) -> PyResult<()> {
         let op = WriteOp::Complete {
             invocation: parse_id(invocation)?,
             fence: parse_fence(fence)?,
+            notice,
         };
         self.inner.stage(op);
         Ok(())

@@ -273,6 +273,7 @@ pub(super) mod tests {
         b.push(WriteOp::Complete {
             invocation: [1; 16],
             fence: None,
+            notice: true,
         });
         b.push(put(b"k", b"3", Some(8)));
         assert_eq!(b.ops.len(), 4, "a queue write in between keeps the order");

@@ -75,10 +75,13 @@ pub enum WriteOp {
         invocation: [u8; 16],
         fence: Option<Fence>,
     },
-    /// Remove an invocation from the queue and drop its lease (it finished).
+    /// Remove an invocation from the queue and drop its lease (it finished). `notice`: tell
+    /// waiters in other processes (a store with change notices); false when the only one
+    /// waiting on it is the caller completing it (a parent that ran its own child).
     Complete {
         invocation: [u8; 16],
         fence: Option<Fence>,
+        notice: bool,
     },
     /// Delete a whole journal: every segment of journal id `journal` (an attempt's journal,
     /// `ids::journal_id`) and its end record. Reads after it see an empty journal, also before

@@ -306,6 +306,7 @@ fn claims_follow_queue_order_and_leases_expire() {
     store.stage(WriteOp::Complete {
         invocation: inv(3),
         fence: fence(inv(3), a.token),
+        notice: true,
     });
     store.flush().unwrap();
     assert_eq!(store.queued().unwrap(), vec![inv(1), inv(2)]);
@@ -319,6 +320,7 @@ fn claims_follow_queue_order_and_leases_expire() {
     store.stage(WriteOp::Complete {
         invocation: inv(2),
         fence: fence(inv(2), c.token),
+        notice: true,
     });
     assert_eq!(store.flush().unwrap().rejected.len(), 1);
     assert_eq!(store.queued().unwrap(), vec![inv(1), inv(2)]);

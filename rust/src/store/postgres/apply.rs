@@ -39,6 +39,8 @@ struct Rows {
     completed: BTreeSet<[u8; 16]>,
     /// Journals deleted whole (before the segments of `journal` are inserted).
     dropped_journals: BTreeSet<[u8; 16]>,
+    /// Completed invocations whose waiters elsewhere are told (`WriteOp::Complete::notice`).
+    announced: BTreeSet<[u8; 16]>,
 }
 
 /// Commit `ops` in one transaction; the fenced writes refused.
@@ -100,7 +102,8 @@ fn run(session: &mut Session, sql: &Sql, ops: &[WriteOp]) -> OpResult<FlushRepor
             ],
         )?;
         if stale.is_empty() {
-            send_notices(session, sql, !joining.is_empty(), &done);
+            let announced: Vec<&[u8]> = rows.announced.iter().map(|id| id.as_slice()).collect();
+            send_notices(session, sql, !joining.is_empty(), &announced);
             return Ok(report);
         }
         // Nothing was written: fold again without the writes these tokens refuse.
@@ -186,9 +189,14 @@ fn fold(ops: &[WriteOp], tokens: &HashMap<[u8; 16], u64>, report: &mut FlushRepo
                     rows.enqueue_order.push(*invocation);
                 }
             }
-            WriteOp::Complete { invocation, .. } => {
+            WriteOp::Complete {
+                invocation, notice, ..
+            } => {
                 rows.queued.insert(*invocation, false);
                 rows.completed.insert(*invocation);
+                if *notice {
+                    rows.announced.insert(*invocation);
+                }
             }
             WriteOp::DeleteJournal { journal, .. } => drop_journal(&mut rows, *journal),
         }
