@@ -337,6 +337,39 @@ def test_an_idle_worker_is_woken_by_new_work_before_its_poll_comes(
         thread.join(10)
 
 
+def test_a_signal_and_an_event_tell_their_waiters_at_once(postgres_url: str, schema: str) -> None:
+    app = Pynenc("pgn", store=schema_url(postgres_url, schema))
+
+    @app.task(name="pgn.approval")
+    def approval() -> str:
+        approval.wf.set_event("asked", True)
+        return str(approval.wf.wait_signal("answer", timeout=60))
+
+    store = app.store
+    before = store.notice_ticket()
+    assert before is not None
+    outcome: list[str] = []
+    runner = threading.Thread(target=lambda: outcome.append(approval().result), daemon=True)
+    runner.start()
+    running: list[str] = []
+    for _ in range(600):  # bounded: 30 s
+        running = [i.invocation_id for i in app.list_invocations(status="running")]
+        if running:
+            break
+        time.sleep(0.05)
+    assert len(running) == 1
+    workflow = uuid.UUID(running[0]).bytes
+    assert app.get_event(running[0], "asked", timeout=30) is True
+    assert store.wait_notice(before, 5.0, workflow)  # its set_event sent a notice
+    ticket = store.notice_ticket()
+    assert ticket is not None
+    assert not store.wait_notice(ticket, 0.2, workflow)  # nothing since
+    app.signal(running[0], "answer", "yes")
+    assert store.wait_notice(ticket, 5.0, workflow)  # the signal sent one
+    runner.join(30)
+    assert outcome == ["yes"]
+
+
 FORKER = """
 import json, os, sys, time, uuid
 from pynenc.store import open_store

@@ -363,7 +363,8 @@ class Pynenc:
 
     def get_event(self, workflow_id: str, key: str, timeout: float | None = None) -> Any:
         """The value workflow `workflow_id` published as event `key` (`wf.set_event`),
-        waiting until it does: the store is read again after pauses growing from 1 ms to 50 ms.
+        waiting until it does: the store is read again after pauses growing from 1 ms to 50 ms
+        (on PostgreSQL, at once when the workflow sets an event: it sends a change notice).
 
         Raises:
             TimeoutError: It was not set within `timeout` seconds (None: no limit).

@@ -147,6 +147,8 @@ def wait_signal(ctx: WorkflowContext, name: str, timeout: object = None) -> Any:
         pause = 0.001
         checked = time.monotonic()
         while True:
+            # Taken before the read: the notice of a signal sent after it cuts the pause short.
+            ticket = ctx.app.store.notice_ticket()
             found = signals.pending_signal(ctx.app.store, raw, encoded)
             if found is not None:
                 return _consume(ctx, name, found)
@@ -173,8 +175,7 @@ def wait_signal(ctx: WorkflowContext, name: str, timeout: object = None) -> Any:
             if time.monotonic() - checked >= CANCEL_CHECK_SECONDS:
                 check_not_cancelled(ctx.app, ctx._record)  # a cancel ends the wait
                 checked = time.monotonic()
-            time.sleep(pause if left is None else min(pause, left))
-            pause = min(pause * 2, signals.MAX_POLL_SECONDS)
+            pause = signals.pause(ctx.app.store, ticket, pause, left, raw)
 
 
 def signal_request(
@@ -266,6 +267,7 @@ def set_event(ctx: WorkflowContext, key: str, value: Any) -> None:
         ctx.app.store.put("data", row, data, ctx._fence)
         execution.side_effect_record(SET_EVENT + key, data, False)
         execution.flush()
+        ctx.app.store.announce(_workflow_bytes(ctx))  # `app.get_event` callers look at once
 
 
 def _workflow_bytes(ctx: WorkflowContext) -> bytes:

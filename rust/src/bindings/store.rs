@@ -458,6 +458,15 @@ impl PyStore {
         Ok(py.detach(|| self.inner.wait_notice(ticket, invocation.as_ref(), timeout)))
     }
 
+    /// Tell waiters on `invocation` (`wait_notice(..., invocation)`, in any process) that
+    /// something they wait for changed: call it once the change is committed. A hint; nothing
+    /// on a store without notices.
+    fn announce(&self, py: Python<'_>, invocation: &[u8]) -> PyResult<()> {
+        let invocation = parse_id(invocation)?;
+        py.detach(|| self.inner.announce(&invocation));
+        Ok(())
+    }
+
     /// Number of write transactions flushes of this store committed in this process.
     fn commit_count(&self) -> u64 {
         self.inner.commit_count()

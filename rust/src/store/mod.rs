@@ -232,6 +232,10 @@ pub trait Store: Send + Sync {
         std::thread::sleep(timeout);
         false
     }
+    /// Tell waiters on `invocation` (`wait_notice` with it) that something they wait for
+    /// changed: an event it published, a signal sent to it. Sent now, so call it once the
+    /// change is committed; a hint like every notice. Nothing on a store without notices.
+    fn announce(&self, _invocation: &[u8; 16]) {}
     /// The version of the store's layout.
     fn format_version(&self) -> Result<u32>;
     /// The migration opening this store did, once.

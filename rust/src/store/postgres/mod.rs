@@ -220,6 +220,11 @@ impl Store for PgStore {
         self.notices.wait(ticket, invocation, timeout)
     }
 
+    fn announce(&self, invocation: &[u8; 16]) {
+        self.check_fork();
+        queue::announce(&self.pool, &self.sql, invocation);
+    }
+
     fn format_version(&self) -> Result<u32> {
         self.check_fork();
         schema::version(&self.pool, &self.sql)

@@ -172,3 +172,14 @@ fn id16(raw: &[u8]) -> OpResult<[u8; 16]> {
 fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
+
+/// Send a done-style notice for `inv` now (`Store::announce`). A hint: a failure is dropped,
+/// and the caller's waiters poll anyway.
+pub(super) fn announce(pool: &Pool, sql: &Sql, inv: &[u8; 16]) {
+    let payload = vec![notify::done_payload(inv)];
+    let _ = pool.run("sending a change notice", |session| {
+        let st = session.statement(sql.notify)?;
+        session.client.execute(&st, &[&payload])?;
+        Ok(())
+    });
+}
