@@ -344,7 +344,12 @@ def test_recover_resumes_a_stranded_workflow_next_to_bad_records(
     command = [sys.executable, "-m", "pynenc", "--app", "drill:app"]
     env = dict(os.environ, PYNENC_STORE=store_url, PYTHONPATH=str(tmp_path))
     status = subprocess.run(
-        [*command, "status", "--json"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [*command, "status", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert status.returncode == 0, status.stderr
     state = json.loads(status.stdout)

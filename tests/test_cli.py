@@ -204,9 +204,9 @@ def test_list_filters(store: Store) -> None:
 
 
 def test_list_names_the_workflow_of_each_row_child_workflows_included(store: Store) -> None:
-    [parent] = store.json(
-        "--store", store.url, "list", "--task", "call_independent_workflow"
-    )["invocations"]
+    [parent] = store.json("--store", store.url, "list", "--task", "call_independent_workflow")[
+        "invocations"
+    ]
     [child] = store.json("--store", store.url, "list", "--task", "independent_workflow")[
         "invocations"
     ]

@@ -115,7 +115,9 @@ def test_a_worker_writes_json_lines_with_the_ids_of_each_invocation(
 
     # The worker's own lines: its banner names no invocation; running and finished do.
     started = [line for line in lines if "started: app" in line["message"]]
-    assert started and started[0]["invocation_id"] is None and started[0]["logger"] == "pynenc.worker"
+    assert (
+        started and started[0]["invocation_id"] is None and started[0]["logger"] == "pynenc.worker"
+    )
     [running] = [line for line in lines if line["message"].startswith("running logged_app.flow")]
     assert (running["workflow_id"], running["invocation_id"]) == (flow.invocation_id,) * 2
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", running["time"])
@@ -150,9 +152,7 @@ def test_replay_and_recovery_lines_carry_the_ids_in_text(tmp_path: Path, store_u
     diverged = pynenc("recover", "--log-format", "json", LOGGED_DIVERGE="1")
     assert diverged.returncode == 1, diverged.stderr
     [left] = [
-        json.loads(line)
-        for line in diverged.stderr.splitlines()
-        if '"pynenc.recovery"' in line
+        json.loads(line) for line in diverged.stderr.splitlines() if '"pynenc.recovery"' in line
     ]
     flow_id = left["invocation_id"]
     assert left["workflow_id"] == flow_id and left["task"] == "logged_app.flow"
@@ -168,9 +168,7 @@ def test_replay_and_recovery_lines_carry_the_ids_in_text(tmp_path: Path, store_u
     # A replay runs the body again: its lines say so too.
     replayed = pynenc("replay", flow_id)
     assert replayed.returncode == 0, replayed.stderr
-    assert f"WARNING myapp [wf={flow_id} inv={flow_id}] flow ends in {flow_id}" in (
-        replayed.stderr
-    )
+    assert f"WARNING myapp [wf={flow_id} inv={flow_id}] flow ends in {flow_id}" in (replayed.stderr)
 
 
 class Lines(logging.Handler):

@@ -54,7 +54,9 @@ def test_a_sleep_of_zero_or_in_the_past_does_not_wait(app: Pynenc) -> None:
 
     start = time.monotonic()
     inv = instant()
-    assert inv.result == "done" and time.monotonic() - start < 1.0  # PostgreSQL round trips under load
+    assert (
+        inv.result == "done" and time.monotonic() - start < 1.0
+    )  # PostgreSQL round trips under load
     assert [e.operation for e in app.journal(inv.invocation_id)] == ["sleep", "sleep"]
 
 

@@ -179,7 +179,9 @@ def test_a_stale_write_is_refused_and_the_rest_of_its_flush_is_kept(
     for inv in (lost, held):
         store.enqueue(inv)
     store.flush()
-    claims = {c.invocation: c.token for c in (store.claim(b"worker-a", 60_000, 0) for _ in range(2)) if c}
+    claims = {
+        c.invocation: c.token for c in (store.claim(b"worker-a", 60_000, 0) for _ in range(2)) if c
+    }
     assert set(claims) == {lost, held}
     store.release(lost, claims[lost])  # taken from under its writer
     # One flush: a write with the lost lease, writes with the live one, one without a fence.
@@ -197,9 +199,7 @@ def test_a_stale_write_is_refused_and_the_rest_of_its_flush_is_kept(
     assert store.queued() == [lost]  # the finished one left the queue, the other stays
 
 
-def test_a_child_enqueued_under_a_lost_lease_is_not_queued(
-    postgres_url: str, schema: str
-) -> None:
+def test_a_child_enqueued_under_a_lost_lease_is_not_queued(postgres_url: str, schema: str) -> None:
     store = open_store(schema_url(postgres_url, schema))
     parent, child = uuid.uuid4().bytes, uuid.uuid4().bytes
     store.enqueue(parent)
@@ -234,9 +234,7 @@ print(json.dumps(got))
 """
 
 
-def test_concurrent_claimers_never_take_the_same_invocation(
-    postgres_url: str, schema: str
-) -> None:
+def test_concurrent_claimers_never_take_the_same_invocation(postgres_url: str, schema: str) -> None:
     url = schema_url(postgres_url, schema)
     store = open_store(url)
     ids = [uuid.uuid4().bytes for _ in range(200)]

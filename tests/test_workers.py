@@ -378,3 +378,51 @@ def test_a_forked_process_is_another_owner() -> None:
     assert owner_is_dead(child) is True
     assert owner_is_dead(parent) is False
     assert current_owner() == parent
+
+
+def test_claim_many_takes_up_to_the_free_slots_in_queue_order_each_once(store_url: str) -> None:
+    from pynenc.store import open_store
+
+    store = open_store(store_url)
+    ids = [uuid.uuid4().bytes for _ in range(5)]
+    for inv in ids:
+        store.enqueue(inv)
+    store.flush()
+    now = store.now_ms()
+    first = store.claim_many(b"worker-a", 60_000, now, 3)
+    assert [c.invocation for c in first] == ids[:3]
+    assert len({c.token for c in first}) == 3 and not any(c.taken_over for c in first)
+    rest = store.claim_many(b"worker-b", 60_000, now, 10)
+    assert [c.invocation for c in rest] == ids[3:]  # only what is left
+    assert store.claim_many(b"worker-b", 60_000, now, 10) == []
+    assert store.claim_many(b"worker-b", 60_000, now, 0) == []
+    # A lease that ran out is claimed again, as a takeover, and in queue order.
+    store.release_dead(ids[1], first[1].token)
+    [again] = store.claim_many(b"worker-c", 60_000, store.now_ms(), 4)
+    assert again.invocation == ids[1] and again.taken_over
+
+
+def test_a_worker_fills_every_free_slot_at_once(store_url: str) -> None:
+    import threading
+
+    from pynenc import Pynenc
+    from pynenc.runner.worker import Worker
+
+    app = Pynenc("slots", store=store_url, execution="queued", sync=False)
+    together = threading.Barrier(4, timeout=30)
+
+    @app.task(name="slots.meet")
+    def meet(n: int) -> int:
+        together.wait()  # returns only once all four run at the same time
+        return n
+
+    worker = Worker(app, concurrency=4)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        calls = [meet(n) for n in range(4)]
+        assert [c.wait(timeout=60).result for c in calls] == [0, 1, 2, 3]
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert not thread.is_alive() and app.store.leases() == []

@@ -151,9 +151,7 @@ class JsonFormatter(logging.Formatter):
             stack = self.formatStack(record.stack_info)
             exception = stack if exception is None else f"{exception}\n{stack}"
         line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
-                timespec="milliseconds"
-            ),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

@@ -28,8 +28,14 @@ __all__ = ["COMMANDS", "Command", "load_app", "main", "show", "status"]
 
 #: Every subcommand, in the order `pynenc --help` lists them: the one place they are registered.
 COMMANDS: list[Command] = [
-    *inspect.COMMANDS, *manage.COMMANDS, *check.COMMANDS, *cancel.COMMANDS,
-    *send.COMMANDS, *verify.COMMANDS, *timeline.COMMANDS, *export.COMMANDS,
+    *inspect.COMMANDS,
+    *manage.COMMANDS,
+    *check.COMMANDS,
+    *cancel.COMMANDS,
+    *send.COMMANDS,
+    *verify.COMMANDS,
+    *timeline.COMMANDS,
+    *export.COMMANDS,
     *prune.COMMANDS,
 ]
 

@@ -3,11 +3,14 @@
 Several workers (processes, each with `concurrency` threads) share one store. A claim takes a
 lease with a fencing token; running invocations renew it; an invocation whose worker died is
 claimed again once its lease expired, or at once when the dead worker ran on this machine.
+One thread of each worker claims, for every slot free at that moment in one commit, and hands
+each claim to a slot's thread.
 """
 
 from __future__ import annotations
 
 import datetime
+import queue
 import signal
 import threading
 import time
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from pynenc import checks
 from pynenc import logging as logs
+from pynenc._core import Claim
 from pynenc.errors import (
     CorruptEntryError,
     InvalidArgumentError,
@@ -88,6 +92,11 @@ class Worker:
         self._running: dict[bytes, int] = {}
         self._threads: set[int] = set()
         self._lock = threading.Lock()
+        #: One permit per slot not running (or about to run) a claim.
+        self._free = threading.Semaphore(concurrency)
+        #: Claims taken for free slots, with when their claim was sent; None stops a slot.
+        self._ready: queue.SimpleQueue[tuple[Claim, float] | None] = queue.SimpleQueue()
+        self._closed = False  # set once stopping: claims are no longer handed out
         self.completed = 0
         #: The store failure that stopped the worker (its server stayed unreachable).
         self.fatal: StoreUnavailableError | None = None
@@ -123,12 +132,18 @@ class Worker:
         for t in threads:
             t.start()
         self._threads = {t.ident for t in threads if t.ident is not None}
+        claimer = threading.Thread(target=self._claim, name="pynenc-worker-claims", daemon=True)
+        claimer.start()
         last_sweep = 0.0
         while not self._stopping.wait(0.2):
             if time.monotonic() - last_sweep > 1.0:
                 last_sweep = time.monotonic()
                 self._sweep()
         deadline = time.monotonic() + self.grace_seconds
+        claimer.join(max(0.0, deadline - time.monotonic()))
+        self._give_back_unstarted()
+        for _ in threads:
+            self._ready.put(None)
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
         self._release_unfinished()
@@ -153,17 +168,23 @@ class Worker:
         if released:
             log.info("released %d lease(s) of dead workers on this machine", released)
 
-    def _work(self) -> None:
+    def _claim(self) -> None:
+        """Claim work for the free slots, in one commit for all of them, until stopped."""
         store = self.app.store
         owner = current_owner().encode()
         lease_ms = self.app._lease_keeper().lease_ms
         pause = 0.001
         while not self._stopping.is_set():
+            if not self._free.acquire(timeout=0.2):
+                continue  # every slot busy
+            free = 1
+            while free < self.concurrency and self._free.acquire(blocking=False):
+                free += 1
             sent = time.monotonic()
             # Taken before the claim: work enqueued after it wakes the wait below at once.
             ticket = store.notice_ticket()
             try:
-                claim = store.claim(owner, lease_ms, now_ms())
+                taken = store.claim_many(owner, lease_ms, now_ms(), free)
             except StoreUnavailableError as exc:
                 log.critical("stopping: %s", exc)
                 self.fatal = exc
@@ -171,17 +192,48 @@ class Worker:
                 return
             except PynencError as exc:
                 log.error("claim failed: %s", exc)
+                taken = []
                 self._stopping.wait(1.0)
-                continue
-            if claim is None:
-                if ticket is None:
-                    self._stopping.wait(pause)
-                    pause = min(pause * 2, self.idle_poll_seconds)
-                else:
-                    self._wait_for_work(ticket)
-                continue
-            pause = 0.001
-            self._execute(claim.invocation, claim.token, claim.taken_over, sent)
+            with self._lock:
+                closed = self._closed
+                if not closed:
+                    for claim in taken:
+                        self._ready.put((claim, sent))
+            if closed:  # stopped meanwhile: nothing new starts
+                for claim in taken:
+                    self._release(claim.invocation, claim.token)
+                return
+            for _ in range(free - len(taken)):
+                self._free.release()
+            if taken:
+                pause = 0.001
+            elif ticket is None:
+                self._stopping.wait(pause)
+                pause = min(pause * 2, self.idle_poll_seconds)
+            else:
+                self._wait_for_work(ticket)
+
+    def _work(self) -> None:
+        """A slot: run the claims handed to it until told to stop."""
+        while (item := self._ready.get()) is not None:
+            claim, sent = item
+            try:
+                self._execute(claim.invocation, claim.token, claim.taken_over, sent)
+            finally:
+                self._free.release()
+
+    def _give_back_unstarted(self) -> None:
+        """Release the claims taken for slots that stopping left unstarted; a claim that
+        comes back later is released by the claimer."""
+        with self._lock:
+            self._closed = True
+        while True:
+            try:
+                item = self._ready.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                self._release(item[0].invocation, item[0].token)
 
     def _wait_for_work(self, ticket: int) -> None:
         """Wait for a notice that work was enqueued (or released) after `ticket`, at most
@@ -232,9 +284,7 @@ class Worker:
         except NonDeterminismError as exc:
             # Left as it was and deferred for a lease time: a worker tries it again then
             # (resuming once the code is fixed) instead of every worker failing on it at once.
-            log.error(
-                "%s (tried again in %.0f s)", exc, self.app._lease_keeper().lease_ms / 1000
-            )
+            log.error("%s (tried again in %.0f s)", exc, self.app._lease_keeper().lease_ms / 1000)
         except WorkflowCancelledError as exc:
             log.warning("stopped %s: %s", task, exc)
         except Exception:

@@ -358,6 +358,23 @@ impl PyStore {
         Ok(claim.as_ref().map(PyClaim::new))
     }
 
+    /// Claim up to `most` claimable invocations (`Claim`s, in queue order; fewer or none when
+    /// fewer are claimable) in one commit.
+    fn claim_many(
+        &self,
+        py: Python<'_>,
+        owner: &[u8],
+        lease_ms: u64,
+        now_ms: u64,
+        most: usize,
+    ) -> PyResult<Vec<PyClaim>> {
+        // One synced commit for all of them.
+        let claims = py
+            .detach(|| self.inner.claim_many(owner, lease_ms, now_ms, most))
+            .py_err()?;
+        Ok(claims.iter().map(PyClaim::new).collect())
+    }
+
     /// Claim this invocation if it is queued and has no live lease.
     fn claim_invocation<'py>(
         &self,

@@ -193,7 +193,22 @@ pub trait Store: Send + Sync {
     /// The journal of `invocation` (committed and staged entries in position order).
     fn journal(&self, invocation: &[u8; 16]) -> Result<Vec<Entry>>;
     /// Claim the first queued invocation without a live lease (see `LmdbStore::claim`).
-    fn claim(&self, owner: &[u8], lease_ms: u64, now_ms: u64) -> Result<Option<Claim>>;
+    fn claim(&self, owner: &[u8], lease_ms: u64, now_ms: u64) -> Result<Option<Claim>> {
+        Ok(self
+            .claim_many(owner, lease_ms, now_ms, 1)?
+            .into_iter()
+            .next())
+    }
+    /// Claim up to `most` queued invocations without a live lease, in queue order, in one
+    /// commit (one statement on PostgreSQL): a worker with several free slots fills them
+    /// with one claim. Fewer (none) when fewer are claimable.
+    fn claim_many(
+        &self,
+        owner: &[u8],
+        lease_ms: u64,
+        now_ms: u64,
+        most: usize,
+    ) -> Result<Vec<Claim>>;
     /// Claim one given invocation if it is queued and has no live lease.
     fn claim_invocation(
         &self,

@@ -33,8 +33,14 @@ impl Store for LmdbStore {
     fn journal(&self, invocation: &[u8; 16]) -> Result<Vec<Entry>> {
         LmdbStore::journal(self, invocation)
     }
-    fn claim(&self, owner: &[u8], lease_ms: u64, now_ms: u64) -> Result<Option<Claim>> {
-        LmdbStore::claim(self, owner, lease_ms, now_ms)
+    fn claim_many(
+        &self,
+        owner: &[u8],
+        lease_ms: u64,
+        now_ms: u64,
+        most: usize,
+    ) -> Result<Vec<Claim>> {
+        LmdbStore::claim_many(self, owner, lease_ms, now_ms, most)
     }
     fn claim_invocation(
         &self,

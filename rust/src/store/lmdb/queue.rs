@@ -14,10 +14,28 @@ impl LmdbStore {
     /// expired (`expires_ms <= now_ms`): take a fresh fencing token and lease it to `owner`
     /// until `now_ms + lease_ms`. The invocation stays queued until completed.
     pub fn claim(&self, owner: &[u8], lease_ms: u64, now_ms: u64) -> Result<Option<Claim>> {
+        Ok(self
+            .claim_many(owner, lease_ms, now_ms, 1)?
+            .into_iter()
+            .next())
+    }
+
+    /// Claim up to `most` of the first queued invocations without a live lease, in queue
+    /// order, in one write transaction (one commit, one fsync for all of them).
+    pub fn claim_many(
+        &self,
+        owner: &[u8],
+        lease_ms: u64,
+        now_ms: u64,
+        most: usize,
+    ) -> Result<Vec<Claim>> {
         self.check_fork();
+        if most == 0 {
+            return Ok(Vec::new());
+        }
         let expires_ms = now_ms.saturating_add(lease_ms);
         self.write("claiming", |h, txn| {
-            let mut found = None;
+            let mut found = Vec::new();
             for row in h.dbs.queue.iter(txn)? {
                 let (key, _) = row?;
                 let Some(invocation) = keys::queue_key_invocation(key) else {
@@ -29,14 +47,16 @@ impl LmdbStore {
                     .get(txn, &invocation)?
                     .and_then(keys::decode_lease);
                 if !matches!(lease, Some(l) if l.expires_ms > now_ms) {
-                    found = Some(invocation);
-                    break;
+                    found.push(invocation);
+                    if found.len() == most {
+                        break;
+                    }
                 }
             }
-            let Some(invocation) = found else {
-                return Ok(None);
-            };
-            take_lease(h, txn, &invocation, owner, expires_ms).map(Some)
+            found
+                .iter()
+                .map(|invocation| take_lease(h, txn, invocation, owner, expires_ms))
+                .collect()
         })
     }
 

@@ -152,9 +152,15 @@ impl Store for PgStore {
         read::journal(self, invocation)
     }
 
-    fn claim(&self, owner: &[u8], lease_ms: u64, _now_ms: u64) -> Result<Option<Claim>> {
+    fn claim_many(
+        &self,
+        owner: &[u8],
+        lease_ms: u64,
+        _now_ms: u64,
+        most: usize,
+    ) -> Result<Vec<Claim>> {
         self.check_fork();
-        queue::claim(&self.pool, &self.sql, None, owner, lease_ms)
+        queue::claim_many(&self.pool, &self.sql, owner, lease_ms, most)
     }
 
     fn claim_invocation(
@@ -165,7 +171,7 @@ impl Store for PgStore {
         _now_ms: u64,
     ) -> Result<Option<Claim>> {
         self.check_fork();
-        queue::claim(&self.pool, &self.sql, Some(invocation), owner, lease_ms)
+        queue::claim(&self.pool, &self.sql, invocation, owner, lease_ms)
     }
 
     fn renew(&self, invocation: &[u8; 16], token: u64, lease_ms: u64, _now_ms: u64) -> Result<()> {

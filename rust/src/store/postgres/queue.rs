@@ -18,32 +18,45 @@ use crate::store::{Claim, Lease};
 pub(super) fn claim(
     pool: &Pool,
     sql: &Sql,
-    only: Option<&[u8; 16]>,
+    only: &[u8; 16],
     owner: &[u8],
     lease_ms: u64,
 ) -> Result<Option<Claim>> {
     let lease_ms = ms(lease_ms);
     pool.run("claiming", |session| {
-        let row = match only {
-            Some(id) => {
-                let st = session.statement(sql.claim_one)?;
-                let id = id.as_slice();
-                session.client.query_opt(&st, &[&owner, &lease_ms, &id])?
-            }
-            None => {
-                let st = session.statement(sql.claim_next)?;
-                session.client.query_opt(&st, &[&owner, &lease_ms])?
-            }
-        };
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        Ok(Some(Claim {
-            invocation: id16(row.get(0))?,
-            token: row.get::<_, i64>(1) as u64,
-            expires_ms: row.get::<_, i64>(2).max(0) as u64,
-            taken_over: row.get::<_, bool>(3),
-        }))
+        let st = session.statement(sql.claim_one)?;
+        let id = only.as_slice();
+        let rows = session.client.query(&st, &[&owner, &lease_ms, &id])?;
+        rows.iter().map(claim_row).next().transpose()
+    })
+}
+
+/// Claim up to `most` ready invocations in queue order, in one statement.
+pub(super) fn claim_many(
+    pool: &Pool,
+    sql: &Sql,
+    owner: &[u8],
+    lease_ms: u64,
+    most: usize,
+) -> Result<Vec<Claim>> {
+    if most == 0 {
+        return Ok(Vec::new());
+    }
+    let lease_ms = ms(lease_ms);
+    let most = i64::try_from(most).unwrap_or(i64::MAX);
+    pool.run("claiming", |session| {
+        let st = session.statement(sql.claim_next)?;
+        let rows = session.client.query(&st, &[&owner, &lease_ms, &most])?;
+        rows.iter().map(claim_row).collect()
+    })
+}
+
+fn claim_row(row: &postgres::Row) -> OpResult<Claim> {
+    Ok(Claim {
+        invocation: id16(row.get(0))?,
+        token: row.get::<_, i64>(1) as u64,
+        expires_ms: row.get::<_, i64>(2).max(0) as u64,
+        taken_over: row.get::<_, bool>(3),
     })
 }
 

@@ -190,37 +190,44 @@ WITH locked AS MATERIALIZED (
 )
 SELECT invocation, token FROM stale";
 
-/// A claim in one statement (`queue.rs`): lock the queue row `{pick}` chooses (skipping rows
-/// other claimers hold), then its lease row; take the lease for owner $1 for $2 ms of database
-/// time unless that lease is live. `previous` is read under a row lock, so it is the row's
+/// A claim in one statement (`queue.rs`): lock the queue rows `{pick}` chooses (skipping rows
+/// other claimers hold), then their lease rows; take each lease for owner $1 for $2 ms of
+/// database time unless it is live. `previous` is read under row locks, so each is its row's
 /// latest version; a lease row committed after this statement's snapshot is not in it, and is
-/// then left alone (the claim returns nothing, as if another claimer had won), so `taken_over`
-/// (whether the previous lease still named an owner) is always the previous row's.
+/// then left alone (not claimed, as if another claimer had won), so `taken_over` (whether the
+/// previous lease still named an owner) is always the previous row's. Claims come back in
+/// queue order.
 const CLAIM: &str = "\
 WITH picked AS MATERIALIZED ({pick}),
 previous AS MATERIALIZED (
-    SELECT l.owner <> ''::bytea AS named, l.expires_ms <= {s}.now_ms() AS expired
-    FROM {s}.leases l WHERE l.invocation = (SELECT invocation FROM picked)
+    SELECT l.invocation, l.owner <> ''::bytea AS named, l.expires_ms <= {s}.now_ms() AS expired
+    FROM {s}.leases l WHERE l.invocation IN (SELECT invocation FROM picked)
     FOR UPDATE
+),
+taken AS (
+    INSERT INTO {s}.leases AS l (invocation, owner, expires_ms, token)
+    SELECT p.invocation, $1, {s}.now_ms() + $2, nextval('{s}.lease_token') FROM picked p
+    WHERE NOT EXISTS (SELECT FROM previous v WHERE v.invocation = p.invocation AND NOT v.expired)
+    ON CONFLICT (invocation) DO UPDATE
+        SET owner = EXCLUDED.owner, expires_ms = EXCLUDED.expires_ms, token = EXCLUDED.token
+        WHERE EXISTS (SELECT FROM previous v WHERE v.invocation = l.invocation)
+            AND l.expires_ms <= {s}.now_ms()
+    RETURNING l.invocation, l.token, l.expires_ms
 )
-INSERT INTO {s}.leases AS l (invocation, owner, expires_ms, token)
-SELECT invocation, $1, {s}.now_ms() + $2, nextval('{s}.lease_token') FROM picked
-WHERE NOT EXISTS (SELECT FROM previous WHERE NOT expired)
-ON CONFLICT (invocation) DO UPDATE
-    SET owner = EXCLUDED.owner, expires_ms = EXCLUDED.expires_ms, token = EXCLUDED.token
-    WHERE EXISTS (SELECT FROM previous) AND l.expires_ms <= {s}.now_ms()
-RETURNING l.invocation, l.token, l.expires_ms, coalesce((SELECT named FROM previous), false)";
+SELECT t.invocation, t.token, t.expires_ms,
+    coalesce((SELECT v.named FROM previous v WHERE v.invocation = t.invocation), false)
+FROM taken t JOIN picked p ON p.invocation = t.invocation ORDER BY p.seq";
 
-/// The first ready invocation in enqueue order: queued, without a live lease.
+/// The first $3 ready invocations in enqueue order: queued, without a live lease.
 const PICK_NEXT: &str = "\
-    SELECT q.invocation FROM {s}.queue q
+    SELECT q.invocation, q.seq FROM {s}.queue q
     WHERE NOT EXISTS (SELECT 1 FROM {s}.leases l
         WHERE l.invocation = q.invocation AND l.expires_ms > {s}.now_ms())
-    ORDER BY q.seq LIMIT 1 FOR UPDATE OF q SKIP LOCKED";
+    ORDER BY q.seq LIMIT $3 FOR UPDATE OF q SKIP LOCKED";
 
 /// The invocation $3, if it is queued.
 const PICK_ONE: &str =
-    "SELECT invocation FROM {s}.queue WHERE invocation = $3 FOR UPDATE SKIP LOCKED";
+    "SELECT invocation, seq FROM {s}.queue WHERE invocation = $3 FOR UPDATE SKIP LOCKED";
 
 /// Every statement of the store, with its schema name in place. Leaked once per opened store
 /// (a few kilobytes), so sessions can cache prepared statements by their text.
