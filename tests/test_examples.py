@@ -61,3 +61,21 @@ def test_example_scripts_run(tmp_path: Path, script: str) -> None:
     proc = run(script, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip().startswith("{")
+
+
+def test_notifications_demo_is_killed_in_its_sleep_and_notifies_once_on_time(
+    tmp_path: Path,
+) -> None:
+    proc = run("notifications.py", tmp_path, "--delay", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "exited with -9" in out and "during its sleep" in out
+    for check in (
+        "notification sent exactly once",
+        "sent at the recorded time, not a full delay after the restart",
+        "delivered signal received",
+        "replay of the finished workflow identical",
+    ):
+        assert f"{check}: True" in out
+    sent = (tmp_path / "outbox.jsonl").read_text().splitlines()
+    assert len(sent) == 1  # the outside world saw one notification
