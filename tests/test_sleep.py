@@ -179,6 +179,20 @@ def test_a_worker_killed_during_a_sleep_leaves_it_to_another_on_time(
     assert 0 <= woke - deadline.timestamp() < 0.5
 
 
+def test_200_sleeping_workflows_on_two_workers_of_two_slots_take_about_one_sleep(
+    waits_app: Any, waits_worker: Any, tmp_path: Path
+) -> None:
+    waits_worker(concurrency=2, count=2)
+    started = time.monotonic()
+    sleeping = [waits_app.sleeper(2.0) for _ in range(200)]
+    results = [inv.wait(timeout=120).result for inv in sleeping]
+    elapsed = time.monotonic() - started
+    assert all(r["after"] - r["before"] >= 2.0 for r in results)
+    # Holding a slot per sleeping workflow would take 200 x 2 s / 4 slots = 100 s.
+    assert elapsed < 15, f"{elapsed:.1f} s"
+    assert len([e for e in events(tmp_path) if e["event"] == "woke"]) == 200  # each woke once
+
+
 def test_a_parent_waiting_on_a_sleeping_child_holds_no_slot(
     waits_app: Any, waits_worker: Any, tmp_path: Path
 ) -> None:

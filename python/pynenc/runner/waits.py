@@ -46,6 +46,12 @@ def _now_us(ctx: WorkflowContext) -> int:
     return int(ctx.app.store.now_ms()) * 1000
 
 
+def _start_us(ctx: WorkflowContext) -> int:
+    """Where a new deadline counts from: the store's clock (milliseconds) rounded up, so a
+    deadline `d` seconds on is never earlier than `d` after any reading taken before it."""
+    return _now_us(ctx) + 1000
+
+
 def _duration(what: str, value: object) -> float:
     """Seconds (a number or a `timedelta`), finite, from 0 to `MAX_SLEEP_SECONDS`."""
     if isinstance(value, datetime.timedelta):
@@ -71,7 +77,7 @@ def sleep_deadline(ctx: WorkflowContext, op: str, duration: object) -> int:
     """The deadline of a sleep of `duration` (operation `op`), recorded the first time."""
     ctx._execution.guard(op)
     seconds = _duration("a sleep's duration", duration)
-    return _recorded_deadline(ctx, lambda: _now_us(ctx) + round(seconds * 1e6))
+    return _recorded_deadline(ctx, lambda: _start_us(ctx) + round(seconds * 1e6))
 
 
 def until_deadline(ctx: WorkflowContext, op: str, when: object) -> int:
@@ -209,7 +215,7 @@ def signal_deadline(ctx: WorkflowContext, entry: str, seconds: float | None) -> 
     if found is not None:
         deadline: int | None = codec.decode(found[0], what="a wait_signal deadline")
         return deadline
-    deadline_us = None if seconds is None else _now_us(ctx) + round(seconds * 1e6)
+    deadline_us = None if seconds is None else _start_us(ctx) + round(seconds * 1e6)
     execution.side_effect_record(entry, encoded_entry(deadline_us), False)
     return deadline_us
 
