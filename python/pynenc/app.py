@@ -26,7 +26,7 @@ from pynenc.runner import aio, execute, operations, records, waiting
 from pynenc.runner.leases import LeaseKeeper
 from pynenc.store import open_store
 from pynenc.task import Task, TaskOptions
-from pynenc.workflow.context import WorkflowContext, current_context
+from pynenc.workflow.context import current_context
 
 __all__ = ["Pynenc"]
 
@@ -223,14 +223,6 @@ class Pynenc:
         else:
             execute.run(self, record)
         return Invocation(self, record)
-
-    def _dispatch_child(
-        self, ctx: WorkflowContext, task: Task[..., T], args: Any, kwargs: dict[str, Any]
-    ) -> Invocation[T]:
-        return operations.dispatch_child(ctx, task, args, kwargs)
-
-    def _side_effect(self, ctx: WorkflowContext, name: str, fn: Callable[[], T]) -> T:
-        return operations.side_effect(ctx, name, fn)
 
     # -- reading state ---------------------------------------------------------------------
 

@@ -186,7 +186,9 @@ class WorkflowContext:
         Returns:
             The child's `Invocation`; `.result` gives its value or raises its exception.
         """
-        return self.app._dispatch_child(self, task, args, kwargs)
+        from pynenc.runner import operations
+
+        return operations.dispatch_child(self, task, args, kwargs)
 
     def execute_task_async(
         self, task: Task[..., T], *args: Any, **kwargs: Any
@@ -208,7 +210,9 @@ class WorkflowContext:
     def side_effect(self, name: str, fn: Callable[[], T]) -> T:
         """Run `fn()` once and record its (encodable) result; a replay returns the recorded
         value without calling `fn`. The value is durable before it is returned."""
-        return self.app._side_effect(self, name, fn)
+        from pynenc.runner import operations
+
+        return operations.side_effect(self, name, fn)
 
     def sleep(self, duration: float | timedelta) -> None:
         """Wait `duration` (seconds, or a `timedelta`) durably: the deadline is recorded the
