@@ -366,6 +366,17 @@ def test_replay_reports_what_matched_and_what_diverged(store: Store) -> None:
     assert changed.returncode == 1
     assert changed.stdout.splitlines()[-1] == "replayed 0, diverged 1, errors 0"
     assert f"diverged {fine['invocation_id']}: " in changed.stdout
+    # It now raises where it returned: an error line, not a traceback.
+    (store.root / "broken.py").write_text(
+        FLAKY.replace('return {"n": n, "drawn": fine.wf.random()}', "fine.wf.random()\n    1 / 0")
+    )
+    broken = store.run("--app", "broken:app", "replay", fine["invocation_id"], env=env)
+    assert broken.returncode == 1 and "Traceback" not in broken.stderr, broken.stderr
+    assert broken.stdout.splitlines()[-1] == "replayed 0, diverged 0, errors 1"
+    assert (
+        f"cannot replay {fine['invocation_id']}: it returned when it ran, but the code now "
+        "raises ZeroDivisionError" in broken.stdout
+    )
 
 
 def test_exit_codes_and_messages(store: Store, tmp_path: Path) -> None:

@@ -119,9 +119,16 @@ def _replay(target: Target, opts: argparse.Namespace) -> int:
                 if inv.status is not InvocationStatus.FAILED:
                     errors.append({"invocation_id": invocation_id, "error": str(exc)})
                     continue
-            except Exception:  # a failed invocation raises its task's error again
+            except Exception as exc:  # noqa: BLE001 - the task's own error, judged here
                 if inv is None or inv.status is not InvocationStatus.FAILED:
-                    raise
+                    errors.append(
+                        {
+                            "invocation_id": invocation_id,
+                            "error": "it returned when it ran, but the code now raises "
+                            f"{describe_exception(exc)} after replaying every recorded entry",
+                        }
+                    )
+                    continue
             assert inv is not None
             replayed.append(
                 {"invocation_id": invocation_id, "task": inv.task_id, "status": inv.status.value}
