@@ -153,12 +153,19 @@ def _cancel_queued(app: Pynenc, invocation_id: bytes, info: CancelInfo) -> bool:
             if lease is None or invocation_id not in app.store.queued():
                 # Off the queue meanwhile (finished): nothing left to fence.
                 return _cancel_inline(app, invocation_id, info)
-            try:
-                app.store.release(invocation_id, lease.token)  # a worker holds it: fence it off
-            except LeaseLostError:
-                pass  # claimed or released meanwhile: try again
-            continue
-        fence = (invocation_id, claim.token)
+            if lease.owner:
+                try:
+                    app.store.release(invocation_id, lease.token)  # a worker holds it: fence it off
+                except LeaseLostError:
+                    pass  # claimed or released meanwhile: try again
+                continue
+            # Deferred (suspended in a wait, or set aside) and held by nobody: cancelled under
+            # its current token, never made claimable, so no worker starts it meanwhile; a
+            # claim in between moves the token and refuses this write (then try again).
+            token = lease.token
+        else:
+            token = claim.token
+        fence = (invocation_id, token)
         record = app._load_record(invocation_id)
         if record is None or record.status.finished:
             app.store.complete(invocation_id, fence)
